@@ -1,0 +1,1 @@
+"""Coltra: multi-agent-first reinforcement learning."""

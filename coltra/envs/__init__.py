@@ -1,0 +1,27 @@
+"""Multi-agent environments: the interface, Gymnasium and PettingZoo adapters, probe envs,
+and vectorisation."""
+
+from coltra.envs.base import (
+    EnvCrashedError,
+    MultiAgentEnv,
+    StepBatch,
+    parse_agent_name,
+    vec_agent_name,
+)
+from coltra.envs.gym_env import MultiGymEnv
+from coltra.envs.pettingzoo_env import PettingZooEnv
+from coltra.envs.vector import InProcessVecEnv, SubprocVecEnv, VecEnv, make_vec_env
+
+__all__ = [
+    "EnvCrashedError",
+    "InProcessVecEnv",
+    "MultiAgentEnv",
+    "MultiGymEnv",
+    "PettingZooEnv",
+    "StepBatch",
+    "SubprocVecEnv",
+    "VecEnv",
+    "make_vec_env",
+    "parse_agent_name",
+    "vec_agent_name",
+]

@@ -1,0 +1,362 @@
+"""The multi-agent environment interface and its step contract.
+
+Every environment in Coltra is multi-agent: a single-agent Gymnasium task is one agent, and
+a vectorised environment is one bigger multi-agent environment whose agent names carry the
+copy index (``pursuer_0&env=3``).
+
+An environment offers two views of the same step:
+
+* the **dict view** (``reset`` / ``step``): observations, rewards and dones keyed by agent
+  name, as the user sees them;
+* the **batch view** (``reset_batch`` / ``step_batch``): all agent rows stacked in the fixed
+  order of ``agent_names``, as the collector's hot loop uses them. No Python object is made
+  per agent.
+
+A subclass implements one view; the base class derives the other. Built-in environments
+implement the batch view natively.
+
+Step contract (dict view): ``step(actions) -> (obs, reward, done, info)``.
+
+* ``obs`` holds the agents that act next; an agent that left the episode is absent.
+* ``reward`` and ``done`` hold the agents that acted in this step.
+* ``info["truncated"][name]`` (time limit, not task end) and ``info["final_obs"][name]``
+  (last observation of the ended episode) exist only for agents whose episode ended.
+* Other ``info`` keys are numeric metrics: ``m_*`` per step, ``e_*`` at episode end.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import gymnasium as gym
+import numpy as np
+
+from coltra.buffers import Action, Observation
+from coltra.envs.spaces import action_batch_from_dict, check_action_batch
+
+if TYPE_CHECKING:
+    from coltra.envs.vector import VecEnv
+
+__all__ = [
+    "EnvCrashedError",
+    "MultiAgentEnv",
+    "StepBatch",
+    "parse_agent_name",
+    "vec_agent_name",
+]
+
+ObsDict = dict[str, Observation]
+ActionDict = dict[str, Action]
+StepResult = tuple[ObsDict, dict[str, float], dict[str, bool], dict[str, Any]]
+
+_VEC_NAME = re.compile(r"^(?P<base>.*)&env=(?P<index>\d+)$")
+
+
+def vec_agent_name(base: str, env_index: int) -> str:
+    """The name of agent ``base`` in copy ``env_index`` of a vectorised env."""
+    return f"{base}&env={env_index}"
+
+
+def parse_agent_name(name: str) -> tuple[str, int | None]:
+    """Split ``'pursuer_0&env=3'`` into ``('pursuer_0', 3)``; a plain name gives
+    ``(name, None)``."""
+    match = _VEC_NAME.match(name)
+    if match is None:
+        return name, None
+    return match["base"], int(match["index"])
+
+
+class EnvCrashedError(RuntimeError):
+    """An environment copy raised, died or hung. Names the copy and carries its traceback."""
+
+    def __init__(self, message: str, env_index: int | None = None) -> None:
+        super().__init__(message)
+        self.env_index = env_index
+
+
+@dataclass
+class StepBatch:
+    """One step (or reset) of every agent row, stacked in ``agent_names`` order.
+
+    Rows are agents. ``reward``/``terminated``/``truncated`` describe the step the rows just
+    took (all zero/False after a reset and for rows that did not act). ``active`` says which
+    rows are present now and must act next. ``final_obs`` holds the last observation of the
+    ended episode for rows that are done (other rows hold arbitrary values); it is None when
+    no row ended.
+    """
+
+    obs: Observation  # [rows, ...]
+    reward: np.ndarray  # [rows] float32
+    terminated: np.ndarray  # [rows] bool
+    truncated: np.ndarray  # [rows] bool
+    active: np.ndarray  # [rows] bool
+    final_obs: Observation | None = None  # [rows, ...]
+    metrics: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def done(self) -> np.ndarray:
+        return self.terminated | self.truncated
+
+    @classmethod
+    def first(cls, obs: Observation, active: np.ndarray | None = None) -> StepBatch:
+        """The batch a reset returns: no reward, nothing done."""
+        rows = obs.batch_size
+        return cls(
+            obs=obs,
+            reward=np.zeros(rows, dtype=np.float32),
+            terminated=np.zeros(rows, dtype=bool),
+            truncated=np.zeros(rows, dtype=bool),
+            active=np.ones(rows, dtype=bool) if active is None else active,
+        )
+
+    @classmethod
+    def concat(cls, parts: Sequence[StepBatch]) -> StepBatch:
+        """Join the rows of several batches (e.g. env copies), in order."""
+        if len(parts) == 1:
+            return parts[0]
+        final_obs = None
+        if any(part.final_obs is not None for part in parts):
+            final_obs = Observation.cat(
+                [part.obs if part.final_obs is None else part.final_obs for part in parts]
+            )
+        metrics: dict[str, list[np.ndarray]] = {}
+        for part in parts:
+            for key, value in part.metrics.items():
+                metrics.setdefault(key, []).append(value)
+        return cls(
+            obs=Observation.cat([part.obs for part in parts]),
+            reward=np.concatenate([part.reward for part in parts]),
+            terminated=np.concatenate([part.terminated for part in parts]),
+            truncated=np.concatenate([part.truncated for part in parts]),
+            active=np.concatenate([part.active for part in parts]),
+            final_obs=final_obs,
+            metrics={key: np.concatenate(values) for key, values in metrics.items()},
+        )
+
+
+class MultiAgentEnv:
+    """Base class of all Coltra environments. See the module docstring for the contract.
+
+    Subclasses set ``observation_space`` and ``action_space`` (the spaces of one agent) and
+    ``agent_names`` (every agent that can ever appear, in a fixed order), and implement
+    either ``reset``/``step`` (dict view) or ``reset_batch``/``step_batch`` (batch view).
+    """
+
+    observation_space: gym.Space
+    action_space: gym.Space
+    agent_names: list[str]
+    #: Backend ``get_venv`` picks when none is given: cheap envs stay in this process.
+    default_backend: ClassVar[str] = "subprocess"
+
+    _BATCH_METHODS = ("reset_batch", "step_batch")
+    _DICT_METHODS = ("reset", "step")
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        implemented = {
+            name
+            for name in (*cls._BATCH_METHODS, *cls._DICT_METHODS)
+            if getattr(cls, name) is not getattr(MultiAgentEnv, name)
+        }
+        if implemented and not (
+            set(cls._BATCH_METHODS) <= implemented or set(cls._DICT_METHODS) <= implemented
+        ):
+            raise TypeError(
+                f"{cls.__name__} must implement reset() and step(), or reset_batch() and "
+                f"step_batch(); it implements only {sorted(implemented)}"
+            )
+
+    # ------------------------------------------------------------------ batch view
+    def reset_batch(self, seed: int | None = None) -> StepBatch:
+        """Reset and return every row stacked; rows of absent agents are inactive zeros."""
+        self._require_one_view()
+        obs = self.reset(seed=seed)
+        self._learn_agent_names(obs)
+        return self._batch_from_dicts(obs, {}, {}, {})
+
+    def step_batch(self, actions: Action) -> StepBatch:
+        """Step with actions for every row (``[rows, ...]``; inactive rows are ignored)."""
+        self._require_one_view()
+        active = self._last_active()
+        check_action_batch(actions, self.action_space, len(self.agent_names))
+        action_dict = {
+            name: actions[row]
+            for row, name in enumerate(self.agent_names)
+            if active is None or active[row]
+        }
+        obs, reward, done, info = self.step(action_dict)
+        return self._batch_from_dicts(obs, reward, done, info)
+
+    # ------------------------------------------------------------------ dict view
+    def reset(self, seed: int | None = None) -> ObsDict:
+        """Reset every agent; returns the first observation of each agent present."""
+        self._require_one_view()
+        batch = self.reset_batch(seed=seed)
+        self._active_rows = batch.active
+        return self._obs_dict(batch.obs, batch.active)
+
+    def step(self, actions: ActionDict) -> StepResult:
+        """Act for every present agent; see the module docstring for what comes back."""
+        self._require_one_view()
+        acted = self._last_active()
+        if acted is None:
+            raise RuntimeError(f"{type(self).__name__}.step() called before reset()")
+        if not acted.any():
+            raise RuntimeError(
+                f"every agent of {type(self).__name__} is done; call reset() before step()"
+            )
+        action_batch = action_batch_from_dict(actions, self.agent_names, acted, self.action_space)
+        batch = self.step_batch(action_batch)
+        self._active_rows = batch.active
+        return self.dict_view(batch, acted)
+
+    def dict_view(self, batch: StepBatch, acted: np.ndarray) -> StepResult:
+        """Turn a stepped batch into the dict view; ``acted`` marks the rows that acted."""
+        names = self.agent_names
+        obs = self._obs_dict(batch.obs, batch.active)
+        acted_rows = np.flatnonzero(acted)
+        reward = {names[row]: float(batch.reward[row]) for row in acted_rows}
+        done_rows = acted_rows[batch.done[acted_rows]]
+        done = {names[row]: bool(batch.done[row]) for row in acted_rows}
+        info: dict[str, Any] = dict(batch.metrics)
+        if len(done_rows):
+            final_obs = batch.final_obs if batch.final_obs is not None else batch.obs
+            info["truncated"] = {names[row]: bool(batch.truncated[row]) for row in done_rows}
+            info["final_obs"] = {names[row]: final_obs[int(row)] for row in done_rows}
+        return obs, reward, done, info
+
+    def _obs_dict(self, obs: Observation, active: np.ndarray) -> ObsDict:
+        return {self.agent_names[row]: obs[int(row)] for row in np.flatnonzero(active)}
+
+    # ------------------------------------------------------------------ helpers
+    def _last_active(self) -> np.ndarray | None:
+        return getattr(self, "_active_rows", None)
+
+    def _require_one_view(self) -> None:
+        cls = type(self)
+        if all(
+            getattr(cls, name) is getattr(MultiAgentEnv, name)
+            for name in (*self._BATCH_METHODS, *self._DICT_METHODS)
+        ):
+            raise NotImplementedError(
+                f"{cls.__name__} implements neither reset()/step() nor reset_batch()/step_batch()"
+            )
+
+    def _learn_agent_names(self, obs: ObsDict) -> None:
+        if not hasattr(self, "agent_names"):
+            self.agent_names = list(obs)
+
+    def _batch_from_dicts(
+        self,
+        obs: ObsDict,
+        reward: dict[str, float],
+        done: dict[str, bool],
+        info: dict[str, Any],
+    ) -> StepBatch:
+        """Stack a dict-view step into rows (the adapter for dict-only envs)."""
+        names = self.agent_names
+        unknown = set(obs) - set(names)
+        if unknown:
+            raise ValueError(
+                f"{type(self).__name__} returned observations for agents {sorted(unknown)} "
+                f"that are not in agent_names {names}"
+            )
+        previous = getattr(self, "_last_obs", None)
+        template = next(iter(obs.values()), None)
+        if template is None and previous is not None:
+            template = previous[0]
+        if template is None:
+            raise ValueError(f"{type(self).__name__} returned no observation at all")
+        rows = []
+        for row, name in enumerate(names):
+            if name in obs:
+                rows.append(obs[name])
+            elif previous is not None:
+                rows.append(previous[row])
+            else:
+                rows.append(template.map(np.zeros_like))
+        stacked = Observation.stack(rows)
+        self._last_obs = stacked
+        truncated_info = info.get("truncated", {})
+        final_info = info.get("final_obs", {})
+        truncated = np.array([bool(truncated_info.get(name, False)) for name in names])
+        terminated = np.array([bool(done.get(name, False)) for name in names]) & ~truncated
+        final_obs = None
+        if final_info:
+            final_obs = Observation.stack(
+                [final_info.get(name, stacked[row]) for row, name in enumerate(names)]
+            )
+        metrics = {
+            key: np.atleast_1d(np.asarray(value))
+            for key, value in info.items()
+            if key.startswith(("m_", "e_"))
+        }
+        active = np.array([name in obs for name in names])
+        self._active_rows = active
+        return StepBatch(
+            obs=stacked,
+            reward=np.array([reward.get(name, 0.0) for name in names], dtype=np.float32),
+            terminated=terminated,
+            truncated=truncated,
+            active=active,
+            final_obs=final_obs,
+            metrics=metrics,
+        )
+
+    # ------------------------------------------------------------------ lifecycle
+    def render(self) -> Any:
+        """Render the environment (for a vectorised env: copy 0). None if not supported."""
+        return None
+
+    def close(self) -> None:
+        """Release resources (windows, worker processes)."""
+
+    def __enter__(self) -> MultiAgentEnv:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @property
+    def num_agents(self) -> int:
+        return len(self.agent_names)
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def get_env_creator(cls, **kwargs: Any) -> Callable[[], MultiAgentEnv]:
+        """A picklable zero-argument function that builds this env with ``kwargs``."""
+        return functools.partial(cls, **kwargs)
+
+    @classmethod
+    def get_venv(
+        cls,
+        workers: int = 8,
+        envs_per_worker: int = 1,
+        *,
+        backend: str | None = None,
+        seed: int | None = None,
+        start_method: str | None = None,
+        step_timeout: float | None = None,
+        **kwargs: Any,
+    ) -> VecEnv:
+        """``workers * envs_per_worker`` copies of this env merged into one env.
+
+        ``backend`` is ``"inprocess"`` (every copy in this process) or ``"subprocess"``
+        (``workers`` processes, each stepping ``envs_per_worker`` copies); the default
+        is the class's ``default_backend``. Copy ``i`` is seeded ``seed + i``.
+        """
+        from coltra.envs.vector import make_vec_env
+
+        return make_vec_env(
+            cls.get_env_creator(**kwargs),
+            workers=workers,
+            envs_per_worker=envs_per_worker,
+            backend=backend or cls.default_backend,
+            seed=seed,
+            start_method=start_method,
+            step_timeout=step_timeout,
+        )

@@ -1,0 +1,105 @@
+"""Any Gymnasium environment as a one-agent MultiAgentEnv."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar
+
+import gymnasium as gym
+import numpy as np
+
+from coltra.buffers import Action, Observation
+from coltra.envs.base import MultiAgentEnv, StepBatch
+from coltra.envs.spaces import ActionCodec, ObservationCodec
+
+__all__ = ["MultiGymEnv"]
+
+
+def make_gym_env(env_name: str, **make_kwargs: Any) -> gym.Env:
+    """``gym.make`` with an error that names the id when it is unknown."""
+    if not isinstance(env_name, str) or not env_name:
+        raise ValueError(f"env_name must be a Gymnasium id such as 'CartPole-v1', got {env_name!r}")
+    try:
+        return gym.make(env_name, **make_kwargs)
+    except gym.error.Error as exc:
+        raise ValueError(f"unknown Gymnasium env id '{env_name}': {exc}") from None
+
+
+class MultiGymEnv(MultiAgentEnv):
+    """A Gymnasium env seen as a multi-agent env with one agent (``agent_name``).
+
+    Terminated and truncated stay apart (``info["truncated"]``); at the end of each episode
+    the info carries ``e_episode_reward`` and ``e_episode_length``. The env does not reset
+    itself: the vectorised env around it does, in the same step.
+    """
+
+    default_backend: ClassVar[str] = "inprocess"
+
+    def __init__(
+        self,
+        env_name: str | None = None,
+        *,
+        env: gym.Env | None = None,
+        wrappers: Sequence[Callable[[gym.Env], gym.Env]] = (),
+        agent_name: str = "agent",
+        **make_kwargs: Any,
+    ) -> None:
+        if (env_name is None) == (env is None):
+            raise ValueError("MultiGymEnv needs exactly one of env_name='CartPole-v1' or env=")
+        if env is None:
+            assert env_name is not None
+            env = make_gym_env(env_name, **make_kwargs)
+        elif make_kwargs:
+            raise ValueError(
+                f"make kwargs {sorted(make_kwargs)} only apply with env_name, not env="
+            )
+        if not isinstance(env, gym.Env):
+            raise TypeError(f"env must be a gymnasium.Env, got {type(env).__name__}")
+        for wrapper in wrappers:
+            env = wrapper(env)
+        self.env = env
+        self.env_name = env_name
+        self.observation_space = env.observation_space
+        self.action_space = env.action_space
+        self.agent_names = [agent_name]
+        self._obs_codec = ObservationCodec(env.observation_space)
+        self._action_codec = ActionCodec(env.action_space)
+        self._episode_reward = 0.0
+        self._episode_length = 0
+        self._active_rows = np.ones(1, dtype=bool)
+
+    def _observation(self, raw: Any) -> Observation:
+        return Observation(**{k: v[None] for k, v in self._obs_codec.encode(raw).items()})
+
+    def reset_batch(self, seed: int | None = None) -> StepBatch:
+        raw, _ = self.env.reset(seed=seed)
+        self._episode_reward, self._episode_length = 0.0, 0
+        return StepBatch.first(self._observation(raw))
+
+    def step_batch(self, actions: Action) -> StepBatch:
+        values = self._action_codec.check_batch(actions, 1)
+        raw, reward, terminated, truncated, _ = self.env.step(self._action_codec.to_env(values[0]))
+        self._episode_reward += float(reward)
+        self._episode_length += 1
+        obs = self._observation(raw)
+        done = bool(terminated or truncated)
+        batch = StepBatch(
+            obs=obs,
+            reward=np.array([reward], dtype=np.float32),
+            terminated=np.array([bool(terminated)]),
+            truncated=np.array([bool(truncated) and not terminated]),
+            active=np.array([not done]),
+        )
+        if done:
+            batch.final_obs = obs
+            batch.metrics = {
+                "e_episode_reward": np.array([self._episode_reward], dtype=np.float32),
+                "e_episode_length": np.array([self._episode_length], dtype=np.float32),
+            }
+        return batch
+
+    def render(self) -> Any:
+        return self.env.render()
+
+    def close(self) -> None:
+        self.env.close()

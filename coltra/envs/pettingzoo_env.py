@@ -1,0 +1,155 @@
+"""Any PettingZoo parallel environment as a MultiAgentEnv."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import numpy as np
+
+from coltra.buffers import Action, Observation
+from coltra.envs.base import MultiAgentEnv, StepBatch
+from coltra.envs.spaces import ActionCodec, ObservationCodec
+
+__all__ = ["PettingZooEnv"]
+
+
+class PettingZooEnv(MultiAgentEnv):
+    """A PettingZoo ``ParallelEnv`` built by ``env_fn(**env_kwargs)``.
+
+    Rows follow ``possible_agents``. Agents that leave the episode (terminated or truncated
+    while others go on) become inactive and disappear from the dict view; the copy is over
+    when no agent is left. Image observations (3-D Box) become ``Observation.image``, others
+    ``Observation.vector``. All agents must share one observation and one action space.
+    Each agent's return and length are reported as ``e_episode_reward`` and
+    ``e_episode_length`` when its episode ends.
+    """
+
+    default_backend: ClassVar[str] = "subprocess"
+
+    def __init__(self, env_fn: Callable[..., Any], **env_kwargs: Any) -> None:
+        try:
+            from pettingzoo import AECEnv, ParallelEnv
+        except ImportError as exc:  # pragma: no cover - depends on the install
+            raise ImportError(
+                "PettingZooEnv needs PettingZoo: pip install 'coltra[pettingzoo]'"
+            ) from exc
+        if not callable(env_fn):
+            raise TypeError(
+                f"env_fn must be a function that builds a PettingZoo parallel env "
+                f"(e.g. pursuit_v5.parallel_env), got {env_fn!r}"
+            )
+        env = env_fn(**env_kwargs)
+        if isinstance(env, AECEnv):
+            raise TypeError(
+                f"{getattr(env_fn, '__module__', '')}.{getattr(env_fn, '__name__', env_fn)} "
+                "built an AEC env, expected a PettingZoo parallel env: pass the module's "
+                "parallel_env (e.g. pursuit_v5.parallel_env) or wrap it with "
+                "pettingzoo.utils.conversions.aec_to_parallel"
+            )
+        if not isinstance(env, ParallelEnv):
+            raise TypeError(
+                f"env_fn returned {type(env).__name__}, expected a PettingZoo ParallelEnv"
+            )
+        self.env = env
+        self.agent_names = list(env.possible_agents)
+        first = self.agent_names[0]
+        self.observation_space = env.observation_space(first)
+        self.action_space = env.action_space(first)
+        for name in self.agent_names[1:]:
+            if (
+                env.observation_space(name) != self.observation_space
+                or env.action_space(name) != self.action_space
+            ):
+                raise ValueError(
+                    f"agent '{name}' has spaces {env.observation_space(name)} / "
+                    f"{env.action_space(name)}, unlike '{first}' "
+                    f"({self.observation_space} / {self.action_space}); PettingZooEnv needs "
+                    "one observation space and one action space for all agents"
+                )
+        self._row = {name: row for row, name in enumerate(self.agent_names)}
+        self._obs_codec = ObservationCodec(self.observation_space)
+        self._action_codec = ActionCodec(self.action_space)
+        rows = len(self.agent_names)
+        self._obs = self._obs_codec.zeros(rows)
+        self._active = np.zeros(rows, dtype=bool)
+        self._episode_reward = np.zeros(rows, dtype=np.float64)
+        self._episode_length = np.zeros(rows, dtype=np.int64)
+
+    def _write_obs(self, observations: dict[str, Any]) -> None:
+        for name, raw in observations.items():
+            if name not in self._row:
+                raise ValueError(
+                    f"PettingZoo env returned an observation for '{name}', which is not in "
+                    f"possible_agents {self.agent_names}"
+                )
+            self._obs_codec.write(self._obs, self._row[name], raw)
+
+    def _observation(self) -> Observation:
+        return Observation(**{name: buffer.copy() for name, buffer in self._obs.items()})
+
+    def reset_batch(self, seed: int | None = None) -> StepBatch:
+        observations, _ = self.env.reset(seed=seed)
+        for buffer in self._obs.values():
+            buffer.fill(0)
+        self._write_obs(observations)
+        self._active[:] = False
+        for name in self.env.agents:
+            self._active[self._row[name]] = True
+        self._episode_reward[:] = 0.0
+        self._episode_length[:] = 0
+        return StepBatch.first(self._observation(), self._active.copy())
+
+    def step_batch(self, actions: Action) -> StepBatch:
+        values = self._action_codec.check_batch(actions, len(self.agent_names))
+        acting = np.flatnonzero(self._active)
+        to_env = self._action_codec.to_env
+        action_dict = {self.agent_names[row]: to_env(values[row]) for row in acting}
+        observations, rewards, terminations, truncations, _ = self.env.step(action_dict)
+        self._write_obs(observations)
+        rows = len(self.agent_names)
+        reward = np.zeros(rows, dtype=np.float32)
+        terminated = np.zeros(rows, dtype=bool)
+        truncated = np.zeros(rows, dtype=bool)
+        for name, value in rewards.items():
+            reward[self._row[name]] = value
+        for name, value in terminations.items():
+            terminated[self._row[name]] = bool(value)
+        for name, value in truncations.items():
+            truncated[self._row[name]] = bool(value)
+        truncated &= ~terminated
+        still_here = set(self.env.agents)
+        active = np.zeros(rows, dtype=bool)
+        for row in acting:
+            active[row] = self.agent_names[row] in still_here
+        # An agent that is done is gone, whatever the env's agent list says; one that
+        # vanished without a flag has left the episode, which we count as terminated.
+        active &= ~(terminated | truncated)
+        vanished = np.zeros(rows, dtype=bool)
+        vanished[acting] = ~active[acting] & ~terminated[acting] & ~truncated[acting]
+        terminated |= vanished
+        self._episode_reward[acting] += reward[acting]
+        self._episode_length[acting] += 1
+        obs = self._observation()
+        batch = StepBatch(
+            obs=obs,
+            reward=reward,
+            terminated=terminated,
+            truncated=truncated,
+            active=active,
+        )
+        ended = acting[~active[acting]]
+        if len(ended):
+            batch.final_obs = obs
+            batch.metrics = {
+                "e_episode_reward": self._episode_reward[ended].astype(np.float32),
+                "e_episode_length": self._episode_length[ended].astype(np.float32),
+            }
+        self._active = active
+        return batch
+
+    def render(self) -> Any:
+        return self.env.render()
+
+    def close(self) -> None:
+        self.env.close()

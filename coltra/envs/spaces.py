@@ -1,0 +1,264 @@
+"""Translation between Gymnasium spaces and Coltra's Observation / Action fields.
+
+An ``ObservationCodec`` turns raw observations of a space into Observation fields (a 1-D
+``vector``, an ``image``, or named parts of a Dict space) and preallocates stacked buffers.
+An ``ActionCodec`` checks batched Actions against a space and turns rows back into what the
+underlying environment accepts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from coltra.buffers import Action, Observation, is_tensor, to_numpy
+
+__all__ = [
+    "ActionCodec",
+    "ObservationCodec",
+    "action_batch_from_dict",
+    "check_action_batch",
+]
+
+
+def _float_dtype(dtype: np.dtype) -> np.dtype:
+    """Observations travel as float32 (or their integer type, e.g. uint8 images)."""
+    return np.dtype(np.float32) if np.issubdtype(dtype, np.floating) else np.dtype(dtype)
+
+
+class ObservationCodec:
+    """Encodes raw observations of ``space`` as Observation fields.
+
+    Box spaces with 3 dimensions become ``image`` (H x W x C); every other Box, Discrete
+    (one-hot) or MultiBinary becomes a flat ``vector``. A Dict space gives one field per key,
+    each flattened, except a 3-D part, which keeps its shape under its key only when the key
+    is ``image``.
+    """
+
+    def __init__(self, space: gym.Space) -> None:
+        self.space = space
+        self.fields: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
+        self._parts: list[tuple[str, str | None, gym.Space]] = []
+        if isinstance(space, gym.spaces.Dict):
+            for key, subspace in space.spaces.items():
+                self._add_part(key, key, subspace)
+        else:
+            self._add_part(None, None, space)
+
+    def _add_part(self, key: str | None, name: str | None, space: gym.Space) -> None:
+        if isinstance(space, gym.spaces.Box):
+            if len(space.shape) == 3 and name in (None, "image"):
+                self._register("image", key, space, space.shape, _float_dtype(space.dtype))
+            else:
+                size = int(np.prod(space.shape)) if space.shape else 1
+                self._register(name or "vector", key, space, (size,), _float_dtype(space.dtype))
+        elif isinstance(space, gym.spaces.Discrete):
+            self._register(name or "vector", key, space, (int(space.n),), np.dtype(np.float32))
+        elif isinstance(space, gym.spaces.MultiBinary):
+            size = int(np.prod(space.shape))
+            self._register(name or "vector", key, space, (size,), np.dtype(np.float32))
+        else:
+            raise TypeError(
+                f"observation space {space} is not supported; expected Box, Discrete, "
+                "MultiBinary or a Dict of those"
+            )
+
+    def _register(
+        self,
+        field: str,
+        key: str | None,
+        space: gym.Space,
+        shape: tuple[int, ...],
+        dtype: np.dtype,
+    ) -> None:
+        self.fields[field] = (shape, dtype)
+        self._parts.append((field, key, space))
+
+    def _encode_part(self, field: str, space: gym.Space, raw: Any) -> np.ndarray:
+        shape, dtype = self.fields[field]
+        if isinstance(space, gym.spaces.Discrete):
+            onehot = np.zeros(shape, dtype=dtype)
+            onehot[int(raw) - int(space.start)] = 1.0
+            return onehot
+        return np.asarray(raw, dtype=dtype).reshape(shape)
+
+    def encode(self, raw: Any) -> dict[str, np.ndarray]:
+        """Fields of one observation."""
+        return {
+            field: self._encode_part(field, space, raw if key is None else raw[key])
+            for field, key, space in self._parts
+        }
+
+    def zeros(self, rows: int) -> dict[str, np.ndarray]:
+        """Preallocated stacked fields for ``rows`` agents."""
+        return {
+            field: np.zeros((rows, *shape), dtype=dtype)
+            for field, (shape, dtype) in self.fields.items()
+        }
+
+    def write(self, buffers: Mapping[str, np.ndarray], row: int, raw: Any) -> None:
+        """Encode one raw observation straight into row ``row`` of stacked buffers."""
+        for field, key, space in self._parts:
+            buffers[field][row] = self._encode_part(field, space, raw if key is None else raw[key])
+
+    def encode_batch(self, raws: Sequence[Any]) -> Observation:
+        buffers = self.zeros(len(raws))
+        for row, raw in enumerate(raws):
+            self.write(buffers, row, raw)
+        return Observation(**buffers)
+
+
+class ActionCodec:
+    """Checks Actions against ``space`` and turns rows into raw env actions.
+
+    Discrete and MultiDiscrete travel as ``discrete`` integers; Box as a flat float32
+    ``continuous`` vector reshaped to the space's shape when sent to the env.
+    """
+
+    def __init__(self, space: gym.Space) -> None:
+        self.space = space
+        self.item_shape: tuple[int, ...]
+        if isinstance(space, gym.spaces.Discrete):
+            self.field, self.item_shape, self.integer = "discrete", (), True
+            self.low = np.array(space.start)
+            self.high = np.array(space.start + space.n - 1)
+        elif isinstance(space, gym.spaces.MultiDiscrete):
+            self.field, self.item_shape, self.integer = "discrete", tuple(space.shape), True
+            self.low = np.asarray(space.start)
+            self.high = np.asarray(space.start + space.nvec - 1)
+        elif isinstance(space, gym.spaces.MultiBinary):
+            self.field, self.item_shape, self.integer = "discrete", tuple(space.shape), True
+            self.low, self.high = np.array(0), np.array(1)
+        elif isinstance(space, gym.spaces.Box):
+            size = int(np.prod(space.shape)) if space.shape else 1
+            self.field, self.item_shape, self.integer = "continuous", (size,), False
+            self.low, self.high = space.low.reshape(-1), space.high.reshape(-1)
+        else:
+            raise TypeError(
+                f"action space {space} is not supported; expected Discrete, MultiDiscrete, "
+                "MultiBinary or Box"
+            )
+
+    def describe(self) -> str:
+        shape = "a scalar" if not self.item_shape else f"shape {self.item_shape}"
+        kind = "integer" if self.integer else "float"
+        return f"Action({self.field}=...) with one {kind} {shape} per agent for {self.space}"
+
+    def _check_values(self, values: np.ndarray, where: str) -> None:
+        if self.integer:
+            if values.dtype.kind not in "iub":
+                raise TypeError(
+                    f"{where}: '{self.field}' actions must be integers, got dtype {values.dtype}"
+                )
+            if values.size and (np.any(values < self.low) or np.any(values > self.high)):
+                bad = values[(values < self.low) | (values > self.high)]
+                raise ValueError(
+                    f"{where}: action value(s) {bad.tolist()[:5]} outside {self.space}"
+                )
+        elif values.dtype.kind not in "fiu":
+            raise TypeError(
+                f"{where}: '{self.field}' actions must be numbers, got dtype {values.dtype}"
+            )
+
+    def check_item(self, action: object, where: str) -> np.ndarray:
+        """Validate one agent's action; returns its array."""
+        if not isinstance(action, Action):
+            raise TypeError(
+                f"{where}: expected a coltra.buffers.Action, got {type(action).__name__} "
+                f"{action!r}; use {self.describe()}"
+            )
+        if self.field not in action:
+            raise ValueError(f"{where}: got {action!r}, expected {self.describe()}")
+        values = _to_numpy(action[self.field])
+        if tuple(values.shape) != self.item_shape:
+            raise ValueError(
+                f"{where}: action '{self.field}' has shape {tuple(values.shape)}, "
+                f"expected {self.item_shape} ({self.describe()})"
+            )
+        self._check_values(values, where)
+        return values
+
+    def check_batch(self, actions: object, rows: int) -> np.ndarray:
+        """Validate actions for all ``rows`` agents; returns the stacked array."""
+        if not isinstance(actions, Action):
+            raise TypeError(
+                f"step_batch expects a coltra.buffers.Action batch, got {type(actions).__name__}"
+            )
+        if self.field not in actions:
+            raise ValueError(f"step_batch: got {actions!r}, expected {self.describe()}")
+        values = _to_numpy(actions[self.field])
+        expected = (rows, *self.item_shape)
+        if tuple(values.shape) != expected:
+            raise ValueError(
+                f"step_batch: action '{self.field}' has shape {tuple(values.shape)}, "
+                f"expected {expected} (one row per agent, {self.describe()})"
+            )
+        self._check_values(values, "step_batch")
+        return values
+
+    def to_env(self, values: np.ndarray) -> Any:
+        """One row of checked action values as the underlying env wants it."""
+        if isinstance(self.space, gym.spaces.Discrete):
+            return int(values)
+        if isinstance(self.space, gym.spaces.Box):
+            return values.reshape(self.space.shape).astype(self.space.dtype, copy=False)
+        return values
+
+    def zeros(self, rows: int) -> np.ndarray:
+        dtype = np.int64 if self.integer else np.float32
+        return np.zeros((rows, *self.item_shape), dtype=dtype)
+
+
+def _to_numpy(value: Any) -> np.ndarray:
+    return to_numpy(value) if is_tensor(value) else np.asarray(value)
+
+
+def check_action_batch(actions: Action, space: gym.Space, rows: int) -> np.ndarray:
+    return ActionCodec(space).check_batch(actions, rows)
+
+
+def action_batch_from_dict(
+    actions: object,
+    agent_names: Sequence[str],
+    acting: np.ndarray,
+    space: gym.Space,
+) -> Action:
+    """Stack a dict of per-agent Actions into one row per agent, checking every entry.
+
+    ``acting[row]`` says which agents must act now; an action for any other name is an error.
+    """
+    codec = ActionCodec(space)
+    if not isinstance(actions, Mapping):
+        raise TypeError(
+            f"step() expects a dict of agent name -> Action, got {type(actions).__name__}"
+        )
+    live = [name for name, is_live in zip(agent_names, acting) if is_live]
+    live_set = set(live)
+    unknown = [name for name in actions if name not in live_set]
+    if unknown:
+        known = set(agent_names)
+        dead = [name for name in unknown if name in known]
+        if dead:
+            raise ValueError(
+                f"actions given for agents {dead[:5]} that are not acting now "
+                "(their episode ended); send actions only for agents in the last observation"
+            )
+        raise ValueError(
+            f"actions given for unknown agents {unknown[:5]}; agents acting now: {_preview(live)}"
+        )
+    missing = [name for name in live if name not in actions]
+    if missing:
+        raise ValueError(f"no action for live agents {missing[:5]} ({len(missing)} missing)")
+    stacked = codec.zeros(len(agent_names))
+    for row, name in enumerate(agent_names):
+        if name in actions:
+            stacked[row] = codec.check_item(actions[name], f"action for agent '{name}'")
+    return Action(**{codec.field: stacked})
+
+
+def _preview(names: Sequence[str], limit: int = 8) -> str:
+    shown = ", ".join(names[:limit])
+    return f"[{shown}{', ...' if len(names) > limit else ''}] ({len(names)} in all)"

@@ -1,0 +1,89 @@
+"""Every env copy in this process: the right backend for cheap envs such as CartPole."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from coltra.buffers import Action
+from coltra.envs.base import EnvCrashedError, MultiAgentEnv, StepBatch
+from coltra.envs.vector.base import EnvCreator, VecEnv, autoreset, copy_seed
+
+__all__ = ["InProcessVecEnv"]
+
+T = TypeVar("T")
+
+
+class InProcessVecEnv(VecEnv):
+    """Steps its copies one after another in this process.
+
+    ``seed`` seeds copy ``i`` with ``seed + first_index + i`` at the first reset.
+    """
+
+    def __init__(
+        self,
+        env_fns: Sequence[EnvCreator],
+        seed: int | None = None,
+        first_index: int = 0,
+    ) -> None:
+        if len(env_fns) == 0:
+            raise ValueError("a vectorised env needs at least one env copy")
+        self.first_index = first_index
+        self._seed = seed
+        self.envs: list[MultiAgentEnv] = []
+        for copy, env_fn in enumerate(env_fns):
+            self.envs.append(self._call(copy, "construction", env_fn))
+        first = self.envs[0]
+        for copy, env in enumerate(self.envs[1:], start=1):
+            if (
+                env.observation_space != first.observation_space
+                or env.action_space != first.action_space
+            ):
+                raise ValueError(
+                    f"env copy {first_index + copy} has spaces {env.observation_space} / "
+                    f"{env.action_space}, copy {first_index} has {first.observation_space} / "
+                    f"{first.action_space}"
+                )
+        self._set_layout(
+            [env.agent_names for env in self.envs], first.observation_space, first.action_space
+        )
+
+    def _call(self, copy: int, phase: str, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn`` for copy ``copy``, turning any failure into an error naming the copy."""
+        try:
+            return fn(*args)
+        except EnvCrashedError:
+            raise
+        except Exception as exc:
+            index = self.first_index + copy
+            raise EnvCrashedError(
+                f"env copy {index} raised in {phase}: {type(exc).__name__}: {exc}", index
+            ) from exc
+
+    def reset_batch(self, seed: int | None = None) -> StepBatch:
+        if seed is None:
+            seed, self._seed = self._seed, None
+        parts = [
+            self._call(copy, "reset", env.reset_batch, copy_seed(seed, self.first_index + copy))
+            for copy, env in enumerate(self.envs)
+        ]
+        return self._remember(StepBatch.concat(parts))
+
+    def step_batch(self, actions: Action) -> StepBatch:
+        values = self._check_actions(actions)
+        field = self._action_codec.field
+        parts = []
+        for copy, env in enumerate(self.envs):
+            copy_actions = Action(**{field: values[self.rows_of_copy(copy)]})
+            part = self._call(copy, "step", env.step_batch, copy_actions)
+            if not part.active.any():
+                part = autoreset(part, self._call(copy, "reset", env.reset_batch, None))
+            parts.append(part)
+        return self._remember(StepBatch.concat(parts))
+
+    def render(self) -> Any:
+        return self._call(0, "render", self.envs[0].render)
+
+    def close(self) -> None:
+        for env in self.envs:
+            env.close()

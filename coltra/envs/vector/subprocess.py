@@ -1,0 +1,249 @@
+"""Env copies in worker processes, several copies per worker.
+
+Each worker runs an ``InProcessVecEnv`` over its slice of the copies; the main process
+sends every worker its actions first and then gathers the results, so workers step in
+parallel. A worker that raises, dies or (with ``step_timeout``) hangs turns into an
+``EnvCrashedError`` naming the copy, with the worker's traceback; all workers are then
+shut down, so nothing is left running.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import signal
+import sys
+import time
+import traceback
+from collections.abc import Sequence
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from typing import Any
+
+import cloudpickle
+import numpy as np
+
+from coltra.buffers import Action
+from coltra.envs.base import EnvCrashedError, StepBatch
+from coltra.envs.vector.base import EnvCreator, VecEnv
+from coltra.envs.vector.inprocess import InProcessVecEnv
+
+__all__ = ["SubprocVecEnv", "default_start_method"]
+
+#: How long a worker may take to build its env copies before we give up.
+STARTUP_TIMEOUT = 120.0
+
+
+def default_start_method() -> str:
+    """``fork`` on Linux: fast, and scripts without a ``__main__`` guard still work.
+
+    Workers never touch torch, so forking a process that has loaded torch is safe here.
+    Elsewhere ``spawn`` (macOS and Windows cannot fork safely).
+    """
+    return "fork" if sys.platform.startswith("linux") else "spawn"
+
+
+def _worker(conn: Connection, payload: bytes, first_index: int, seed: int | None) -> None:
+    # Ctrl-C goes to the whole process group: the main process decides what happens.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    venv: InProcessVecEnv | None = None
+    try:
+        env_fns = cloudpickle.loads(payload)
+        venv = InProcessVecEnv(env_fns, seed=seed, first_index=first_index)
+        copy_names = [venv.envs[copy].agent_names for copy in range(venv.num_envs)]
+        conn.send(("ok", (copy_names, venv.observation_space, venv.action_space)))
+        while True:
+            command, argument = conn.recv()
+            if command == "close":
+                venv.close()
+                conn.send(("ok", None))
+                return
+            result: Any
+            if command == "reset":
+                result = venv.reset_batch(argument)
+            elif command == "step":
+                result = venv.step_batch(argument)
+            elif command == "render":
+                result = venv.render()
+            else:
+                raise ValueError(f"unknown worker command {command!r}")
+            conn.send(("ok", result))
+    except (EOFError, BrokenPipeError, KeyboardInterrupt):
+        return
+    except BaseException as exc:
+        index = exc.env_index if isinstance(exc, EnvCrashedError) else None
+        try:
+            conn.send(("error", (index, f"{type(exc).__name__}: {exc}", traceback.format_exc())))
+        except (BrokenPipeError, OSError):
+            pass
+
+
+class SubprocVecEnv(VecEnv):
+    """``len(env_fns)`` copies spread over worker processes, ``envs_per_worker`` each."""
+
+    def __init__(
+        self,
+        env_fns: Sequence[EnvCreator],
+        envs_per_worker: int = 1,
+        seed: int | None = None,
+        start_method: str | None = None,
+        step_timeout: float | None = None,
+    ) -> None:
+        if len(env_fns) == 0:
+            raise ValueError("a vectorised env needs at least one env copy")
+        self.first_index = 0
+        self.step_timeout = step_timeout
+        self._closed = False
+        context: Any = mp.get_context(start_method or default_start_method())
+        self._conns: list[Connection] = []
+        self._processes: list[BaseProcess] = []
+        self._worker_copies: list[range] = []
+        for start in range(0, len(env_fns), envs_per_worker):
+            chunk = list(env_fns[start : start + envs_per_worker])
+            parent, child = context.Pipe()
+            process = context.Process(
+                target=_worker,
+                args=(child, cloudpickle.dumps(chunk), start, seed),
+                daemon=True,
+                name=f"coltra-env-worker-{len(self._processes)}",
+            )
+            process.start()
+            child.close()
+            self._conns.append(parent)
+            self._processes.append(process)
+            self._worker_copies.append(range(start, start + len(chunk)))
+        names_per_copy: list[list[str]] = []
+        spaces = None
+        for worker in range(len(self._conns)):
+            copy_names, observation_space, action_space = self._receive(
+                worker, "construction", STARTUP_TIMEOUT
+            )
+            names_per_copy.extend(copy_names)
+            spaces = spaces or (observation_space, action_space)
+            if (observation_space, action_space) != spaces:
+                self.close()
+                raise ValueError(
+                    f"env copies {list(self._worker_copies[worker])} have spaces "
+                    f"{observation_space} / {action_space}, copy 0 has {spaces[0]} / {spaces[1]}"
+                )
+        assert spaces is not None
+        self._set_layout(names_per_copy, *spaces)
+        self._worker_rows = [
+            slice(
+                self.rows_of_copy(copies[0]).start,
+                self.rows_of_copy(copies[-1]).stop,
+            )
+            for copies in self._worker_copies
+        ]
+
+    @property
+    def pids(self) -> list[int]:
+        """Process ids of the workers (for monitoring and tests)."""
+        return [process.pid for process in self._processes if process.pid is not None]
+
+    # ------------------------------------------------------------------ messaging
+    def _describe(self, worker: int) -> str:
+        copies = self._worker_copies[worker]
+        shown = f"copy {copies[0]}" if len(copies) == 1 else f"copies {copies[0]}-{copies[-1]}"
+        return f"env worker {worker} ({shown}, pid {self._processes[worker].pid})"
+
+    def _fail(self, message: str, env_index: int | None) -> EnvCrashedError:
+        self.close(force=True)
+        return EnvCrashedError(message, env_index)
+
+    def _send(self, worker: int, command: str, argument: Any) -> None:
+        if self._closed:
+            raise EnvCrashedError("this vectorised env is closed (after close() or a crash)")
+        try:
+            self._conns[worker].send((command, argument))
+        except (BrokenPipeError, OSError) as exc:
+            process = self._processes[worker]
+            raise self._fail(
+                f"{self._describe(worker)} is gone (exit code {process.exitcode}) before "
+                f"{command}: {exc}",
+                self._worker_copies[worker][0],
+            ) from None
+
+    def _receive(self, worker: int, phase: str, timeout: float | None) -> Any:
+        conn, process = self._conns[worker], self._processes[worker]
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not conn.poll(0.2):
+            if not process.is_alive():
+                break
+            if deadline is not None and time.monotonic() > deadline:
+                raise self._fail(
+                    f"{self._describe(worker)} did not answer {phase} within {timeout} s "
+                    "(step_timeout); the worker was stopped",
+                    self._worker_copies[worker][0],
+                )
+        try:
+            status, payload = conn.recv()
+        except (EOFError, OSError):
+            process.join(timeout=1.0)
+            raise self._fail(
+                f"{self._describe(worker)} died during {phase} "
+                f"(exit code {process.exitcode}); its env copies are lost",
+                self._worker_copies[worker][0],
+            ) from None
+        if status == "error":
+            index, summary, worker_traceback = payload
+            where = f"env copy {index}" if index is not None else self._describe(worker)
+            raise self._fail(
+                f"{where} raised in {phase}: {summary}\n--- worker traceback ---\n"
+                f"{worker_traceback}",
+                index if index is not None else self._worker_copies[worker][0],
+            )
+        return payload
+
+    def _gather(self, phase: str) -> list[Any]:
+        timeout = self.step_timeout
+        return [self._receive(worker, phase, timeout) for worker in range(len(self._conns))]
+
+    # ------------------------------------------------------------------ env API
+    def reset_batch(self, seed: int | None = None) -> StepBatch:
+        for worker in range(len(self._conns)):
+            # Each worker adds its copies' indices to the seed itself.
+            self._send(worker, "reset", seed)
+        return self._remember(StepBatch.concat(self._gather("reset")))
+
+    def step_batch(self, actions: Action) -> StepBatch:
+        values = self._check_actions(actions)
+        field = self._action_codec.field
+        for worker, rows in enumerate(self._worker_rows):
+            self._send(worker, "step", Action(**{field: np.ascontiguousarray(values[rows])}))
+        return self._remember(StepBatch.concat(self._gather("step")))
+
+    def render(self) -> Any:
+        self._send(0, "render", None)
+        return self._receive(0, "render", self.step_timeout)
+
+    def close(self, force: bool = False) -> None:
+        """Stop every worker; with ``force`` (after a crash) without asking them first."""
+        if self._closed:
+            return
+        self._closed = True
+        if not force:
+            for conn in self._conns:
+                try:
+                    conn.send(("close", None))
+                except (BrokenPipeError, OSError):
+                    pass
+            for conn, process in zip(self._conns, self._processes):
+                try:
+                    if conn.poll(5.0):
+                        conn.recv()
+                except (EOFError, OSError):
+                    pass
+                process.join(timeout=1.0)
+        for process in self._processes:
+            if process.is_alive():
+                process.terminate()
+                process.join(timeout=1.0)
+            if process.is_alive():
+                process.kill()
+                process.join(timeout=1.0)
+        for conn in self._conns:
+            conn.close()
+
+    def __del__(self) -> None:
+        if getattr(self, "_closed", True) is False:
+            self.close(force=True)
