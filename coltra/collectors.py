@@ -1,0 +1,286 @@
+"""On-policy data collection from a (vectorised) multi-agent env.
+
+The hot loop works on the env's batch view: every step is one ``step_batch`` call and one
+forward pass per policy over that policy's stacked rows; data goes into preallocated
+arrays. No Python object is made per agent per step.
+
+Episodes continue across calls: the collector remembers the env's last observation, so
+the env is reset only on the first call and episodes longer than one rollout still end
+and are counted.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from coltra.agents import Agent
+from coltra.buffers import Action, MemoryRecord, Observation
+from coltra.envs.base import MultiAgentEnv, StepBatch
+from coltra.envs.spaces import ActionCodec
+from coltra.envs.vector import VecEnv
+from coltra.envs.vector.base import autoreset
+from coltra.groups import MacroAgent
+
+__all__ = ["CrowdCollector", "check_agents_fit_env", "collect_crowd_data"]
+
+Metrics = dict[str, np.ndarray]
+
+
+@dataclass
+class _PolicyStorage:
+    """Preallocated time-major arrays of one policy's rollout. ``[steps, agents, ...]``"""
+
+    obs: dict[str, np.ndarray]
+    action: np.ndarray
+    logprob: np.ndarray
+    value: np.ndarray
+    reward: np.ndarray
+    terminated: np.ndarray
+    truncated: np.ndarray
+    mask: np.ndarray
+    bootstrap_value: np.ndarray
+
+    @classmethod
+    def allocate(cls, steps: int, obs: Observation, action: np.ndarray) -> _PolicyStorage:
+        agents = obs.batch_size
+
+        def zeros(dtype: type = np.float32) -> np.ndarray:
+            return np.zeros((steps, agents), dtype=dtype)
+
+        return cls(
+            obs={
+                name: np.zeros((steps, *value.shape), dtype=value.dtype)
+                for name, value in obs.numpy().items()
+            },
+            action=np.zeros((steps, *action.shape), dtype=action.dtype),
+            logprob=zeros(),
+            value=zeros(),
+            reward=zeros(),
+            terminated=zeros(bool),
+            truncated=zeros(bool),
+            mask=zeros(bool),
+            bootstrap_value=zeros(),
+        )
+
+    def record(self, field_name: str, last_value: np.ndarray, names: list[str]) -> MemoryRecord:
+        """The rollout as ``[agents, steps, ...]`` arrays."""
+
+        def agent_major(value: np.ndarray) -> np.ndarray:
+            return np.ascontiguousarray(np.swapaxes(value, 0, 1))
+
+        return MemoryRecord(
+            obs=Observation(**{name: agent_major(value) for name, value in self.obs.items()}),
+            action=Action(**{field_name: agent_major(self.action)}),
+            logprob=agent_major(self.logprob),
+            reward=agent_major(self.reward),
+            value=agent_major(self.value),
+            terminated=agent_major(self.terminated),
+            truncated=agent_major(self.truncated),
+            mask=agent_major(self.mask),
+            bootstrap_value=agent_major(self.bootstrap_value),
+            last_value=last_value.astype(np.float32),
+            agent_names=names,
+        )
+
+
+@dataclass
+class _EpisodeTracker:
+    """Running return and length of every row's current episode, across rollouts."""
+
+    returns: np.ndarray
+    lengths: np.ndarray
+    finished_returns: list[np.ndarray] = field(default_factory=list)
+    finished_lengths: list[np.ndarray] = field(default_factory=list)
+
+    def update(self, batch: StepBatch, acted: np.ndarray) -> None:
+        self.returns += np.where(acted, batch.reward, 0.0)
+        self.lengths += acted
+        ended = acted & batch.done
+        if ended.any():
+            self.finished_returns.append(self.returns[ended].copy())
+            self.finished_lengths.append(self.lengths[ended].copy())
+            self.returns[ended] = 0.0
+            self.lengths[ended] = 0
+
+    def drain(self) -> Metrics:
+        out = {
+            "episode_return": np.concatenate(self.finished_returns or [np.zeros(0)]),
+            "episode_length": np.concatenate(self.finished_lengths or [np.zeros(0)]),
+        }
+        self.finished_returns, self.finished_lengths = [], []
+        return {key: value.astype(np.float32) for key, value in out.items()}
+
+
+class CrowdCollector:
+    """Collects rollouts of ``agents`` in ``env``, keeping the episode state between calls."""
+
+    def __init__(self, agents: MacroAgent, env: MultiAgentEnv, seed: int | None = None) -> None:
+        self.agents = agents
+        self.env = env
+        self.seed = seed
+        self._batch: StepBatch | None = None
+        rows = len(env.agent_names) if hasattr(env, "agent_names") else 0
+        self._episodes = _EpisodeTracker(np.zeros(rows, np.float64), np.zeros(rows, np.int64))
+
+    def _start(self) -> StepBatch:
+        batch = self.env.reset_batch(seed=self.seed)
+        rows = len(self.env.agent_names)
+        if len(self._episodes.returns) != rows:
+            self._episodes = _EpisodeTracker(np.zeros(rows, np.float64), np.zeros(rows, np.int64))
+        return batch
+
+    def collect(
+        self, num_steps: int, deterministic: bool = False
+    ) -> tuple[dict[str, MemoryRecord], Metrics, tuple[int, int]]:
+        """Run ``num_steps`` steps; returns ``(records by policy, metrics, shape)``."""
+        if isinstance(num_steps, bool) or not isinstance(num_steps, int | np.integer):
+            raise TypeError(f"num_steps must be a whole number >= 1, got {num_steps!r}")
+        if num_steps < 1:
+            raise ValueError(f"num_steps must be >= 1, got {num_steps}")
+        env, agents = self.env, self.agents
+        batch = self._batch if self._batch is not None else self._start()
+        names = list(env.agent_names)
+        policy_rows = agents.policy_rows(names)
+        action_codec_field = check_agents_fit_env(agents, env)
+        storages: dict[str, _PolicyStorage] = {}
+        env_metrics: dict[str, list[np.ndarray]] = {}
+
+        for t in range(num_steps):
+            outputs = agents.act_batch(batch.obs, policy_rows, deterministic, get_value=True)
+            actions = self._join_actions(outputs, policy_rows, len(names), action_codec_field)
+            acted = batch.active
+            next_batch = env.step_batch(actions)
+            if not next_batch.active.any() and not isinstance(env, VecEnv):
+                next_batch = autoreset(next_batch, env.reset_batch())
+            self._episodes.update(next_batch, acted)
+            for key, value in next_batch.metrics.items():
+                env_metrics.setdefault(key, []).append(value)
+
+            for policy, rows in policy_rows.items():
+                action, _, extra = outputs[policy]
+                if policy not in storages:
+                    storages[policy] = _PolicyStorage.allocate(
+                        num_steps, _rows_of(batch.obs, rows), action[action_codec_field]
+                    )
+                store = storages[policy]
+                for name, value in _rows_of(batch.obs, rows).numpy().items():
+                    store.obs[name][t] = value
+                store.action[t] = action[action_codec_field]
+                store.logprob[t] = extra["logprob"]
+                store.value[t] = extra["value"]
+                store.reward[t] = next_batch.reward[rows]
+                store.terminated[t] = next_batch.terminated[rows]
+                store.truncated[t] = next_batch.truncated[rows]
+                store.mask[t] = acted[rows]
+                truncated_rows = np.flatnonzero(next_batch.truncated[rows] & acted[rows])
+                if len(truncated_rows):
+                    # Time limit, not task end: bootstrap from V(final obs) (Pardo et al. 2018).
+                    final_obs = (
+                        next_batch.final_obs if next_batch.final_obs is not None else next_batch.obs
+                    )
+                    store.bootstrap_value[t, truncated_rows] = self._values(
+                        policy, final_obs[rows[truncated_rows]]
+                    )
+            batch = next_batch
+
+        self._batch = batch
+        records = {
+            policy: storages[policy].record(
+                action_codec_field,
+                self._values(policy, _rows_of(batch.obs, rows)),
+                [names[row] for row in rows],
+            )
+            for policy, rows in policy_rows.items()
+        }
+        metrics = self._episodes.drain()
+        metrics.update({key: np.concatenate(values) for key, values in env_metrics.items()})
+        main_policy = next(iter(records))
+        return records, metrics, records[main_policy].shape
+
+    def _values(self, policy: str, obs: Observation) -> np.ndarray:
+        with torch.inference_mode():
+            return self.agents.agents[policy].value(obs).cpu().numpy()
+
+    @staticmethod
+    def _join_actions(
+        outputs: Mapping[str, tuple[Action, object, object]],
+        policy_rows: Mapping[str, np.ndarray],
+        num_rows: int,
+        field_name: str,
+    ) -> Action:
+        """Every policy's actions placed in its rows of one ``[rows, ...]`` Action."""
+        if len(outputs) == 1:
+            ((action, _, _),) = outputs.values()
+            return action
+        parts = {policy: output[0][field_name] for policy, output in outputs.items()}
+        first = next(iter(parts.values()))
+        joined = np.zeros((num_rows, *first.shape[1:]), dtype=first.dtype)
+        for policy, rows in policy_rows.items():
+            joined[rows] = parts[policy]
+        return Action(**{field_name: joined})
+
+
+def _rows_of(obs: Observation, rows: np.ndarray) -> Observation:
+    return obs if len(rows) == obs.batch_size else obs[rows]
+
+
+def check_agents_fit_env(agents: MacroAgent, env: MultiAgentEnv) -> str:
+    """Refuse, before the first step, policies whose models do not fit the env's spaces.
+    Returns the Action field the env takes."""
+    codec = ActionCodec(env.action_space)
+    for policy, agent in agents.agents.items():
+        _check_agent_fits(policy, agent, env, codec.field)
+    return codec.field
+
+
+def _check_agent_fits(policy: str, agent: Agent, env: MultiAgentEnv, field_name: str) -> None:
+    if agent.field and agent.field != field_name:
+        raise TypeError(
+            f"policy '{policy}' is a {type(agent).__name__} ({agent.field} actions) but the "
+            f"env's action space {env.action_space} takes {field_name} actions"
+        )
+    model = agent.model
+    if model is None:
+        return
+    for kind, model_space, env_space in (
+        ("observation", model.observation_space, env.observation_space),
+        ("action", model.action_space, env.action_space),
+    ):
+        if model_space is not None and model_space != env_space:
+            raise ValueError(
+                f"policy '{policy}': its model was built for the {kind} space {model_space}, "
+                f"the env has {env_space}"
+            )
+
+
+_COLLECTORS: weakref.WeakKeyDictionary[MultiAgentEnv, CrowdCollector] = weakref.WeakKeyDictionary()
+
+
+def collect_crowd_data(
+    agents: MacroAgent,
+    env: MultiAgentEnv,
+    num_steps: int,
+    deterministic: bool = False,
+) -> tuple[dict[str, MemoryRecord], Metrics, tuple[int, int]]:
+    """Collect ``num_steps`` steps of every agent in ``env`` with ``agents``.
+
+    Returns ``(data, metrics, shape)``: ``data[policy]`` is that policy's
+    ``MemoryRecord`` (``[agents, steps]`` arrays); ``metrics`` holds returns and lengths of
+    the episodes that ended (``episode_return``, ``episode_length``) and the env's
+    ``m_*``/``e_*`` metrics; ``shape`` is ``(num_agents, num_steps)`` of the first policy
+    (with several policies, each record's own ``shape`` gives its agent count).
+
+    The env is reset on the first call for this env only; later calls continue the
+    running episodes.
+    """
+    collector = _COLLECTORS.get(env)
+    if collector is None:
+        collector = CrowdCollector(agents, env)
+        _COLLECTORS[env] = collector
+    collector.agents = agents
+    return collector.collect(num_steps, deterministic)

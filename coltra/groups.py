@@ -1,0 +1,265 @@
+"""Groups of agents: many environment agents acting through a few policies.
+
+A ``MacroAgent`` holds policies (``Agent``s) by name and a ``policy_mapping`` from
+agent-name prefixes to policy names. The longest matching prefix wins; ``""`` matches
+everything, so ``{"p": "pursuer", "": "evader"}`` sends ``pursuer_3`` to ``pursuer`` and
+anything else to ``evader``. Vectorised names (``pursuer_0&env=3``) match on their base
+name. Prefixes, not functions, so that a mapping is plain data that saves and pickles.
+
+All agents of one policy act in **one batched forward pass**: ``act_batch`` works on the
+stacked rows of a vectorised env; the dict API ``act`` is a view over it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from coltra.agents import Agent, Extra
+from coltra.buffers import Action, Observation
+from coltra.models.base import State
+from coltra.names import parse_agent_name
+from coltra.serialization import CheckpointError, load_json, save_json
+
+__all__ = ["HomogeneousGroup", "MacroAgent", "MultiPolicyGroup", "PolicyOutput"]
+
+GROUP_FORMAT = "coltra-group"
+GROUP_FILE = "group.json"
+_SAFE_POLICY_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+
+#: What one policy returns for its rows: actions, next state, extra (logprob, value).
+PolicyOutput = tuple[Action, State, Extra]
+
+
+def _check_policy_name(name: object) -> str:
+    if not isinstance(name, str) or not _SAFE_POLICY_NAME.match(name):
+        raise ValueError(
+            f"policy name {name!r} must be letters, digits, '_', '-' or '.' (it names a "
+            "checkpoint directory)"
+        )
+    return name
+
+
+class MacroAgent:
+    """Several policies acting for many environment agents, dispatched by name prefix."""
+
+    def __init__(
+        self,
+        agents: Mapping[str, Agent],
+        policy_mapping: Mapping[str, str],
+        frozen: Iterable[str] = (),
+    ) -> None:
+        if not agents:
+            raise ValueError("a group needs at least one policy")
+        for name, agent in agents.items():
+            _check_policy_name(name)
+            if not isinstance(agent, Agent):
+                raise TypeError(
+                    f"policy '{name}' must be a coltra.agents.Agent, got {type(agent).__name__}"
+                )
+        for prefix, policy in policy_mapping.items():
+            if not isinstance(prefix, str):
+                raise TypeError(f"policy_mapping keys are name prefixes (str), got {prefix!r}")
+            if policy not in agents:
+                raise ValueError(
+                    f"policy_mapping sends prefix {prefix!r} to policy {policy!r}, which is not "
+                    f"one of the policies {sorted(agents)}"
+                )
+        self.agents: dict[str, Agent] = dict(agents)
+        self.policy_mapping: dict[str, str] = dict(policy_mapping)
+        # Longest *prefix* first (not longest policy name): the most specific match wins.
+        self._prefixes = sorted(self.policy_mapping, key=len, reverse=True)
+        self.frozen: set[str] = set(frozen)
+        unknown_frozen = self.frozen - set(self.agents)
+        if unknown_frozen:
+            raise ValueError(f"frozen policies {sorted(unknown_frozen)} are not in the group")
+        self._rows_cache: dict[tuple[str, ...], dict[str, np.ndarray]] = {}
+
+    # ------------------------------------------------------------------ mapping
+    @property
+    def policy_names(self) -> list[str]:
+        return list(self.agents)
+
+    @property
+    def trainable_policies(self) -> list[str]:
+        """Policies the optimizer updates (all but the frozen ones)."""
+        return [name for name in self.agents if name not in self.frozen]
+
+    def policy_for(self, agent_name: str) -> str:
+        """The policy that acts for ``agent_name`` (longest matching prefix)."""
+        base, _ = parse_agent_name(agent_name)
+        for prefix in self._prefixes:
+            if base.startswith(prefix):
+                return self.policy_mapping[prefix]
+        raise KeyError(
+            f"no policy for agent '{agent_name}': no key of policy_mapping "
+            f"{self.policy_mapping} is a prefix of '{base}'"
+        )
+
+    def policy_rows(self, agent_names: Sequence[str]) -> dict[str, np.ndarray]:
+        """Row indices of each policy's agents in ``agent_names`` (a vectorised env's
+        fixed row order). Computed once per layout and cached. Policies with no agent are
+        left out."""
+        key = tuple(agent_names)
+        cached = self._rows_cache.get(key)
+        if cached is None:
+            rows: dict[str, list[int]] = {}
+            for row, name in enumerate(agent_names):
+                rows.setdefault(self.policy_for(name), []).append(row)
+            cached = {policy: np.asarray(indices) for policy, indices in rows.items()}
+            self._rows_cache[key] = cached
+        return cached
+
+    # ------------------------------------------------------------------ acting
+    def act_batch(
+        self,
+        obs: Observation,
+        rows: Mapping[str, np.ndarray],
+        deterministic: bool = False,
+        get_value: bool = False,
+        states: Mapping[str, State] | None = None,
+    ) -> dict[str, PolicyOutput]:
+        """One forward pass per policy over its rows of the stacked ``obs``."""
+        outputs: dict[str, PolicyOutput] = {}
+        for policy, policy_rows in rows.items():
+            policy_obs = obs if len(policy_rows) == obs.batch_size else obs[policy_rows]
+            state = () if states is None else states.get(policy, ())
+            outputs[policy] = self.agents[policy].act(
+                policy_obs, state, deterministic=deterministic, get_value=get_value
+            )
+        return outputs
+
+    def act(
+        self,
+        obs_dict: Mapping[str, Observation],
+        deterministic: bool = False,
+        get_value: bool = False,
+        state_dict: Mapping[str, State] | None = None,
+    ) -> tuple[dict[str, Action], dict[str, State], dict[str, dict[str, Any]]]:
+        """Actions for every agent in ``obs_dict``.
+
+        Returns ``(actions, states, extra)``: actions and states keyed by agent name, and
+        ``extra[key][agent_name]`` for ``logprob`` (and ``value`` when ``get_value``).
+        ``state_dict`` is optional (feed-forward policies have no state).
+        """
+        names = list(obs_dict)
+        actions: dict[str, Action] = {}
+        extra: dict[str, dict[str, Any]] = {}
+        if not names:
+            return actions, {}, extra
+        stacked = Observation.stack([obs_dict[name] for name in names])
+        outputs = self.act_batch(stacked, self.policy_rows(names), deterministic, get_value)
+        for policy, (action, _, policy_extra) in outputs.items():
+            for index, row in enumerate(self.policy_rows(names)[policy]):
+                name = names[row]
+                actions[name] = action[index]
+                for key, values in policy_extra.items():
+                    extra.setdefault(key, {})[name] = values[index]
+        states: dict[str, State] = {name: () for name in names}
+        if state_dict is not None:
+            states.update({name: state_dict.get(name, ()) for name in names})
+        return actions, states, extra
+
+    def evaluate(
+        self,
+        obs: Mapping[str, Observation],
+        actions: Mapping[str, Action],
+    ) -> dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """Per policy: ``(logprobs, values, entropies)`` of its batch, with gradients."""
+        return {
+            policy: self.agents[policy].evaluate(obs[policy], actions[policy]) for policy in obs
+        }
+
+    def value(self, obs_dict: Mapping[str, Observation]) -> dict[str, float]:
+        """Value estimate of every agent's observation."""
+        names = list(obs_dict)
+        if not names:
+            return {}
+        stacked = Observation.stack([obs_dict[name] for name in names])
+        values: dict[str, float] = {}
+        with torch.no_grad():
+            for policy, rows in self.policy_rows(names).items():
+                estimates = self.agents[policy].value(stacked[rows]).cpu().numpy()
+                values.update({names[row]: float(v) for row, v in zip(rows, estimates)})
+        return values
+
+    def parameters(self) -> list[torch.nn.Parameter]:
+        """Parameters of the trainable policies, each once."""
+        seen: dict[int, torch.nn.Parameter] = {}
+        for policy in self.trainable_policies:
+            for parameter in self.agents[policy].parameters():
+                seen.setdefault(id(parameter), parameter)
+        return list(seen.values())
+
+    def to(self, device: str | torch.device) -> MacroAgent:
+        for agent in self.agents.values():
+            agent.to(device)
+        return self
+
+    # ------------------------------------------------------------------ disk
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """``group.json`` (mapping, frozen policies) and one agent directory per policy."""
+        directory = Path(path)
+        for policy, agent in self.agents.items():
+            agent.save(directory / "policies" / policy)
+        save_json(
+            directory / GROUP_FILE,
+            {
+                "format": GROUP_FORMAT,
+                "version": 1,
+                "type": type(self).__name__,
+                "policy_mapping": self.policy_mapping,
+                "policies": list(self.agents),
+                "frozen": sorted(self.frozen),
+            },
+        )
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], device: str | torch.device = "cpu") -> MacroAgent:
+        directory = Path(path)
+        meta = load_json(directory / GROUP_FILE)
+        if not isinstance(meta, dict) or meta.get("format") != GROUP_FORMAT:
+            raise CheckpointError(f"{directory / GROUP_FILE} is not a Coltra group file")
+        try:
+            policies = [_check_policy_name(name) for name in meta["policies"]]
+            mapping = dict(meta["policy_mapping"])
+            frozen = list(meta.get("frozen", []))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CheckpointError(f"{directory / GROUP_FILE} is invalid: {exc}") from None
+        agents = {
+            name: Agent.load(directory / "policies" / name, device=device) for name in policies
+        }
+        if meta.get("type") == "HomogeneousGroup" and len(agents) == 1:
+            ((name, agent),) = agents.items()
+            group: MacroAgent = HomogeneousGroup(agent, policy_name=name)
+            group.frozen = set(frozen)
+        else:
+            group = MultiPolicyGroup(agents, mapping, frozen=frozen)
+        if not isinstance(group, cls):
+            raise CheckpointError(
+                f"{directory} holds a {type(group).__name__}, not a {cls.__name__}"
+            )
+        return group
+
+
+class HomogeneousGroup(MacroAgent):
+    """One shared policy for every agent (full parameter sharing): mapping ``{"": name}``."""
+
+    def __init__(self, agent: Agent, policy_name: str = "crowd") -> None:
+        super().__init__({policy_name: agent}, {"": policy_name})
+        self.policy_name = policy_name
+
+    @property
+    def agent(self) -> Agent:
+        return self.agents[self.policy_name]
+
+
+class MultiPolicyGroup(MacroAgent):
+    """Several policies, e.g. ``MultiPolicyGroup({"pursuer": a, "evader": b},
+    {"pursuer": "pursuer", "evader": "evader"})``; ``frozen`` policies act but do not learn."""

@@ -1,0 +1,107 @@
+"""The model interface, and plain-data descriptions of spaces for safe checkpoints."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+from torch.distributions import Distribution
+
+from coltra.buffers import Observation
+
+__all__ = ["BaseModel", "State", "space_from_dict", "space_to_dict"]
+
+#: Recurrent state carried between steps; an empty tuple for feed-forward models.
+State = tuple[torch.Tensor, ...]
+
+
+class BaseModel(nn.Module):
+    """A policy and a value function over batched Observations.
+
+    ``forward(obs, state, get_value)`` returns the action distribution for the batch, the
+    next recurrent state, and ``extra`` (``extra["value"]``, shape ``[batch]``, when
+    ``get_value``). ``value(obs, state)`` returns values alone, ``[batch]``.
+    """
+
+    #: True for categorical actions (Discrete / MultiDiscrete), False for continuous ones.
+    discrete: bool
+    observation_space: gym.Space | None
+    action_space: gym.Space | None
+
+    def forward(
+        self, obs: Observation, state: State = (), get_value: bool = False
+    ) -> tuple[Distribution, State, dict[str, torch.Tensor]]:
+        raise NotImplementedError
+
+    def value(self, obs: Observation, state: State = ()) -> torch.Tensor:
+        raise NotImplementedError
+
+    def get_initial_state(self, batch_size: int) -> State:
+        """State before the first step of ``batch_size`` agents; ``()`` for feed-forward."""
+        return ()
+
+    @property
+    def device(self) -> torch.device:
+        for parameter in self.parameters():
+            return parameter.device
+        return torch.device("cpu")
+
+    def describe(self) -> dict[str, Any]:
+        """Plain data (JSON-safe) that rebuilds this model with ``type(self)(**describe())``."""
+        raise NotImplementedError
+
+
+def space_to_dict(space: gym.Space | None) -> dict[str, Any] | None:
+    """A JSON-safe description of a space (Box, Discrete, MultiDiscrete, MultiBinary, Dict)."""
+    if space is None:
+        return None
+    if isinstance(space, gym.spaces.Box):
+        return {
+            "type": "Box",
+            "low": space.low.tolist(),
+            "high": space.high.tolist(),
+            "shape": list(space.shape),
+            "dtype": str(space.dtype),
+        }
+    if isinstance(space, gym.spaces.Discrete):
+        return {"type": "Discrete", "n": int(space.n), "start": int(space.start)}
+    if isinstance(space, gym.spaces.MultiDiscrete):
+        return {"type": "MultiDiscrete", "nvec": space.nvec.tolist()}
+    if isinstance(space, gym.spaces.MultiBinary):
+        return {"type": "MultiBinary", "n": list(space.shape)}
+    if isinstance(space, gym.spaces.Dict):
+        return {
+            "type": "Dict",
+            "spaces": {key: space_to_dict(sub) for key, sub in space.spaces.items()},
+        }
+    raise TypeError(f"cannot describe space {space} for a checkpoint")
+
+
+def space_from_dict(data: dict[str, Any] | None) -> gym.Space | None:
+    """The inverse of ``space_to_dict``; a clear error for anything else."""
+    if data is None:
+        return None
+    if not isinstance(data, dict) or "type" not in data:
+        raise ValueError(f"not a space description: {data!r}")
+    kind = data["type"]
+    try:
+        if kind == "Box":
+            dtype = np.dtype(data["dtype"])
+            low = np.array(data["low"], dtype=dtype).reshape(data["shape"])
+            high = np.array(data["high"], dtype=dtype).reshape(data["shape"])
+            return gym.spaces.Box(low, high, tuple(data["shape"]), dtype)
+        if kind == "Discrete":
+            return gym.spaces.Discrete(int(data["n"]), start=int(data.get("start", 0)))
+        if kind == "MultiDiscrete":
+            return gym.spaces.MultiDiscrete(data["nvec"])
+        if kind == "MultiBinary":
+            return gym.spaces.MultiBinary(data["n"])
+        if kind == "Dict":
+            parts = {key: space_from_dict(sub) for key, sub in data["spaces"].items()}
+            return gym.spaces.Dict({key: sub for key, sub in parts.items() if sub is not None})
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"invalid {kind} space description {data!r}: {exc}") from None
+    raise ValueError(f"unknown space type {kind!r} in {data!r}")

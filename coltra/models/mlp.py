@@ -1,0 +1,275 @@
+"""MLPModel: a policy network and a value network, each a small MLP.
+
+Sizes come from the config or from the spaces; when both are given they must agree.
+Observation fields are flattened and concatenated in their order (``image`` may go
+through a small CNN instead, shared by both networks).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+from torch.distributions import Categorical, Distribution
+
+from coltra.buffers import Observation
+from coltra.configs import MLPConfig
+from coltra.models.base import BaseModel, State, space_from_dict, space_to_dict
+from coltra.models.distributions import DiagNormal, MultiCategorical, ScaledBeta
+
+__all__ = ["MLPModel"]
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "tanh": nn.Tanh,
+    "relu": nn.ReLU,
+    "leaky_relu": nn.LeakyReLU,
+    "elu": nn.ELU,
+    "gelu": nn.GELU,
+}
+
+
+def _init_linear(layer: nn.Linear, initializer: str, gain: float) -> nn.Linear:
+    """Orthogonal init with a per-layer gain is the PPO default (Engstrom et al. 2020)."""
+    if initializer == "orthogonal":
+        nn.init.orthogonal_(layer.weight, gain)
+        nn.init.zeros_(layer.bias)
+    elif initializer == "kaiming_uniform":
+        nn.init.kaiming_uniform_(layer.weight, a=math.sqrt(5))
+        nn.init.zeros_(layer.bias)
+    elif initializer == "xavier_uniform":
+        nn.init.xavier_uniform_(layer.weight, gain)
+        nn.init.zeros_(layer.bias)
+    return layer
+
+
+def build_mlp(
+    in_size: int,
+    hidden_sizes: list[int],
+    out_size: int,
+    activation: str,
+    initializer: str,
+    out_gain: float,
+) -> nn.Sequential:
+    """Linear-activation blocks, then a linear head initialised with ``out_gain``."""
+    layers: list[nn.Module] = []
+    size = in_size
+    for hidden in hidden_sizes:
+        layers += [
+            _init_linear(nn.Linear(size, hidden), initializer, math.sqrt(2)),
+            ACTIVATIONS[activation](),
+        ]
+        size = hidden
+    layers.append(_init_linear(nn.Linear(size, out_size), initializer, out_gain))
+    return nn.Sequential(*layers)
+
+
+class ImageEncoder(nn.Module):
+    """Two 3x3 convolutions over an ``[batch, H, W, C]`` image, flattened."""
+
+    def __init__(self, image_shape: tuple[int, int, int], channels: list[int]) -> None:
+        super().__init__()
+        height, width, in_channels = image_shape
+        layers: list[nn.Module] = []
+        for out_channels in channels:
+            layers += [nn.Conv2d(in_channels, out_channels, 3, padding=1), nn.ReLU()]
+            in_channels = out_channels
+        layers.append(nn.Flatten())
+        self.net = nn.Sequential(*layers)
+        self.out_size = in_channels * height * width
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.net(image.float().permute(0, 3, 1, 2))
+
+
+def _image_shape(space: gym.Space | None) -> tuple[int, int, int] | None:
+    if isinstance(space, gym.spaces.Box) and len(space.shape) == 3:
+        return tuple(space.shape)  # type: ignore[return-value]
+    if isinstance(space, gym.spaces.Dict) and "image" in space.spaces:
+        return _image_shape(space.spaces["image"])
+    return None
+
+
+def _resolve_config(
+    config: MLPConfig, observation_space: gym.Space | None, action_space: gym.Space | None
+) -> MLPConfig:
+    """Fill sizes from the spaces and refuse contradictions between config and spaces."""
+    updates: dict[str, Any] = {}
+    if observation_space is not None:
+        features = int(gym.spaces.flatdim(observation_space))
+        if config.input_size and config.input_size != features:
+            raise ValueError(
+                f"model config input_size={config.input_size} contradicts the observation "
+                f"space {observation_space}, which has {features} features"
+            )
+        updates["input_size"] = features
+    elif not config.input_size:
+        raise ValueError(
+            "MLPModel needs the observation size: set input_size in the config or pass "
+            "observation_space="
+        )
+    if action_space is not None:
+        if isinstance(action_space, gym.spaces.Discrete):
+            discrete, num_actions = True, int(action_space.n)
+        elif isinstance(action_space, gym.spaces.MultiDiscrete):
+            discrete, num_actions = True, int(action_space.nvec.sum())
+        elif isinstance(action_space, gym.spaces.Box):
+            discrete, num_actions = False, int(np.prod(action_space.shape))
+        else:
+            raise TypeError(
+                f"MLPModel supports Discrete, MultiDiscrete and Box actions, got {action_space}"
+            )
+        if config.discrete is not None and config.discrete != discrete:
+            raise ValueError(
+                f"model config discrete={config.discrete} contradicts the action space "
+                f"{action_space}"
+            )
+        if config.num_actions and config.num_actions != num_actions:
+            raise ValueError(
+                f"model config num_actions={config.num_actions} contradicts the action space "
+                f"{action_space}, which needs {num_actions} outputs"
+            )
+        updates["discrete"], updates["num_actions"] = discrete, num_actions
+    else:
+        if config.discrete is None or not config.num_actions:
+            raise ValueError(
+                "MLPModel needs the action layout: set num_actions and discrete in the "
+                "config or pass action_space="
+            )
+    return config.update(updates)
+
+
+class MLPModel(BaseModel):
+    """Separate policy and value MLPs (``hidden_sizes`` each) over the observation features.
+
+    ``MLPModel({"input_size": 4, "num_actions": 2, "discrete": True}, action_space=space)``
+    or ``MLPModel({}, observation_space=..., action_space=...)``.
+    """
+
+    def __init__(
+        self,
+        config: Mapping[str, Any] | MLPConfig | None = None,
+        observation_space: gym.Space | None = None,
+        action_space: gym.Space | None = None,
+    ) -> None:
+        super().__init__()
+        if isinstance(config, MLPConfig):
+            base = config
+        elif config is None or isinstance(config, Mapping):
+            base = MLPConfig.from_dict(dict(config or {}))
+        else:
+            raise TypeError(f"MLPModel config must be a dict or MLPConfig, got {config!r}")
+        self.config = _resolve_config(base, observation_space, action_space)
+        self.observation_space = observation_space
+        self.action_space = action_space
+        cfg = self.config
+        assert cfg.discrete is not None
+        self.discrete = cfg.discrete
+        self.nvec = (
+            action_space.nvec.tolist()
+            if isinstance(action_space, gym.spaces.MultiDiscrete)
+            else None
+        )
+
+        self.image_encoder: ImageEncoder | None = None
+        features = cfg.input_size
+        if cfg.image_encoder == "cnn":
+            image_shape = _image_shape(observation_space)
+            if image_shape is None:
+                raise ValueError(
+                    "image_encoder='cnn' needs an image observation space (a 3-D Box, or a "
+                    f"Dict with an 'image' part), got {observation_space}"
+                )
+            self.image_encoder = ImageEncoder(image_shape, list(cfg.cnn_channels))
+            features = features - int(np.prod(image_shape)) + self.image_encoder.out_size
+        self.features = features
+
+        if not self.discrete and cfg.continuous_mode == "beta":
+            if not (
+                isinstance(action_space, gym.spaces.Box)
+                and np.all(np.isfinite(action_space.low))
+                and np.all(np.isfinite(action_space.high))
+            ):
+                raise ValueError(
+                    f"continuous_mode='beta' needs a Box action space with finite bounds, "
+                    f"got {action_space}"
+                )
+        two_heads = not self.discrete and cfg.continuous_mode in ("std_head", "beta")
+        policy_out = cfg.num_actions * (2 if two_heads else 1)
+        hidden = list(cfg.hidden_sizes)
+        self.policy_net = build_mlp(
+            features, hidden, policy_out, cfg.activation, cfg.initializer, cfg.policy_head_gain
+        )
+        self.value_net = build_mlp(
+            features, hidden, 1, cfg.activation, cfg.initializer, cfg.value_head_gain
+        )
+        if not self.discrete and cfg.continuous_mode == "logstd":
+            self.log_std = nn.Parameter(torch.full((cfg.num_actions,), math.log(cfg.sigma0)))
+        if isinstance(action_space, gym.spaces.Box):
+            self.register_buffer("action_low", torch.as_tensor(action_space.low.reshape(-1)))
+            self.register_buffer("action_high", torch.as_tensor(action_space.high.reshape(-1)))
+
+    # ------------------------------------------------------------------ forward
+    def encode(self, obs: Observation) -> torch.Tensor:
+        """Observation fields flattened and concatenated. ``[batch, features]``"""
+        parts = []
+        for name, value in obs.items():
+            if name == "image" and self.image_encoder is not None:
+                parts.append(self.image_encoder(value))
+            else:
+                parts.append(value.reshape(value.shape[0], -1).float())
+        x = parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
+        if x.shape[-1] != self.features:
+            described = ", ".join(f"{name}{list(value.shape)}" for name, value in obs.items())
+            raise ValueError(
+                f"observation has {x.shape[-1]} features ({described}), the model expects "
+                f"{self.features} (input_size={self.config.input_size})"
+            )
+        return x
+
+    def distribution(self, head: torch.Tensor) -> Distribution:
+        """The action distribution of the policy head's output."""
+        if self.discrete:
+            if self.nvec is not None:
+                return MultiCategorical(logits=head, nvec=self.nvec)
+            return Categorical(logits=head)
+        mode = self.config.continuous_mode
+        if mode == "logstd":
+            return DiagNormal(head, self.log_std.exp().expand_as(head))
+        first, second = head.chunk(2, dim=-1)
+        if mode == "std_head":
+            offset = math.log(math.expm1(self.config.sigma0))  # softplus(offset) == sigma0
+            return DiagNormal(first, nn.functional.softplus(second + offset) + 1e-6)
+        alpha = nn.functional.softplus(first) + 1.0
+        beta = nn.functional.softplus(second) + 1.0
+        low, high = self.get_buffer("action_low"), self.get_buffer("action_high")
+        return ScaledBeta(alpha, beta, low, high)
+
+    def forward(
+        self, obs: Observation, state: State = (), get_value: bool = False
+    ) -> tuple[Distribution, State, dict[str, torch.Tensor]]:
+        x = self.encode(obs)
+        extra = {"value": self.value_net(x).squeeze(-1)} if get_value else {}
+        return self.distribution(self.policy_net(x)), state, extra
+
+    def value(self, obs: Observation, state: State = ()) -> torch.Tensor:
+        return self.value_net(self.encode(obs)).squeeze(-1)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "config": self.config.to_dict(),
+            "observation_space": space_to_dict(self.observation_space),
+            "action_space": space_to_dict(self.action_space),
+        }
+
+    @classmethod
+    def from_description(cls, description: Mapping[str, Any]) -> MLPModel:
+        return cls(
+            description["config"],
+            observation_space=space_from_dict(description.get("observation_space")),
+            action_space=space_from_dict(description.get("action_space")),
+        )
