@@ -13,7 +13,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeGuard, TypeVar
 
 import numpy as np
 
@@ -29,7 +29,7 @@ __all__ = ["Action", "Array", "MemoryRecord", "Observation", "is_tensor", "to_nu
 B = TypeVar("B", bound="_ArrayBundle")
 
 
-def is_tensor(value: object) -> bool:
+def is_tensor(value: object) -> TypeGuard[torch.Tensor]:
     """True for a torch tensor, without importing torch when nobody else has."""
     torch_module = sys.modules.get("torch")
     return torch_module is not None and isinstance(value, torch_module.Tensor)
@@ -44,13 +44,14 @@ def to_numpy(value: Array) -> np.ndarray:
 
 def _as_array(name: str, value: object) -> Array:
     """Accept numpy arrays, tensors and anything numpy can turn into a numeric array."""
-    if isinstance(value, np.ndarray) or is_tensor(value):
-        return value  # type: ignore[return-value]
+    if is_tensor(value):
+        return value
     try:
         array = np.asarray(value)
     except (ValueError, TypeError) as exc:
         raise TypeError(f"field '{name}': cannot make an array from {value!r} ({exc})") from None
-    if array.dtype == object or array.dtype.kind in "USV":
+    # Strings, bytes and objects would fail much later, far from where they came in.
+    if array.dtype.kind in "OUSVMm":
         raise TypeError(
             f"field '{name}': expected numbers (a numpy array, a tensor or a number), "
             f"got {type(value).__name__} {value!r}"
@@ -74,8 +75,9 @@ class _ArrayBundle:
     DEFAULT_FIELD: ClassVar[str]
     ITEM_NDIM: ClassVar[dict[str, int]]
 
-    __slots__ = ("_fields",)
+    __slots__ = ("_batch", "_fields")
     _fields: dict[str, Array]
+    _batch: int | None  # size of the leading axis, None for a single item
 
     def __init__(self, default: object = None, /, **fields: object) -> None:
         if default is not None:
@@ -94,10 +96,12 @@ class _ArrayBundle:
                 f"{type(self).__name__}({self.DEFAULT_FIELD}=...)"
             )
         object.__setattr__(self, "_fields", arrays)
-        self._check_batch_sizes()
+        object.__setattr__(self, "_batch", self._check_batch_sizes())
 
     # ----------------------------------------------------------------- field access
-    def __getattr__(self, name: str) -> Array:
+    # Fields are typed ``Any``: a bundle holds numpy arrays or tensors, and only the caller
+    # knows which (a union would force a cast at every use).
+    def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):
             raise AttributeError(name)
         try:
@@ -110,8 +114,9 @@ class _ArrayBundle:
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError(f"{type(self).__name__} is immutable; build a new one instead")
 
-    def __getitem__(self, key: str | int | slice | np.ndarray | Sequence[int]) -> Any:
-        """``bundle["vector"]`` gives a field; any other key indexes the batch axis."""
+    def __getitem__(self, key: str | int | slice | np.ndarray | Sequence[int] | Array) -> Any:
+        """``bundle["vector"]`` gives a field; any other key (int, slice, bool mask, index
+        array, numpy or torch) indexes the batch axis."""
         if isinstance(key, str):
             try:
                 return self._fields[key]
@@ -119,9 +124,19 @@ class _ArrayBundle:
                 raise KeyError(
                     f"{type(self).__name__} has no field '{key}'; it has {sorted(self._fields)}"
                 ) from None
+        if not self.is_batch:
+            raise IndexError(
+                f"{self!r} holds one item, not a batch; index a batch (leading axis) instead"
+            )
         if isinstance(key, int | np.integer) and not (-self.batch_size <= key < self.batch_size):
             raise IndexError(f"index {key} out of range for a batch of {self.batch_size}")
-        return self._new({name: value[key] for name, value in self._fields.items()})
+        numpy_key = to_numpy(key) if is_tensor(key) else key
+        return self._trusted(
+            {
+                name: value[key if is_tensor(value) else numpy_key]
+                for name, value in self._fields.items()
+            }
+        )
 
     def __contains__(self, name: object) -> bool:
         return name in self._fields
@@ -132,10 +147,10 @@ class _ArrayBundle:
     def keys(self) -> list[str]:
         return list(self._fields)
 
-    def items(self) -> list[tuple[str, Array]]:
+    def items(self) -> list[tuple[str, Any]]:
         return list(self._fields.items())
 
-    def as_dict(self) -> dict[str, Array]:
+    def as_dict(self) -> dict[str, Any]:
         return dict(self._fields)
 
     # ----------------------------------------------------------------- batching
@@ -151,7 +166,8 @@ class _ArrayBundle:
             sizes[name] = _shape(value)[0] if ndim > self._item_ndim(name) else None
         return sizes
 
-    def _check_batch_sizes(self) -> None:
+    def _check_batch_sizes(self) -> int | None:
+        """The shared batch size (None for a single item), or a ValueError if fields differ."""
         sizes = self._leading_sizes()
         batched = {name: size for name, size in sizes.items() if size is not None}
         if len(set(batched.values())) > 1:
@@ -168,16 +184,16 @@ class _ArrayBundle:
                 f"{type(self).__name__}: fields {single} hold one item while "
                 f"{sorted(batched)} hold a batch of {next(iter(batched.values()))}"
             )
+        return next(iter(sizes.values()))
 
     @property
     def is_batch(self) -> bool:
-        return next(iter(self._leading_sizes().values())) is not None
+        return self._batch is not None
 
     @property
     def batch_size(self) -> int:
         """Size of the leading (batch) axis; 1 for a single item."""
-        size = next(iter(self._leading_sizes().values()))
-        return 1 if size is None else size
+        return 1 if self._batch is None else self._batch
 
     def __len__(self) -> int:
         return self.batch_size
@@ -196,17 +212,24 @@ class _ArrayBundle:
     def _combine(cls: type[B], parts: Sequence[B], how: str) -> B:
         if len(parts) == 0:
             raise ValueError(f"{cls.__name__}.{how} needs at least one item, got none")
-        names = parts[0].keys()
         for index, part in enumerate(parts):
             if not isinstance(part, cls):
                 raise TypeError(
                     f"{cls.__name__}.{how}: item {index} is a {type(part).__name__}, "
                     f"expected {cls.__name__}"
                 )
-            if part.keys() != names:
+        names = parts[0].keys()
+        for index, part in enumerate(parts):
+            if set(part.keys()) != set(names):
                 raise ValueError(
                     f"{cls.__name__}.{how}: item {index} has fields {part.keys()}, "
                     f"item 0 has {names}"
+                )
+            if how == "cat" and not part.is_batch:
+                # np.concatenate would silently glue two vectors into one longer vector.
+                raise ValueError(
+                    f"{cls.__name__}.cat joins batches, but item {index} is a single item "
+                    f"{part!r}; use {cls.__name__}.stack for single items"
                 )
         combined: dict[str, Array] = {}
         for name in names:
@@ -218,10 +241,10 @@ class _ArrayBundle:
                 combined[name] = torch.stack(tensors) if how == "stack" else torch.cat(tensors)
             else:
                 combined[name] = np.stack(values) if how == "stack" else np.concatenate(values)
-        return cls._new_from(combined)
+        return cls._trusted_from(combined)
 
     # ----------------------------------------------------------------- conversion
-    def map(self: B, fn: Callable[[Array], Array]) -> B:
+    def map(self: B, fn: Callable[[Any], Any]) -> B:
         """A new bundle with ``fn`` applied to every field."""
         return self._new({name: fn(value) for name, value in self._fields.items()})
 
@@ -229,11 +252,12 @@ class _ArrayBundle:
         """Every field as a torch tensor on ``device`` (no copy when already there)."""
         import torch
 
-        return self.map(lambda value: torch.as_tensor(value, device=device))
+        fields = self._fields.items()
+        return self._trusted({k: torch.as_tensor(v, device=device) for k, v in fields})
 
     def numpy(self: B) -> B:
         """Every field as a numpy array (tensors are detached and moved to the CPU)."""
-        return self.map(to_numpy)
+        return self._trusted({name: to_numpy(value) for name, value in self._fields.items()})
 
     def _new(self: B, fields: dict[str, Array]) -> B:
         return type(self)._new_from(fields)
@@ -241,6 +265,23 @@ class _ArrayBundle:
     @classmethod
     def _new_from(cls: type[B], fields: dict[str, Array]) -> B:
         return cls(**fields)
+
+    def _trusted(self: B, fields: dict[str, Array]) -> B:
+        return type(self)._trusted_from(fields)
+
+    @classmethod
+    def _trusted_from(cls: type[B], fields: dict[str, Array]) -> B:
+        """A bundle from fields known to be valid (results of indexing, stacking or
+        converting valid bundles), skipping the checks: this runs in every env step."""
+        bundle = cls.__new__(cls)
+        object.__setattr__(bundle, "_fields", fields)
+        object.__setattr__(bundle, "_batch", bundle._leading_size())
+        return bundle
+
+    def _leading_size(self) -> int | None:
+        name, value = next(iter(self._fields.items()))
+        shape = _shape(value)
+        return shape[0] if len(shape) > self._item_ndim(name) else None
 
     # ----------------------------------------------------------------- python protocol
     def __repr__(self) -> str:
@@ -256,6 +297,7 @@ class _ArrayBundle:
 
     def __setstate__(self, state: dict[str, Array]) -> None:
         object.__setattr__(self, "_fields", state)
+        object.__setattr__(self, "_batch", self._leading_size())
 
     def __eq__(self, other: object) -> bool:
         """Exact equality of field names, shapes and values (numpy or torch)."""
@@ -271,6 +313,9 @@ class _ArrayBundle:
         return True
 
     __hash__ = None  # type: ignore[assignment]
+    # Make numpy hand comparisons with arrays back to Python instead of broadcasting an
+    # ndarray against the bundle element by element (``array == obs`` is just False).
+    __array_ufunc__ = None
 
 
 class Observation(_ArrayBundle):

@@ -7,6 +7,7 @@ source. Metrics use CleanRL's names (``losses/approx_kl``, ``losses/clipfrac``, 
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -247,10 +248,13 @@ class CrowdPPOptimizer:
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict[str, Any]:
-        """Optimizer moments, iteration and shuffling RNG: what resuming needs."""
+        """Optimizer moments, iteration and shuffling RNG: what resuming needs (a copy, so
+        later updates do not change it)."""
         return {
             "iteration": self.iteration,
-            "optimizers": {name: opt.state_dict() for name, opt in self.optimizers.items()},
+            "optimizers": {
+                name: copy.deepcopy(opt.state_dict()) for name, opt in self.optimizers.items()
+            },
             "rng": self.rng.bit_generator.state,
         }
 

@@ -343,10 +343,10 @@ class _Demo(Config):
     scales: tuple[float, ...] = option(
         (), doc="Any number of floats.", check=in_range(0, 1, hi_inclusive=False)
     )
-    weights: dict[str, int] = option({}, doc="Named ints.", check=positive)  # noqa: RUF009
-    tags: list[str] = option(["a"], doc="Some words.")  # noqa: RUF009
+    weights: dict[str, int] = option({}, doc="Named ints.", check=positive)
+    tags: list[str] = option(["a"], doc="Some words.")
     mode: Literal["x", "y"] | None = option(None, doc="A choice or nothing.")
-    inner: _Inner | None = option(None, doc="An optional nested config.")  # noqa: RUF009
+    inner: _Inner | None = option(None, doc="An optional nested config.")
     chance: float = option(0.5, doc="A probability.", check=probability)
 
 

@@ -27,7 +27,6 @@ Step contract (dict view): ``step(actions) -> (obs, reward, done, info)``.
 from __future__ import annotations
 
 import functools
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -37,6 +36,7 @@ import numpy as np
 
 from coltra.buffers import Action, Observation
 from coltra.envs.spaces import action_batch_from_dict, check_action_batch
+from coltra.names import parse_agent_name, vec_agent_name
 
 if TYPE_CHECKING:
     from coltra.envs.vector import VecEnv
@@ -52,22 +52,6 @@ __all__ = [
 ObsDict = dict[str, Observation]
 ActionDict = dict[str, Action]
 StepResult = tuple[ObsDict, dict[str, float], dict[str, bool], dict[str, Any]]
-
-_VEC_NAME = re.compile(r"^(?P<base>.*)&env=(?P<index>\d+)$")
-
-
-def vec_agent_name(base: str, env_index: int) -> str:
-    """The name of agent ``base`` in copy ``env_index`` of a vectorised env."""
-    return f"{base}&env={env_index}"
-
-
-def parse_agent_name(name: str) -> tuple[str, int | None]:
-    """Split ``'pursuer_0&env=3'`` into ``('pursuer_0', 3)``; a plain name gives
-    ``(name, None)``."""
-    match = _VEC_NAME.match(name)
-    if match is None:
-        return name, None
-    return match["base"], int(match["index"])
 
 
 class EnvCrashedError(RuntimeError):
@@ -181,12 +165,10 @@ class MultiAgentEnv:
     def step_batch(self, actions: Action) -> StepBatch:
         """Step with actions for every row (``[rows, ...]``; inactive rows are ignored)."""
         self._require_one_view()
-        active = self._last_active()
-        check_action_batch(actions, self.action_space, len(self.agent_names))
+        active = self._check_ready()
+        check_action_batch(actions, self.action_space, len(self.agent_names), active)
         action_dict = {
-            name: actions[row]
-            for row, name in enumerate(self.agent_names)
-            if active is None or active[row]
+            name: actions[row] for row, name in enumerate(self.agent_names) if active[row]
         }
         obs, reward, done, info = self.step(action_dict)
         return self._batch_from_dicts(obs, reward, done, info)
@@ -202,13 +184,7 @@ class MultiAgentEnv:
     def step(self, actions: ActionDict) -> StepResult:
         """Act for every present agent; see the module docstring for what comes back."""
         self._require_one_view()
-        acted = self._last_active()
-        if acted is None:
-            raise RuntimeError(f"{type(self).__name__}.step() called before reset()")
-        if not acted.any():
-            raise RuntimeError(
-                f"every agent of {type(self).__name__} is done; call reset() before step()"
-            )
+        acted = self._check_ready()
         action_batch = action_batch_from_dict(actions, self.agent_names, acted, self.action_space)
         batch = self.step_batch(action_batch)
         self._active_rows = batch.active
@@ -236,6 +212,22 @@ class MultiAgentEnv:
     def _last_active(self) -> np.ndarray | None:
         return getattr(self, "_active_rows", None)
 
+    def _check_ready(self) -> np.ndarray:
+        """The rows that must act now; an error if there is nobody to step."""
+        active = self._last_active()
+        if active is None:
+            raise RuntimeError(f"{type(self).__name__}: step() called before reset()")
+        if not active.any():
+            raise RuntimeError(
+                f"every agent of {type(self).__name__} is done; call reset() before step()"
+            )
+        return active
+
+    def _remember(self, batch: StepBatch) -> StepBatch:
+        """Keep which rows act next (for checks and the dict view) and pass the batch on."""
+        self._active_rows = batch.active
+        return batch
+
     def _require_one_view(self) -> None:
         cls = type(self)
         if all(
@@ -257,7 +249,11 @@ class MultiAgentEnv:
         done: dict[str, bool],
         info: dict[str, Any],
     ) -> StepBatch:
-        """Stack a dict-view step into rows (the adapter for dict-only envs)."""
+        """Stack a dict-view step into rows (the adapter for dict-only envs).
+
+        Rows of absent agents repeat their last observation and are inactive; an agent that
+        is done is inactive even when the env still returned an observation for it.
+        """
         names = self.agent_names
         unknown = set(obs) - set(names)
         if unknown:
@@ -286,7 +282,9 @@ class MultiAgentEnv:
         truncated = np.array([bool(truncated_info.get(name, False)) for name in names])
         terminated = np.array([bool(done.get(name, False)) for name in names]) & ~truncated
         final_obs = None
-        if final_info:
+        if final_info or (terminated | truncated).any():
+            # A done agent's last observation: the env's info["final_obs"] if it gave one,
+            # else the observation it returned with the done, else the last one it gave.
             final_obs = Observation.stack(
                 [final_info.get(name, stacked[row]) for row, name in enumerate(names)]
             )
@@ -295,7 +293,8 @@ class MultiAgentEnv:
             for key, value in info.items()
             if key.startswith(("m_", "e_"))
         }
-        active = np.array([name in obs for name in names])
+        # An agent that is done does not act next, even if the env still lists its obs.
+        active = np.array([name in obs for name in names]) & ~(terminated | truncated)
         self._active_rows = active
         return StepBatch(
             obs=stacked,
@@ -347,7 +346,10 @@ class MultiAgentEnv:
 
         ``backend`` is ``"inprocess"`` (every copy in this process) or ``"subprocess"``
         (``workers`` processes, each stepping ``envs_per_worker`` copies); the default
-        is the class's ``default_backend``. Copy ``i`` is seeded ``seed + i``.
+        is the class's ``default_backend``. Copy ``i`` is seeded ``seed + i`` at the first
+        reset. ``start_method`` (default: fork on Linux, spawn elsewhere) and
+        ``step_timeout`` (seconds a worker may take to answer; None waits forever) apply
+        to the subprocess backend. ``kwargs`` go to the env's constructor.
         """
         from coltra.envs.vector import make_vec_env
 

@@ -21,8 +21,13 @@ def make_gym_env(env_name: str, **make_kwargs: Any) -> gym.Env:
         raise ValueError(f"env_name must be a Gymnasium id such as 'CartPole-v1', got {env_name!r}")
     try:
         return gym.make(env_name, **make_kwargs)
-    except gym.error.Error as exc:
-        raise ValueError(f"unknown Gymnasium env id '{env_name}': {exc}") from None
+    except gym.error.UnregisteredEnv as exc:
+        # Name, version and namespace misses all derive from UnregisteredEnv; other
+        # gymnasium errors (e.g. a missing Box2D) are not about the id and pass through.
+        raise ValueError(
+            f"unknown Gymnasium env id '{env_name}': {exc} "
+            "(see gymnasium.pprint_registry() for the ids there are)"
+        ) from None
 
 
 class MultiGymEnv(MultiAgentEnv):
@@ -66,7 +71,6 @@ class MultiGymEnv(MultiAgentEnv):
         self._action_codec = ActionCodec(env.action_space)
         self._episode_reward = 0.0
         self._episode_length = 0
-        self._active_rows = np.ones(1, dtype=bool)
 
     def _observation(self, raw: Any) -> Observation:
         return Observation(**{k: v[None] for k, v in self._obs_codec.encode(raw).items()})
@@ -74,9 +78,10 @@ class MultiGymEnv(MultiAgentEnv):
     def reset_batch(self, seed: int | None = None) -> StepBatch:
         raw, _ = self.env.reset(seed=seed)
         self._episode_reward, self._episode_length = 0.0, 0
-        return StepBatch.first(self._observation(raw))
+        return self._remember(StepBatch.first(self._observation(raw)))
 
     def step_batch(self, actions: Action) -> StepBatch:
+        self._check_ready()
         values = self._action_codec.check_batch(actions, 1)
         raw, reward, terminated, truncated, _ = self.env.step(self._action_codec.to_env(values[0]))
         self._episode_reward += float(reward)
@@ -96,7 +101,7 @@ class MultiGymEnv(MultiAgentEnv):
                 "e_episode_reward": np.array([self._episode_reward], dtype=np.float32),
                 "e_episode_length": np.array([self._episode_length], dtype=np.float32),
             }
-        return batch
+        return self._remember(batch)
 
     def render(self) -> Any:
         return self.env.render()

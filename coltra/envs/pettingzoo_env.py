@@ -19,10 +19,11 @@ class PettingZooEnv(MultiAgentEnv):
 
     Rows follow ``possible_agents``. Agents that leave the episode (terminated or truncated
     while others go on) become inactive and disappear from the dict view; the copy is over
-    when no agent is left. Image observations (3-D Box) become ``Observation.image``, others
-    ``Observation.vector``. All agents must share one observation and one action space.
-    Each agent's return and length are reported as ``e_episode_reward`` and
-    ``e_episode_length`` when its episode ends.
+    when no agent is left. An agent that joins mid-episode appears (active) from the step
+    it is in the env's ``agents`` list. Image observations (3-D Box) become
+    ``Observation.image``, others ``Observation.vector``. All agents must share one
+    observation and one action space. Each agent's return and length are reported as
+    ``e_episode_reward`` and ``e_episode_length`` when its episode ends.
     """
 
     default_backend: ClassVar[str] = "subprocess"
@@ -34,23 +35,23 @@ class PettingZooEnv(MultiAgentEnv):
             raise ImportError(
                 "PettingZooEnv needs PettingZoo: pip install 'coltra[pettingzoo]'"
             ) from exc
-        if not callable(env_fn):
-            raise TypeError(
-                f"env_fn must be a function that builds a PettingZoo parallel env "
-                f"(e.g. pursuit_v5.parallel_env), got {env_fn!r}"
-            )
+        _check_env_fn(env_fn)
         env = env_fn(**env_kwargs)
         if isinstance(env, AECEnv):
             raise TypeError(
-                f"{getattr(env_fn, '__module__', '')}.{getattr(env_fn, '__name__', env_fn)} "
-                "built an AEC env, expected a PettingZoo parallel env: pass the module's "
-                "parallel_env (e.g. pursuit_v5.parallel_env) or wrap it with "
+                f"env_fn={_describe(env_fn)} built an AEC env ({type(env).__name__}), "
+                "expected a PettingZoo parallel env: pass the module's parallel_env "
+                "(e.g. pursuit_v5.parallel_env) or wrap it with "
                 "pettingzoo.utils.conversions.aec_to_parallel"
             )
         if not isinstance(env, ParallelEnv):
             raise TypeError(
-                f"env_fn returned {type(env).__name__}, expected a PettingZoo ParallelEnv"
+                f"env_fn={_describe(env_fn)} returned {type(env).__name__}, expected a "
+                "PettingZoo ParallelEnv (e.g. pursuit_v5.parallel_env); for Gymnasium envs "
+                "use MultiGymEnv"
             )
+        if not env.possible_agents:
+            raise ValueError(f"env_fn={_describe(env_fn)} built an env with no possible_agents")
         self.env = env
         self.agent_names = list(env.possible_agents)
         first = self.agent_names[0]
@@ -76,6 +77,17 @@ class PettingZooEnv(MultiAgentEnv):
         self._episode_reward = np.zeros(rows, dtype=np.float64)
         self._episode_length = np.zeros(rows, dtype=np.int64)
 
+    @classmethod
+    def get_env_creator(cls, **kwargs: Any) -> Callable[[], MultiAgentEnv]:
+        """As the base class, but a bad ``env_fn`` fails here, not in a worker process."""
+        if "env_fn" not in kwargs:
+            raise TypeError(
+                "PettingZooEnv needs env_fn=, a function that builds a PettingZoo parallel "
+                "env (e.g. env_fn=pursuit_v5.parallel_env)"
+            )
+        _check_env_fn(kwargs["env_fn"])
+        return super().get_env_creator(**kwargs)
+
     def _write_obs(self, observations: dict[str, Any]) -> None:
         for name, raw in observations.items():
             if name not in self._row:
@@ -98,10 +110,11 @@ class PettingZooEnv(MultiAgentEnv):
             self._active[self._row[name]] = True
         self._episode_reward[:] = 0.0
         self._episode_length[:] = 0
-        return StepBatch.first(self._observation(), self._active.copy())
+        return self._remember(StepBatch.first(self._observation(), self._active.copy()))
 
     def step_batch(self, actions: Action) -> StepBatch:
-        values = self._action_codec.check_batch(actions, len(self.agent_names))
+        self._check_ready()
+        values = self._action_codec.check_batch(actions, len(self.agent_names), self._active)
         acting = np.flatnonzero(self._active)
         to_env = self._action_codec.to_env
         action_dict = {self.agent_names[row]: to_env(values[row]) for row in acting}
@@ -118,18 +131,23 @@ class PettingZooEnv(MultiAgentEnv):
         for name, value in truncations.items():
             truncated[self._row[name]] = bool(value)
         truncated &= ~terminated
-        still_here = set(self.env.agents)
-        active = np.zeros(rows, dtype=bool)
-        for row in acting:
-            active[row] = self.agent_names[row] in still_here
+        # Only rows that acted can be rewarded or end in this step.
+        acted = self._active
+        reward[~acted] = 0.0
+        terminated &= acted
+        truncated &= acted
+        present = set(self.env.agents)
+        still_here = np.array([name in present for name in self.agent_names])
         # An agent that is done is gone, whatever the env's agent list says; one that
         # vanished without a flag has left the episode, which we count as terminated.
-        active &= ~(terminated | truncated)
-        vanished = np.zeros(rows, dtype=bool)
-        vanished[acting] = ~active[acting] & ~terminated[acting] & ~truncated[acting]
-        terminated |= vanished
+        active = still_here & ~(terminated | truncated)
+        terminated |= acted & ~still_here & ~truncated
         self._episode_reward[acting] += reward[acting]
         self._episode_length[acting] += 1
+        # An agent that joined mid-episode (or came back) starts its own episode now.
+        joined = active & ~acted
+        self._episode_reward[joined] = 0.0
+        self._episode_length[joined] = 0
         obs = self._observation()
         batch = StepBatch(
             obs=obs,
@@ -146,10 +164,24 @@ class PettingZooEnv(MultiAgentEnv):
                 "e_episode_length": self._episode_length[ended].astype(np.float32),
             }
         self._active = active
-        return batch
+        return self._remember(batch)
 
     def render(self) -> Any:
         return self.env.render()
 
     def close(self) -> None:
         self.env.close()
+
+
+def _describe(env_fn: object) -> str:
+    module = getattr(env_fn, "__module__", None)
+    name = getattr(env_fn, "__qualname__", None)
+    return f"{module}.{name}" if module and name else repr(env_fn)
+
+
+def _check_env_fn(env_fn: object) -> None:
+    if not callable(env_fn):
+        raise TypeError(
+            "env_fn must be a function that builds a PettingZoo parallel env "
+            f"(e.g. pursuit_v5.parallel_env), got {type(env_fn).__name__} {env_fn!r}"
+        )

@@ -10,7 +10,7 @@ array operation, and vectorise like any other env.
 | ObservedRewardEnv | random sign s | s | V(s) = s |
 | ActionRewardEnv | [1] | 1 if action is 1 else 0 | always pick action 1 |
 | ObsActionRewardEnv | random sign s | 1 if action matches s else 0 | action 1 for s > 0 |
-| DelayedRewardEnv | one-hot time t | 1 at the third step | V(t) = gamma ** (2 - t) |
+| DelayedRewardEnv | one-hot time t | 1 at the last (third) step | V(t) = gamma ** (2 - t) |
 
 With ``continuous=True`` the action-dependent envs take a Box(-1, 1, (1,)) action and pay
 ``1 - (a - target) ** 2`` with target ``+0.5`` (or ``0.5 * s``).
@@ -25,6 +25,7 @@ import numpy as np
 
 from coltra.buffers import Action, Observation
 from coltra.envs.base import MultiAgentEnv, StepBatch
+from coltra.envs.spaces import ActionCodec
 
 __all__ = [
     "PROBE_ENVS",
@@ -56,8 +57,14 @@ class ProbeEnv(MultiAgentEnv):
         if isinstance(num_agents, bool) or not isinstance(num_agents, int) or num_agents < 1:
             raise ValueError(f"num_agents must be a whole number >= 1, got {num_agents!r}")
         if episode_length is not None:
-            if not isinstance(episode_length, int) or episode_length < 1:
-                raise ValueError(f"episode_length must be >= 1, got {episode_length!r}")
+            if (
+                isinstance(episode_length, bool)
+                or not isinstance(episode_length, int)
+                or episode_length < 1
+            ):
+                raise ValueError(
+                    f"episode_length must be a whole number >= 1, got {episode_length!r}"
+                )
             self.episode_length = episode_length
         self.truncate = truncate
         self.continuous = continuous
@@ -66,6 +73,7 @@ class ProbeEnv(MultiAgentEnv):
         self.action_space: gym.Space = (
             gym.spaces.Box(-1.0, 1.0, (1,), np.float32) if continuous else gym.spaces.Discrete(2)
         )
+        self._action_codec = ActionCodec(self.action_space)
         self._rng = np.random.default_rng()
         self._t = 0
         self._obs = np.zeros((num_agents, self.obs_size), dtype=np.float32)
@@ -81,19 +89,8 @@ class ProbeEnv(MultiAgentEnv):
         raise NotImplementedError
 
     def _action_values(self, actions: Action) -> np.ndarray:
-        field = "continuous" if self.continuous else "discrete"
-        if not isinstance(actions, Action) or field not in actions:
-            raise ValueError(
-                f"{type(self).__name__} expects Action({field}=...) for {self.num_agents} "
-                f"agents, got {actions!r}"
-            )
-        values = np.asarray(actions[field])
-        expected = (self.num_agents, 1) if self.continuous else (self.num_agents,)
-        if values.shape != expected:
-            raise ValueError(
-                f"{type(self).__name__}: action '{field}' has shape {values.shape}, "
-                f"expected {expected}"
-            )
+        """Checked actions, one value per agent. ``[agents]``"""
+        values = self._action_codec.check_batch(actions, self.num_agents)
         return values[:, 0].astype(np.float32) if self.continuous else values
 
     def _signs(self) -> np.ndarray:
@@ -105,9 +102,10 @@ class ProbeEnv(MultiAgentEnv):
         self._t = 0
         self._episode_reward[:] = 0.0
         self._obs = self._observe()
-        return StepBatch.first(Observation(vector=self._obs.copy()))
+        return self._remember(StepBatch.first(Observation(vector=self._obs.copy())))
 
     def step_batch(self, actions: Action) -> StepBatch:
+        self._check_ready()
         reward = self._reward(self._obs, self._action_values(actions)).astype(np.float32)
         self._episode_reward += reward
         self._t += 1
@@ -128,7 +126,7 @@ class ProbeEnv(MultiAgentEnv):
                 "e_episode_reward": self._episode_reward.copy(),
                 "e_episode_length": np.full(rows, self._t, dtype=np.float32),
             }
-        return batch
+        return self._remember(batch)
 
 
 class ConstantRewardEnv(ProbeEnv):
@@ -172,11 +170,27 @@ class ObsActionRewardEnv(ProbeEnv):
 
 
 class DelayedRewardEnv(ProbeEnv):
-    """Three steps with a one-hot clock; reward 1 arrives only at the third step, so the
-    value of the first step is gamma ** 2: discounting must be right."""
+    """Three steps (or ``episode_length`` L) with a one-hot clock; reward 1 arrives only at
+    the last step, so the value of the first step is gamma ** (L - 1): discounting must be
+    right."""
 
     episode_length = 3
     obs_size = 3
+
+    def __init__(
+        self,
+        num_agents: int = 1,
+        *,
+        episode_length: int | None = None,
+        truncate: bool = False,
+        continuous: bool = False,
+    ) -> None:
+        # One clock position per step, so every step has its own observation.
+        if isinstance(episode_length, int) and not isinstance(episode_length, bool):
+            self.obs_size = max(episode_length, 1)
+        super().__init__(
+            num_agents, episode_length=episode_length, truncate=truncate, continuous=continuous
+        )
 
     def _observe(self) -> np.ndarray:
         obs = np.zeros((self.num_agents, self.obs_size), dtype=np.float32)

@@ -143,24 +143,33 @@ class ActionCodec:
             )
 
     def describe(self) -> str:
-        shape = "a scalar" if not self.item_shape else f"shape {self.item_shape}"
+        """What a valid action looks like, for error messages."""
         kind = "integer" if self.integer else "float"
-        return f"Action({self.field}=...) with one {kind} {shape} per agent for {self.space}"
+        item = f"one {kind}" if not self.item_shape else f"{kind}s of shape {self.item_shape}"
+        return f"Action({self.field}=...) holding {item} per agent, for {self.space}"
 
-    def _check_values(self, values: np.ndarray, where: str) -> None:
+    def _check_values(
+        self, values: np.ndarray, where: str, active: np.ndarray | None = None
+    ) -> None:
+        """Dtype of all values; range of the rows in ``active`` (all rows when None)."""
         if self.integer:
             if values.dtype.kind not in "iub":
                 raise TypeError(
-                    f"{where}: '{self.field}' actions must be integers, got dtype {values.dtype}"
+                    f"{where}: '{self.field}' actions must be integers for {self.space}, "
+                    f"got dtype {values.dtype}"
                 )
-            if values.size and (np.any(values < self.low) or np.any(values > self.high)):
-                bad = values[(values < self.low) | (values > self.high)]
+            # Rows of agents that are not acting may hold anything: they are never sent.
+            checked = values if active is None else values[active]
+            outside = (checked < self.low) | (checked > self.high)
+            if np.any(outside):
                 raise ValueError(
-                    f"{where}: action value(s) {bad.tolist()[:5]} outside {self.space}"
+                    f"{where}: action value(s) {checked[outside].tolist()[:5]} outside "
+                    f"{self.space} (expected {self.low.min()}..{self.high.max()})"
                 )
         elif values.dtype.kind not in "fiu":
             raise TypeError(
-                f"{where}: '{self.field}' actions must be numbers, got dtype {values.dtype}"
+                f"{where}: '{self.field}' actions must be numbers for {self.space}, "
+                f"got dtype {values.dtype}"
             )
 
     def check_item(self, action: object, where: str) -> np.ndarray:
@@ -181,11 +190,18 @@ class ActionCodec:
         self._check_values(values, where)
         return values
 
-    def check_batch(self, actions: object, rows: int) -> np.ndarray:
-        """Validate actions for all ``rows`` agents; returns the stacked array."""
+    def check_batch(
+        self, actions: object, rows: int, active: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Validate actions for all ``rows`` agents; returns the stacked array.
+
+        ``active`` marks the rows whose values are used; the others only need the right
+        shape and dtype (a collector may leave anything there).
+        """
         if not isinstance(actions, Action):
             raise TypeError(
-                f"step_batch expects a coltra.buffers.Action batch, got {type(actions).__name__}"
+                f"step_batch expects a coltra.buffers.Action batch with one row per agent, "
+                f"got {type(actions).__name__} {actions!r}"
             )
         if self.field not in actions:
             raise ValueError(f"step_batch: got {actions!r}, expected {self.describe()}")
@@ -196,7 +212,7 @@ class ActionCodec:
                 f"step_batch: action '{self.field}' has shape {tuple(values.shape)}, "
                 f"expected {expected} (one row per agent, {self.describe()})"
             )
-        self._check_values(values, "step_batch")
+        self._check_values(values, "step_batch", active)
         return values
 
     def to_env(self, values: np.ndarray) -> Any:
@@ -204,20 +220,29 @@ class ActionCodec:
         if isinstance(self.space, gym.spaces.Discrete):
             return int(values)
         if isinstance(self.space, gym.spaces.Box):
-            return values.reshape(self.space.shape).astype(self.space.dtype, copy=False)
+            # Agents keep their unclipped samples for log-probabilities; the env only ever
+            # sees actions inside its bounds.
+            clipped = np.clip(values, self.low, self.high)
+            return clipped.reshape(self.space.shape).astype(self.space.dtype, copy=False)
         return values
 
     def zeros(self, rows: int) -> np.ndarray:
-        dtype = np.int64 if self.integer else np.float32
-        return np.zeros((rows, *self.item_shape), dtype=dtype)
+        """A valid filler batch: the lowest action (0 for Box), one row per agent."""
+        if self.integer:
+            filler = np.broadcast_to(self.low, self.item_shape)
+            return np.tile(filler.astype(np.int64), (rows, *([1] * len(self.item_shape))))
+        return np.zeros((rows, *self.item_shape), dtype=np.float32)
 
 
 def _to_numpy(value: Any) -> np.ndarray:
     return to_numpy(value) if is_tensor(value) else np.asarray(value)
 
 
-def check_action_batch(actions: Action, space: gym.Space, rows: int) -> np.ndarray:
-    return ActionCodec(space).check_batch(actions, rows)
+def check_action_batch(
+    actions: Action, space: gym.Space, rows: int, active: np.ndarray | None = None
+) -> np.ndarray:
+    """Validate a batch of actions (``rows`` agents) against one agent's ``space``."""
+    return ActionCodec(space).check_batch(actions, rows, active)
 
 
 def action_batch_from_dict(

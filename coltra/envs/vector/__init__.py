@@ -33,8 +33,15 @@ def make_vec_env(
     envs_per_worker = check_copy_count("envs_per_worker", envs_per_worker)
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-    if step_timeout is not None and not step_timeout > 0:
-        raise ValueError(f"step_timeout must be a number of seconds > 0, got {step_timeout!r}")
+    if step_timeout is not None and (
+        isinstance(step_timeout, bool)
+        or not isinstance(step_timeout, int | float)
+        or not step_timeout > 0
+    ):
+        raise ValueError(
+            f"step_timeout must be a number of seconds > 0 (or None to wait forever), "
+            f"got {step_timeout!r}"
+        )
     env_fns = [env_fn] * (workers * envs_per_worker)
     if backend == "inprocess":
         return InProcessVecEnv(env_fns, seed=seed)

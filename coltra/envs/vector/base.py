@@ -9,20 +9,27 @@ import gymnasium as gym
 import numpy as np
 
 from coltra.buffers import Action
-from coltra.envs.base import MultiAgentEnv, StepBatch, vec_agent_name
+from coltra.envs.base import EnvCrashedError, MultiAgentEnv, StepBatch, vec_agent_name
 from coltra.envs.spaces import ActionCodec
 
-__all__ = ["EnvCreator", "VecEnv", "check_copy_count"]
+__all__ = ["EnvCreator", "VecEnv", "add_note", "check_copy_count"]
 
 EnvCreator = Callable[[], MultiAgentEnv]
 
 
 def check_copy_count(name: str, value: object) -> int:
+    """``workers`` / ``envs_per_worker`` as a plain int, or an error naming the value."""
     if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise TypeError(f"{name} must be a whole number >= 1, got {value!r}")
+        raise TypeError(f"{name} must be a whole number >= 1, got {type(value).__name__} {value!r}")
     if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
+        raise ValueError(f"{name} must be a whole number >= 1, got {value}")
     return int(value)
+
+
+def add_note(exc: BaseException, note: str) -> None:
+    """Attach context to an exception that keeps its type (a no-op before Python 3.11)."""
+    if hasattr(exc, "add_note"):
+        exc.add_note(note)
 
 
 class VecEnv(MultiAgentEnv):
@@ -38,6 +45,9 @@ class VecEnv(MultiAgentEnv):
     num_envs: int
     #: Index of this env's first copy (a subprocess worker holds a slice of the copies).
     first_index: int
+    #: The crash that made this env unusable, if any (both backends stop after a crash).
+    _crash: EnvCrashedError | None = None
+    _closed: bool = False
 
     def _set_layout(
         self,
@@ -72,12 +82,20 @@ class VecEnv(MultiAgentEnv):
             copies[rows] = self.first_index + copy
         return copies
 
-    def _check_actions(self, actions: Action) -> np.ndarray:
-        return self._action_codec.check_batch(actions, len(self.agent_names))
+    def _check_open(self) -> None:
+        """Refuse to run after a crash or close(): the copies are gone."""
+        if self._crash is not None:
+            raise EnvCrashedError(
+                f"this vectorised env stopped after a crash and cannot be used again; "
+                f"the crash was: {self._crash}",
+                self._crash.env_index,
+            )
+        if self._closed:
+            raise RuntimeError(f"this {type(self).__name__} is closed")
 
-    def _remember(self, batch: StepBatch) -> StepBatch:
-        self._active_rows = batch.active
-        return batch
+    def _check_actions(self, actions: Action) -> np.ndarray:
+        active = self._check_ready()
+        return self._action_codec.check_batch(actions, len(self.agent_names), active)
 
 
 def copy_seed(seed: int | None, copy: int) -> int | None:

@@ -7,7 +7,7 @@ from typing import Any, TypeVar
 
 from coltra.buffers import Action
 from coltra.envs.base import EnvCrashedError, MultiAgentEnv, StepBatch
-from coltra.envs.vector.base import EnvCreator, VecEnv, autoreset, copy_seed
+from coltra.envs.vector.base import EnvCreator, VecEnv, add_note, autoreset, copy_seed
 
 __all__ = ["InProcessVecEnv"]
 
@@ -18,6 +18,12 @@ class InProcessVecEnv(VecEnv):
     """Steps its copies one after another in this process.
 
     ``seed`` seeds copy ``i`` with ``seed + first_index + i`` at the first reset.
+
+    A copy that cannot be built raises its own error (e.g. a ``ValueError`` for an unknown
+    Gymnasium id), with a note naming the copy. A copy that raises in reset, step or render
+    raises ``EnvCrashedError`` naming the copy (the original error is its ``__cause__``);
+    after that every copy is closed and the env refuses further use, as the subprocess
+    backend does.
     """
 
     def __init__(
@@ -32,13 +38,28 @@ class InProcessVecEnv(VecEnv):
         self._seed = seed
         self.envs: list[MultiAgentEnv] = []
         for copy, env_fn in enumerate(env_fns):
-            self.envs.append(self._call(copy, "construction", env_fn))
+            index = first_index + copy
+            try:
+                env = env_fn()
+            except Exception as exc:
+                # Not a crash but a setup mistake (bad id, wrong env type): keep its type.
+                add_note(exc, f"(raised while building env copy {index})")
+                self._close_copies()
+                raise
+            if not isinstance(env, MultiAgentEnv):
+                self._close_copies()
+                raise TypeError(
+                    f"env copy {index}: the env creator returned {type(env).__name__}, "
+                    "expected a coltra MultiAgentEnv (wrap Gymnasium envs in MultiGymEnv)"
+                )
+            self.envs.append(env)
         first = self.envs[0]
         for copy, env in enumerate(self.envs[1:], start=1):
             if (
                 env.observation_space != first.observation_space
                 or env.action_space != first.action_space
             ):
+                self._close_copies()
                 raise ValueError(
                     f"env copy {first_index + copy} has spaces {env.observation_space} / "
                     f"{env.action_space}, copy {first_index} has {first.observation_space} / "
@@ -52,15 +73,17 @@ class InProcessVecEnv(VecEnv):
         """Run ``fn`` for copy ``copy``, turning any failure into an error naming the copy."""
         try:
             return fn(*args)
-        except EnvCrashedError:
-            raise
         except Exception as exc:
             index = self.first_index + copy
-            raise EnvCrashedError(
+            error = EnvCrashedError(
                 f"env copy {index} raised in {phase}: {type(exc).__name__}: {exc}", index
-            ) from exc
+            )
+            self._crash = error
+            self._close_copies()
+            raise error from exc
 
     def reset_batch(self, seed: int | None = None) -> StepBatch:
+        self._check_open()
         if seed is None:
             seed, self._seed = self._seed, None
         parts = [
@@ -70,6 +93,7 @@ class InProcessVecEnv(VecEnv):
         return self._remember(StepBatch.concat(parts))
 
     def step_batch(self, actions: Action) -> StepBatch:
+        self._check_open()
         values = self._check_actions(actions)
         field = self._action_codec.field
         parts = []
@@ -77,13 +101,25 @@ class InProcessVecEnv(VecEnv):
             copy_actions = Action(**{field: values[self.rows_of_copy(copy)]})
             part = self._call(copy, "step", env.step_batch, copy_actions)
             if not part.active.any():
+                # Same-step autoreset: the copy's next episode starts now.
                 part = autoreset(part, self._call(copy, "reset", env.reset_batch, None))
             parts.append(part)
         return self._remember(StepBatch.concat(parts))
 
     def render(self) -> Any:
+        self._check_open()
         return self._call(0, "render", self.envs[0].render)
 
     def close(self) -> None:
-        for env in self.envs:
-            env.close()
+        if self._closed:
+            return
+        self._closed = True
+        self._close_copies()
+
+    def _close_copies(self) -> None:
+        """Close every copy built so far; one failing close does not stop the others."""
+        for env in getattr(self, "envs", []):
+            try:
+                env.close()
+            except Exception:  # best effort while shutting down
+                pass

@@ -4,12 +4,15 @@ Each worker runs an ``InProcessVecEnv`` over its slice of the copies; the main p
 sends every worker its actions first and then gathers the results, so workers step in
 parallel. A worker that raises, dies or (with ``step_timeout``) hangs turns into an
 ``EnvCrashedError`` naming the copy, with the worker's traceback; all workers are then
-shut down, so nothing is left running.
+shut down, so nothing is left running. A copy that cannot be built raises its own error
+(e.g. ``TypeError`` for a PettingZoo AEC env) in the main process, with the worker's
+traceback attached as a note.
 """
 
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import signal
 import sys
 import time
@@ -24,13 +27,17 @@ import numpy as np
 
 from coltra.buffers import Action
 from coltra.envs.base import EnvCrashedError, StepBatch
-from coltra.envs.vector.base import EnvCreator, VecEnv
+from coltra.envs.vector.base import EnvCreator, VecEnv, add_note
 from coltra.envs.vector.inprocess import InProcessVecEnv
 
 __all__ = ["SubprocVecEnv", "default_start_method"]
 
 #: How long a worker may take to build its env copies before we give up.
 STARTUP_TIMEOUT = 120.0
+#: How long close() waits for workers to shut down cleanly before killing them.
+CLOSE_TIMEOUT = 5.0
+#: How often an idle worker checks that the main process is still alive.
+PARENT_CHECK_INTERVAL = 1.0
 
 
 def default_start_method() -> str:
@@ -42,17 +49,26 @@ def default_start_method() -> str:
     return "fork" if sys.platform.startswith("linux") else "spawn"
 
 
-def _worker(conn: Connection, payload: bytes, first_index: int, seed: int | None) -> None:
+def _worker(
+    conn: Connection, payload: bytes, first_index: int, seed: int | None, parent_pid: int
+) -> None:
     # Ctrl-C goes to the whole process group: the main process decides what happens.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     venv: InProcessVecEnv | None = None
+    phase = "construction"
     try:
         env_fns = cloudpickle.loads(payload)
         venv = InProcessVecEnv(env_fns, seed=seed, first_index=first_index)
         copy_names = [venv.envs[copy].agent_names for copy in range(venv.num_envs)]
         conn.send(("ok", (copy_names, venv.observation_space, venv.action_space)))
         while True:
+            if not conn.poll(PARENT_CHECK_INTERVAL):
+                # Orphaned (the main process was killed): stop instead of waiting forever.
+                if os.getppid() != parent_pid:
+                    return
+                continue
             command, argument = conn.recv()
+            phase = command
             if command == "close":
                 venv.close()
                 conn.send(("ok", None))
@@ -71,10 +87,22 @@ def _worker(conn: Connection, payload: bytes, first_index: int, seed: int | None
         return
     except BaseException as exc:
         index = exc.env_index if isinstance(exc, EnvCrashedError) else None
+        # The in-process layer wraps the env's own error; report that one.
+        cause = exc.__cause__ if isinstance(exc, EnvCrashedError) and exc.__cause__ else exc
+        pickled = None
+        if phase == "construction":
+            try:
+                pickled = cloudpickle.dumps(exc)
+            except Exception:
+                pickled = None
+        report = (phase, index, f"{type(cause).__name__}: {cause}", traceback.format_exc())
         try:
-            conn.send(("error", (index, f"{type(exc).__name__}: {exc}", traceback.format_exc())))
+            conn.send(("error", (*report, pickled)))
         except (BrokenPipeError, OSError):
             pass
+    finally:
+        if venv is not None:
+            venv.close()
 
 
 class SubprocVecEnv(VecEnv):
@@ -92,25 +120,35 @@ class SubprocVecEnv(VecEnv):
             raise ValueError("a vectorised env needs at least one env copy")
         self.first_index = 0
         self.step_timeout = step_timeout
-        self._closed = False
-        context: Any = mp.get_context(start_method or default_start_method())
         self._conns: list[Connection] = []
         self._processes: list[BaseProcess] = []
         self._worker_copies: list[range] = []
-        for start in range(0, len(env_fns), envs_per_worker):
-            chunk = list(env_fns[start : start + envs_per_worker])
+        starts = range(0, len(env_fns), envs_per_worker)
+        try:
+            # Pickle everything before starting anyone, so a bad creator leaves no process.
+            payloads = [
+                cloudpickle.dumps(list(env_fns[start : start + envs_per_worker]))
+                for start in starts
+            ]
+        except Exception as exc:
+            raise TypeError(
+                f"the env creator cannot be sent to worker processes (it must pickle with "
+                f"cloudpickle): {type(exc).__name__}: {exc}"
+            ) from exc
+        context: Any = mp.get_context(start_method or default_start_method())
+        for start, payload in zip(starts, payloads):
             parent, child = context.Pipe()
             process = context.Process(
                 target=_worker,
-                args=(child, cloudpickle.dumps(chunk), start, seed),
+                args=(child, payload, start, seed, os.getpid()),
                 daemon=True,
                 name=f"coltra-env-worker-{len(self._processes)}",
             )
-            process.start()
-            child.close()
             self._conns.append(parent)
             self._processes.append(process)
-            self._worker_copies.append(range(start, start + len(chunk)))
+            self._worker_copies.append(range(start, min(start + envs_per_worker, len(env_fns))))
+            process.start()
+            child.close()
         names_per_copy: list[list[str]] = []
         spaces = None
         for worker in range(len(self._conns)):
@@ -147,16 +185,18 @@ class SubprocVecEnv(VecEnv):
         return f"env worker {worker} ({shown}, pid {self._processes[worker].pid})"
 
     def _fail(self, message: str, env_index: int | None) -> EnvCrashedError:
-        self.close(force=True)
-        return EnvCrashedError(message, env_index)
+        """Record the crash, stop every worker, and return the error to raise."""
+        error = EnvCrashedError(message, env_index)
+        self._crash = error
+        self._shutdown(graceful=False)
+        return error
 
     def _send(self, worker: int, command: str, argument: Any) -> None:
-        if self._closed:
-            raise EnvCrashedError("this vectorised env is closed (after close() or a crash)")
         try:
             self._conns[worker].send((command, argument))
         except (BrokenPipeError, OSError) as exc:
             process = self._processes[worker]
+            process.join(timeout=1.0)
             raise self._fail(
                 f"{self._describe(worker)} is gone (exit code {process.exitcode}) before "
                 f"{command}: {exc}",
@@ -172,7 +212,7 @@ class SubprocVecEnv(VecEnv):
             if deadline is not None and time.monotonic() > deadline:
                 raise self._fail(
                     f"{self._describe(worker)} did not answer {phase} within {timeout} s "
-                    "(step_timeout); the worker was stopped",
+                    "(step_timeout); it is presumed hung and every worker was stopped",
                     self._worker_copies[worker][0],
                 )
         try:
@@ -180,19 +220,35 @@ class SubprocVecEnv(VecEnv):
         except (EOFError, OSError):
             process.join(timeout=1.0)
             raise self._fail(
-                f"{self._describe(worker)} died during {phase} "
-                f"(exit code {process.exitcode}); its env copies are lost",
+                f"{self._describe(worker)} died during {phase} (exit code "
+                f"{process.exitcode}; negative means killed by that signal); its env copies "
+                "are lost and every worker was stopped",
                 self._worker_copies[worker][0],
             ) from None
         if status == "error":
-            index, summary, worker_traceback = payload
-            where = f"env copy {index}" if index is not None else self._describe(worker)
-            raise self._fail(
-                f"{where} raised in {phase}: {summary}\n--- worker traceback ---\n"
-                f"{worker_traceback}",
-                index if index is not None else self._worker_copies[worker][0],
-            )
+            self._raise_worker_error(worker, payload)
         return payload
+
+    def _raise_worker_error(self, worker: int, payload: Any) -> None:
+        phase, index, summary, worker_traceback, pickled = payload
+        if pickled is not None:
+            # A copy that could not be built: re-raise its own error (TypeError, ValueError).
+            self._shutdown(graceful=False)
+            try:
+                original = cloudpickle.loads(pickled)
+            except Exception:
+                original = None
+            if isinstance(original, Exception):
+                add_note(
+                    original,
+                    f"--- traceback in {self._describe(worker)} ---\n{worker_traceback}",
+                )
+                raise original
+        where = f"env copy {index}" if index is not None else self._describe(worker)
+        raise self._fail(
+            f"{where} raised in {phase}: {summary}\n--- worker traceback ---\n{worker_traceback}",
+            index if index is not None else self._worker_copies[worker][0],
+        )
 
     def _gather(self, phase: str) -> list[Any]:
         timeout = self.step_timeout
@@ -200,12 +256,14 @@ class SubprocVecEnv(VecEnv):
 
     # ------------------------------------------------------------------ env API
     def reset_batch(self, seed: int | None = None) -> StepBatch:
+        self._check_open()
         for worker in range(len(self._conns)):
             # Each worker adds its copies' indices to the seed itself.
             self._send(worker, "reset", seed)
         return self._remember(StepBatch.concat(self._gather("reset")))
 
     def step_batch(self, actions: Action) -> StepBatch:
+        self._check_open()
         values = self._check_actions(actions)
         field = self._action_codec.field
         for worker, rows in enumerate(self._worker_rows):
@@ -213,37 +271,47 @@ class SubprocVecEnv(VecEnv):
         return self._remember(StepBatch.concat(self._gather("step")))
 
     def render(self) -> Any:
+        self._check_open()
         self._send(0, "render", None)
         return self._receive(0, "render", self.step_timeout)
 
     def close(self, force: bool = False) -> None:
-        """Stop every worker; with ``force`` (after a crash) without asking them first."""
+        """Stop every worker; with ``force`` without asking them to close their envs first."""
         if self._closed:
             return
         self._closed = True
-        if not force:
+        self._shutdown(graceful=not force and self._crash is None)
+
+    def _shutdown(self, graceful: bool) -> None:
+        """Ask workers to close (if ``graceful``), then terminate and reap whoever is left."""
+        self._closed = True
+        if graceful:
             for conn in self._conns:
                 try:
                     conn.send(("close", None))
                 except (BrokenPipeError, OSError):
                     pass
+            # One deadline for all workers, so close() never takes workers x timeout.
+            deadline = time.monotonic() + CLOSE_TIMEOUT
             for conn, process in zip(self._conns, self._processes):
                 try:
-                    if conn.poll(5.0):
+                    if conn.poll(max(0.0, deadline - time.monotonic())):
                         conn.recv()
                 except (EOFError, OSError):
                     pass
-                process.join(timeout=1.0)
+                process.join(timeout=max(0.0, deadline - time.monotonic()))
         for process in self._processes:
+            if process.pid is None:
+                continue
             if process.is_alive():
                 process.terminate()
                 process.join(timeout=1.0)
             if process.is_alive():
                 process.kill()
-                process.join(timeout=1.0)
+            process.join(timeout=1.0)
         for conn in self._conns:
             conn.close()
 
     def __del__(self) -> None:
-        if getattr(self, "_closed", True) is False:
-            self.close(force=True)
+        if getattr(self, "_closed", True) is False and hasattr(self, "_processes"):
+            self._shutdown(graceful=False)

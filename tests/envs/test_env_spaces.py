@@ -1,0 +1,85 @@
+"""ObservationCodec / ActionCodec: how Gymnasium spaces become Observation / Action fields."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from coltra.buffers import Action
+from coltra.envs.spaces import ActionCodec, ObservationCodec, action_batch_from_dict
+
+
+def test_box_1d_is_a_vector_3d_is_an_image() -> None:
+    vector = ObservationCodec(gym.spaces.Box(-1, 1, (4,), np.float64))
+    assert vector.fields == {"vector": ((4,), np.dtype(np.float32))}
+    image = ObservationCodec(gym.spaces.Box(0, 255, (7, 7, 3), np.uint8))
+    assert image.fields == {"image": ((7, 7, 3), np.dtype(np.uint8))}
+    encoded = image.encode(np.full((7, 7, 3), 200, np.uint8))
+    assert encoded["image"].dtype == np.uint8 and encoded["image"][0, 0, 0] == 200
+
+
+def test_box_2d_is_flattened_to_a_vector() -> None:
+    codec = ObservationCodec(gym.spaces.Box(-1, 1, (2, 3), np.float32))
+    assert codec.fields == {"vector": ((6,), np.dtype(np.float32))}
+    raw = np.arange(6, dtype=np.float32).reshape(2, 3)
+    assert codec.encode(raw)["vector"].tolist() == [0, 1, 2, 3, 4, 5]
+
+
+def test_discrete_observation_is_one_hot() -> None:
+    codec = ObservationCodec(gym.spaces.Discrete(4, start=1))
+    assert codec.encode(3)["vector"].tolist() == [0.0, 0.0, 1.0, 0.0]
+
+
+def test_dict_space_gives_one_field_per_key() -> None:
+    space = gym.spaces.Dict(
+        {
+            "image": gym.spaces.Box(0, 1, (5, 5, 2), np.float32),
+            "rays": gym.spaces.Box(0, 1, (2, 4), np.float32),
+            "goal": gym.spaces.Discrete(3),
+        }
+    )
+    codec = ObservationCodec(space)
+    batch = codec.encode_batch([space.sample(), space.sample(), space.sample()])
+    assert sorted(batch.keys()) == ["goal", "image", "rays"]
+    assert batch.image.shape == (3, 5, 5, 2)
+    assert batch.rays.shape == (3, 8)
+    assert batch.goal.shape == (3, 3) and batch.goal.sum() == 3.0
+    assert batch.batch_size == 3
+
+
+def test_unsupported_spaces_are_named() -> None:
+    with pytest.raises(TypeError, match="observation space Text"):
+        ObservationCodec(gym.spaces.Text(5))
+    with pytest.raises(TypeError, match="action space Tuple"):
+        ActionCodec(gym.spaces.Tuple([gym.spaces.Discrete(2)]))
+
+
+def test_multidiscrete_and_box_actions() -> None:
+    codec = ActionCodec(gym.spaces.MultiDiscrete([3, 2]))
+    values = codec.check_batch(Action(discrete=np.array([[2, 1], [0, 0]])), 2)
+    assert values.shape == (2, 2)
+    with pytest.raises(ValueError, match=r"\[3\] outside MultiDiscrete"):
+        codec.check_batch(Action(discrete=np.array([[3, 1]])), 1)
+
+    box = ActionCodec(gym.spaces.Box(-1, 1, (2, 2), np.float32))
+    assert box.item_shape == (4,)
+    raw = box.to_env(np.arange(4, dtype=np.float32))
+    assert raw.shape == (2, 2) and raw.dtype == np.float32
+
+
+def test_filler_rows_are_valid_actions() -> None:
+    codec = ActionCodec(gym.spaces.Discrete(3, start=5))
+    assert codec.zeros(2).tolist() == [5, 5]
+    stacked = action_batch_from_dict(
+        {"b": Action(discrete=7)}, ["a", "b"], np.array([False, True]), codec.space
+    )
+    assert stacked.discrete.tolist() == [5, 7]
+
+
+def test_tensor_actions_are_accepted() -> None:
+    import torch
+
+    codec = ActionCodec(gym.spaces.Discrete(2))
+    values = codec.check_batch(Action(discrete=torch.tensor([1, 0])), 2)
+    assert isinstance(values, np.ndarray) and values.tolist() == [1, 0]

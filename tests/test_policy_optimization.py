@@ -1,0 +1,224 @@
+"""CrowdPPOptimizer and the PPO loss: exact loss values, schedules, safety checks."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from coltra.agents import DAgent
+from coltra.buffers import MemoryRecord
+from coltra.collectors import CrowdCollector
+from coltra.configs import ConfigError, PPOConfig
+from coltra.envs.probe_envs import ConstantRewardEnv, ObsActionRewardEnv
+from coltra.groups import HomogeneousGroup, MultiPolicyGroup
+from coltra.models import MLPModel
+from coltra.policy_optimization import CrowdPPOptimizer, ppo_loss
+
+CLEANRL_METRICS = {
+    "losses/policy_loss",
+    "losses/value_loss",
+    "losses/entropy",
+    "losses/approx_kl",
+    "losses/old_approx_kl",
+    "losses/clipfrac",
+    "losses/explained_variance",
+    "losses/grad_norm",
+    "charts/learning_rate",
+}
+
+
+def make_agent(env: ConstantRewardEnv, seed: int = 0) -> DAgent:
+    torch.manual_seed(seed)
+    return DAgent(
+        MLPModel({}, observation_space=env.observation_space, action_space=env.action_space)
+    )
+
+
+def rollout(
+    agents: HomogeneousGroup | MultiPolicyGroup, env: ConstantRewardEnv, steps: int = 8
+) -> dict[str, MemoryRecord]:
+    data, _, _ = CrowdCollector(agents, env, seed=0).collect(steps)
+    return data
+
+
+def tensors(*values: list[float]) -> list[torch.Tensor]:
+    return [torch.tensor(v, dtype=torch.float32) for v in values]
+
+
+def test_loss_at_ratio_one_is_minus_the_mean_advantage() -> None:
+    logprob, advantage, value, returns, entropy = tensors(
+        [-0.5, -1.0], [1.0, 3.0], [0.0, 0.0], [1.0, 3.0], [0.7, 0.5]
+    )
+    config = PPOConfig(norm_adv=False, clip_vloss=False, vf_coef=0.5)
+    loss = ppo_loss(logprob, logprob, advantage, value, value, returns, entropy, config, 0.1)
+    assert loss.policy.item() == pytest.approx(-2.0)
+    assert loss.value.item() == pytest.approx(0.5 * (1 + 9) / 2)
+    assert loss.entropy.item() == pytest.approx(0.6)
+    assert loss.total.item() == pytest.approx(-2.0 - 0.1 * 0.6 + 0.5 * 2.5)
+    assert loss.approx_kl.item() == 0.0 and loss.clipfrac.item() == 0.0
+
+
+def test_policy_ratio_is_clipped() -> None:
+    old = torch.zeros(2)
+    new = torch.log(torch.tensor([1.5, 0.5]))
+    advantage = torch.tensor([1.0, -1.0])
+    zeros = torch.zeros(2)
+    config = PPOConfig(norm_adv=False, clip_coef=0.2)
+    loss = ppo_loss(new, old, advantage, zeros, zeros, zeros, zeros, config, 0.0)
+    # sample 0: min(1.5 * 1, 1.2 * 1) = 1.2; sample 1: min(0.5 * -1, 0.8 * -1) = -0.8
+    assert loss.policy.item() == pytest.approx(-(1.2 - 0.8) / 2)
+    assert loss.clipfrac.item() == 1.0
+    expected_kl = np.mean([(1.5 - 1) - math.log(1.5), (0.5 - 1) - math.log(0.5)])
+    assert loss.approx_kl.item() == pytest.approx(expected_kl, rel=1e-6)
+
+
+def test_value_loss_is_clipped_around_the_old_value() -> None:
+    value, old_value, returns = tensors([1.0], [0.0], [1.0])
+    zeros = torch.zeros(1)
+    config = PPOConfig(norm_adv=False, clip_coef=0.2, clip_vloss=True)
+    loss = ppo_loss(zeros, zeros, zeros, value, old_value, returns, zeros, config, 0.0)
+    # unclipped error 0, clipped prediction 0.2 → error 0.8² ; max → 0.64, times 0.5
+    assert loss.value.item() == pytest.approx(0.5 * 0.64)
+
+
+def test_advantages_are_normalised_per_minibatch() -> None:
+    advantage = torch.tensor([1.0, 3.0])
+    zeros = torch.zeros(2)
+    loss = ppo_loss(zeros, zeros, advantage, zeros, zeros, zeros, zeros, PPOConfig(), 0.0)
+    assert loss.policy.item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_train_on_data_reports_cleanrl_metrics() -> None:
+    env = ObsActionRewardEnv(num_agents=8)
+    agents = HomogeneousGroup(make_agent(env))
+    optimizer = CrowdPPOptimizer(agents, {})
+    metrics = optimizer.train_on_data(rollout(agents, env))
+    assert CLEANRL_METRICS <= set(metrics)
+    assert all(math.isfinite(value) for value in metrics.values())
+    assert metrics["losses/updates"] == 4 * 4
+    assert metrics["charts/batch_size"] == 64
+
+
+def test_several_policies_train_on_their_own_data_and_frozen_ones_do_not() -> None:
+    env = ObsActionRewardEnv(num_agents=4)
+    torch.manual_seed(0)
+    models = {
+        name: MLPModel({}, observation_space=env.observation_space, action_space=env.action_space)
+        for name in ("learner", "frozen")
+    }
+    agents = MultiPolicyGroup(
+        {name: DAgent(model) for name, model in models.items()},
+        {"agent_0": "frozen", "": "learner"},
+        frozen=["frozen"],
+    )
+    before = {name: [p.clone() for p in model.parameters()] for name, model in models.items()}
+    metrics = CrowdPPOptimizer(agents, {}).train_on_data(rollout(agents, env))
+    assert "learner/losses/policy_loss" in metrics and "frozen/losses/policy_loss" not in metrics
+    assert all(torch.equal(a, b) for a, b in zip(before["frozen"], models["frozen"].parameters()))
+    assert not all(
+        torch.equal(a, b) for a, b in zip(before["learner"], models["learner"].parameters())
+    )
+
+
+def test_learning_rate_and_entropy_anneal_linearly() -> None:
+    env = ConstantRewardEnv(num_agents=4)
+    agents = HomogeneousGroup(make_agent(env))
+    config = {
+        "lr": 1e-3,
+        "anneal_lr": True,
+        "anneal_iterations": 4,
+        "ent_coef": 0.1,
+        "ent_coef_final": 0.0,
+    }
+    optimizer = CrowdPPOptimizer(agents, config)
+    data = rollout(agents, env)
+    seen = [optimizer.train_on_data(data) for _ in range(5)]
+    lrs = [m["charts/learning_rate"] for m in seen]
+    np.testing.assert_allclose(lrs, [1e-3, 0.75e-3, 0.5e-3, 0.25e-3, 0.0])
+    np.testing.assert_allclose([m["charts/ent_coef"] for m in seen], [0.1, 0.075, 0.05, 0.025, 0.0])
+
+
+def test_target_kl_stops_the_epochs_early() -> None:
+    env = ObsActionRewardEnv(num_agents=16)
+    agents = HomogeneousGroup(make_agent(env))
+    optimizer = CrowdPPOptimizer(agents, {"target_kl": 1e-9, "lr": 0.1})
+    metrics = optimizer.train_on_data(rollout(agents, env))
+    assert metrics["losses/early_stop"] == 1.0
+    assert metrics["losses/updates"] < 16
+
+
+def test_shuffling_is_seeded() -> None:
+    env = ObsActionRewardEnv(num_agents=8)
+
+    def train(seed: int) -> dict[str, float]:
+        agents = HomogeneousGroup(make_agent(env, seed=1))
+        data = rollout(agents, env)
+        return CrowdPPOptimizer(agents, {"seed": seed}).train_on_data(data)
+
+    assert train(3) == train(3)
+    assert train(3) != train(4)
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"lr": -1}, "lr"),
+        ({"clip_coef": 0}, "clip_coef"),
+        ({"gamma": 1.5}, "gamma"),
+        ({"epochs": 0}, "epochs"),
+        ({"lrr": 1e-3}, "lrr"),
+    ],
+)
+def test_bad_config_values(config: dict[str, float], message: str) -> None:
+    env = ConstantRewardEnv()
+    with pytest.raises(ConfigError, match=message):
+        CrowdPPOptimizer(HomogeneousGroup(make_agent(env)), config)
+
+
+def test_minibatch_larger_than_the_batch() -> None:
+    env = ConstantRewardEnv(num_agents=2)
+    agents = HomogeneousGroup(make_agent(env))
+    optimizer = CrowdPPOptimizer(agents, {"minibatch_size": 64})
+    with pytest.raises(ConfigError, match="minibatch_size: 64 is larger than the batch of 16"):
+        optimizer.train_on_data(rollout(agents, env))
+
+
+def test_data_from_an_unknown_policy() -> None:
+    env = ConstantRewardEnv(num_agents=2)
+    agents = HomogeneousGroup(make_agent(env))
+    data = rollout(agents, env)
+    with pytest.raises(KeyError, match="unknown policies \\['pursuer'\\]"):
+        CrowdPPOptimizer(agents, {}).train_on_data({"pursuer": data["crowd"]})
+
+
+def test_nan_stops_training_before_the_weights_change() -> None:
+    env = ConstantRewardEnv(num_agents=2)
+    agents = HomogeneousGroup(make_agent(env))
+    record = rollout(agents, env)["crowd"]
+    record.reward[0, 3] = np.nan
+    optimizer = CrowdPPOptimizer(agents, {"norm_adv": False})
+    before = [p.clone() for p in agents.parameters()]
+    with pytest.raises(FloatingPointError, match="PPO update 0 of policy 'crowd': the loss is nan"):
+        optimizer.train_on_data({"crowd": record})
+    assert all(torch.equal(a, b) for a, b in zip(before, agents.parameters()))
+
+
+def test_state_dict_round_trip_continues_identically() -> None:
+    env = ObsActionRewardEnv(num_agents=8)
+    agents = HomogeneousGroup(make_agent(env))
+    data = rollout(agents, env)
+    first = CrowdPPOptimizer(agents, {"anneal_lr": True, "anneal_iterations": 10})
+    first.train_on_data(data)
+    state = first.state_dict()
+    weights = [p.clone() for p in agents.parameters()]
+    expected = first.train_on_data(data)
+
+    with torch.no_grad():
+        for parameter, saved in zip(agents.parameters(), weights):
+            parameter.copy_(saved)
+    second = CrowdPPOptimizer(agents, {"anneal_lr": True, "anneal_iterations": 10})
+    second.load_state_dict(state)
+    assert second.train_on_data(data) == expected
