@@ -26,7 +26,13 @@ from coltra.envs.vector import VecEnv
 from coltra.envs.vector.base import autoreset
 from coltra.groups import MacroAgent
 
-__all__ = ["CrowdCollector", "check_agents_fit_env", "collect_crowd_data"]
+__all__ = [
+    "CrowdCollector",
+    "check_agents_fit_env",
+    "collect_crowd_data",
+    "join_policy_actions",
+    "step_env",
+]
 
 Metrics = dict[str, np.ndarray]
 
@@ -152,11 +158,9 @@ class CrowdCollector:
 
         for t in range(num_steps):
             outputs = agents.act_batch(batch.obs, policy_rows, deterministic, get_value=True)
-            actions = self._join_actions(outputs, policy_rows, len(names), action_codec_field)
+            actions = join_policy_actions(outputs, policy_rows, len(names), action_codec_field)
             acted = batch.active
-            next_batch = env.step_batch(actions)
-            if not next_batch.active.any() and not isinstance(env, VecEnv):
-                next_batch = autoreset(next_batch, env.reset_batch())
+            next_batch = step_env(env, actions)
             self._episodes.update(next_batch, acted)
             for key, value in next_batch.metrics.items():
                 env_metrics.setdefault(key, []).append(value)
@@ -206,23 +210,32 @@ class CrowdCollector:
         with torch.inference_mode():
             return self.agents.agents[policy].value(obs).cpu().numpy()
 
-    @staticmethod
-    def _join_actions(
-        outputs: Mapping[str, tuple[Action, object, object]],
-        policy_rows: Mapping[str, np.ndarray],
-        num_rows: int,
-        field_name: str,
-    ) -> Action:
-        """Every policy's actions placed in its rows of one ``[rows, ...]`` Action."""
-        if len(outputs) == 1:
-            ((action, _, _),) = outputs.values()
-            return action
-        parts = {policy: output[0][field_name] for policy, output in outputs.items()}
-        first = next(iter(parts.values()))
-        joined = np.zeros((num_rows, *first.shape[1:]), dtype=first.dtype)
-        for policy, rows in policy_rows.items():
-            joined[rows] = parts[policy]
-        return Action(**{field_name: joined})
+
+def join_policy_actions(
+    outputs: Mapping[str, tuple[Action, object, object]],
+    policy_rows: Mapping[str, np.ndarray],
+    num_rows: int,
+    field_name: str,
+) -> Action:
+    """Every policy's actions placed in its rows of one ``[rows, ...]`` Action."""
+    if len(outputs) == 1:
+        ((action, _, _),) = outputs.values()
+        return action
+    parts = {policy: output[0][field_name] for policy, output in outputs.items()}
+    first = next(iter(parts.values()))
+    joined = np.zeros((num_rows, *first.shape[1:]), dtype=first.dtype)
+    for policy, rows in policy_rows.items():
+        joined[rows] = parts[policy]
+    return Action(**{field_name: joined})
+
+
+def step_env(env: MultiAgentEnv, actions: Action) -> StepBatch:
+    """``env.step_batch``, resetting a plain (non-vectorised) env whose agents are all done,
+    the way vectorised envs reset their copies: in the same step, keeping ``final_obs``."""
+    batch = env.step_batch(actions)
+    if not batch.active.any() and not isinstance(env, VecEnv):
+        batch = autoreset(batch, env.reset_batch())
+    return batch
 
 
 def _rows_of(obs: Observation, rows: np.ndarray) -> Observation:

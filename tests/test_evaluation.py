@@ -1,0 +1,43 @@
+"""coltra.evaluation.evaluate: whole episodes, deterministic acting, clear errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from coltra.agents import ConstantAgent, RandomAgent
+from coltra.buffers import Action
+from coltra.envs import MultiGymEnv
+from coltra.envs.probe_envs import ActionRewardEnv, ConstantRewardEnv
+from coltra.evaluation import evaluate
+from coltra.groups import HomogeneousGroup
+
+
+def test_returns_of_whole_episodes_on_a_plain_env() -> None:
+    env = ConstantRewardEnv(num_agents=2, episode_length=4)
+    agents = HomogeneousGroup(ConstantAgent(Action(discrete=np.int64(0))))
+    np.testing.assert_array_equal(evaluate(agents, env, 5), [4.0] * 5)
+
+
+def test_the_policy_decides_the_return() -> None:
+    env = ActionRewardEnv(num_agents=3)
+    paying = HomogeneousGroup(ConstantAgent(Action(discrete=np.int64(1))))
+    idle = HomogeneousGroup(ConstantAgent(Action(discrete=np.int64(0))))
+    assert evaluate(paying, env, 6).tolist() == [1.0] * 6
+    assert evaluate(idle, env, 6).tolist() == [0.0] * 6
+
+
+def test_vectorised_cartpole_episodes_are_counted_once_each() -> None:
+    env = MultiGymEnv.get_venv(2, env_name="CartPole-v1", max_episode_steps=20)
+    agents = HomogeneousGroup(RandomAgent(env.action_space, seed=0))
+    returns = evaluate(agents, env, 6, seed=0)
+    assert returns.shape == (6,)
+    assert ((returns >= 1) & (returns <= 20)).all()
+    env.close()
+
+
+def test_bad_episode_count() -> None:
+    env = ConstantRewardEnv()
+    agents = HomogeneousGroup(ConstantAgent(Action(discrete=np.int64(0))))
+    with pytest.raises(ValueError, match="num_episodes must be a whole number >= 1, got 0"):
+        evaluate(agents, env, 0)
