@@ -30,12 +30,14 @@ __all__ = [
     "ConstantAgent",
     "DAgent",
     "RandomAgent",
+    "action_item",
     "register_model",
 ]
 
 AGENT_FORMAT = "coltra-agent"
 AGENT_FILE = "agent.json"
 WEIGHTS_FILE = "weights.pt"
+AGENT_VERSION = 1
 
 #: Model classes a checkpoint may name; loading never imports anything else.
 MODEL_CLASSES: dict[str, Callable[[dict[str, Any]], BaseModel]] = {
@@ -44,6 +46,12 @@ MODEL_CLASSES: dict[str, Callable[[dict[str, Any]], BaseModel]] = {
 AGENT_CLASSES: dict[str, type[Agent]] = {}
 
 Extra = dict[str, np.ndarray]
+
+
+def action_item(actions: Action, index: int) -> Action:
+    """Row ``index`` of a batch of actions, with 0-d arrays where indexing gives numpy
+    scalars (``np.int64`` has no array methods; an Action should hold arrays)."""
+    return actions[index].map(np.asarray)
 
 
 def register_model(name: str, from_description: Callable[[dict[str, Any]], BaseModel]) -> None:
@@ -87,7 +95,9 @@ class Agent:
         model = self._trainable_model()
         single = not obs.is_batch
         batch = Observation.stack([obs]) if single else obs
-        with torch.inference_mode():
+        # no_grad rather than inference_mode: a recurrent state returned from here must
+        # stay usable in a later evaluate() with gradients.
+        with torch.no_grad():
             distribution, state, model_extra = model(
                 batch.tensor(model.device), state, get_value=get_value
             )
@@ -96,9 +106,9 @@ class Agent:
         extra: Extra = {"logprob": logprob.cpu().numpy()}
         if get_value:
             extra["value"] = model_extra["value"].cpu().numpy()
-        action = Action(**{self.field: sample.cpu().numpy()})
+        action = Action(**{self.field: self._env_values(sample.cpu().numpy())})
         if single:
-            return action[0], state, {key: value[0] for key, value in extra.items()}
+            return action_item(action, 0), state, {key: value[0] for key, value in extra.items()}
         return action, state, extra
 
     def evaluate(
@@ -108,15 +118,35 @@ class Agent:
         ``[batch]``, with gradients."""
         model = self._trainable_model()
         device = model.device
+        if not obs.is_batch or not action.is_batch:
+            single = "observation" if not obs.is_batch else "action"
+            raise ValueError(
+                f"{type(self).__name__}.evaluate takes batches (one row per item), but the "
+                f"{single} holds a single item: obs {obs!r}, action {action!r}"
+            )
         distribution, _, extra = model(obs.tensor(device), state, get_value=True)
         taken = self._action_tensor(action, device)
+        # A wrong shape would broadcast silently (e.g. [batch] against [batch, 1] gives a
+        # [batch, batch] log-prob), so compare with the shape of the policy's own actions.
+        expected = tuple(distribution_mode(distribution).shape)
+        if tuple(taken.shape) != expected:
+            raise ValueError(
+                f"{type(self).__name__}.evaluate: action '{self.field}' has shape "
+                f"{list(taken.shape)}, expected {list(expected)} for {obs.batch_size} "
+                "observations"
+            )
         return distribution.log_prob(taken), extra["value"], distribution.entropy()
 
     def value(self, obs: Observation, state: State = ()) -> torch.Tensor:
-        """Value estimates ``[batch]`` (with gradients); zeros for a toy agent."""
+        """Value estimates ``[batch]`` (with gradients); zeros for a toy agent. A single
+        observation gives a 0-d tensor."""
+        single = not obs.is_batch
+        batch = Observation.stack([obs]) if single else obs
         if self.model is None:
-            return torch.zeros(obs.batch_size)
-        return self.model.value(obs.tensor(self.model.device), state)
+            values = torch.zeros(batch.batch_size)
+        else:
+            values = self.model.value(batch.tensor(self.model.device), state)
+        return values[0] if single else values
 
     def _trainable_model(self) -> BaseModel:
         if self.model is None:
@@ -124,11 +154,16 @@ class Agent:
         return self.model
 
     def _action_tensor(self, action: Action, device: torch.device) -> torch.Tensor:
+        """The model's view of ``action`` (the inverse of ``_env_values``)."""
         if self.field not in action:
             raise ValueError(
                 f"{type(self).__name__} evaluates Action({self.field}=...), got {action!r}"
             )
         return torch.as_tensor(action[self.field], device=device)
+
+    def _env_values(self, sample: np.ndarray) -> np.ndarray:
+        """A model sample as the action values the env takes (identity by default)."""
+        return sample
 
     # ------------------------------------------------------------------ plumbing
     def parameters(self) -> list[torch.nn.Parameter]:
@@ -152,7 +187,7 @@ class Agent:
         directory = Path(path)
         directory.mkdir(parents=True, exist_ok=True)
         if self.model is None:
-            meta = {"format": AGENT_FORMAT, "version": 1, "agent": type(self).__name__}
+            meta = {"format": AGENT_FORMAT, "version": AGENT_VERSION, "agent": type(self).__name__}
             save_json(directory / AGENT_FILE, {**meta, **self._meta()})
             return
         save_tensors(directory / WEIGHTS_FILE, self.model.state_dict())
@@ -160,7 +195,7 @@ class Agent:
             directory / AGENT_FILE,
             {
                 "format": AGENT_FORMAT,
-                "version": 1,
+                "version": AGENT_VERSION,
                 "agent": type(self).__name__,
                 "model": type(self.model).__name__,
                 "model_description": self.model.describe(),
@@ -174,10 +209,18 @@ class Agent:
         meta = _read_agent_meta(directory)
         agent_class = AGENT_CLASSES[meta["agent"]]
         if meta.get("model") is None:
-            agent = agent_class.from_meta(meta)
+            try:
+                agent = agent_class.from_meta(meta)
+            except CheckpointError:
+                raise
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                raise CheckpointError(
+                    f"{directory / AGENT_FILE} does not describe a valid {meta['agent']}: "
+                    f"{type(exc).__name__}: {exc}"
+                ) from None
         else:
             model_name = meta.get("model")
-            if model_name not in MODEL_CLASSES:
+            if not isinstance(model_name, str) or model_name not in MODEL_CLASSES:
                 raise CheckpointError(
                     f"{directory / AGENT_FILE} names model class {model_name!r}; known model "
                     f"classes are {sorted(MODEL_CLASSES)} (register custom ones with "
@@ -185,13 +228,17 @@ class Agent:
                 )
             try:
                 model = MODEL_CLASSES[model_name](meta["model_description"])
-            except (KeyError, TypeError, ValueError) as exc:
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
                 raise CheckpointError(
-                    f"{directory / AGENT_FILE} has an invalid model description: {exc}"
+                    f"{directory / AGENT_FILE} has an invalid model description: "
+                    f"{type(exc).__name__}: {exc}"
                 ) from None
             state_dict = load_tensors(directory / WEIGHTS_FILE)
             load_weights(model, state_dict, directory / WEIGHTS_FILE)
-            agent = agent_class(model)
+            try:
+                agent = agent_class(model)
+            except TypeError as exc:  # e.g. a DAgent over a continuous model
+                raise CheckpointError(f"{directory / AGENT_FILE}: {exc}") from None
             agent.to(device)
         if not isinstance(agent, cls):
             raise CheckpointError(
@@ -213,7 +260,15 @@ def _read_agent_meta(directory: Path) -> dict[str, Any]:
         raise CheckpointError(f"no agent checkpoint at {directory} (not a directory)")
     meta = load_json(directory / AGENT_FILE)
     if not isinstance(meta, dict) or meta.get("format") != AGENT_FORMAT:
-        raise CheckpointError(f"{directory / AGENT_FILE} is not a Coltra agent file")
+        raise CheckpointError(
+            f"{directory / AGENT_FILE} is not a Coltra agent file (expected a JSON object "
+            f"with format '{AGENT_FORMAT}')"
+        )
+    if meta.get("version") != AGENT_VERSION:
+        raise CheckpointError(
+            f"{directory / AGENT_FILE} has format version {meta.get('version')!r}; this Coltra "
+            f"reads version {AGENT_VERSION}"
+        )
     if meta.get("agent") not in AGENT_CLASSES:
         raise CheckpointError(
             f"{directory / AGENT_FILE} names agent class {meta.get('agent')!r}; known: "
@@ -224,8 +279,11 @@ def _read_agent_meta(directory: Path) -> dict[str, Any]:
 
 def load_weights(model: torch.nn.Module, state_dict: Any, source: object) -> None:
     """``load_state_dict`` with an error that names what does not fit."""
-    if not isinstance(state_dict, dict):
-        raise CheckpointError(f"{source} does not hold a state dict of tensors")
+    if not isinstance(state_dict, dict) or not all(
+        isinstance(key, str) and isinstance(value, torch.Tensor)
+        for key, value in state_dict.items()
+    ):
+        raise CheckpointError(f"{source} does not hold a state dict (names -> tensors)")
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(expected))
@@ -256,9 +314,24 @@ class DAgent(Agent):
                 f"DAgent needs a model with discrete actions; this {type(model).__name__} is "
                 f"continuous (action space {model.action_space}): use CAgent"
             )
+        # The model picks indices 0..n-1; the env's actions run from the space's ``start``
+        # (e.g. Discrete(3, start=-1) takes -1, 0, 1).
+        space = model.action_space
+        start = (
+            np.asarray(space.start, dtype=np.int64)
+            if isinstance(space, gym.spaces.Discrete | gym.spaces.MultiDiscrete)
+            else np.zeros((), dtype=np.int64)
+        )
+        self._start: np.ndarray | None = start if np.any(start != 0) else None
+
+    def _env_values(self, sample: np.ndarray) -> np.ndarray:
+        return sample if self._start is None else sample + self._start
 
     def _action_tensor(self, action: Action, device: torch.device) -> torch.Tensor:
-        return super()._action_tensor(action, device).long()
+        taken = super()._action_tensor(action, device).long()
+        if self._start is None:
+            return taken
+        return taken - torch.as_tensor(self._start, device=device)
 
 
 class CAgent(Agent):
@@ -291,7 +364,7 @@ def _toy_result(
     if get_value:
         extra["value"] = np.zeros(len(logprob), dtype=np.float32)
     if single:
-        return action[0], (), {key: value[0] for key, value in extra.items()}
+        return action_item(action, 0), (), {key: value[0] for key, value in extra.items()}
     return action, (), extra
 
 
@@ -304,6 +377,11 @@ class RandomAgent(Agent):
         ):
             raise TypeError(
                 f"RandomAgent supports Discrete, MultiDiscrete and Box, got {action_space}"
+            )
+        if isinstance(action_space, gym.spaces.Box) and not action_space.is_bounded("both"):
+            raise ValueError(
+                f"RandomAgent samples uniformly, which needs finite Box bounds; got "
+                f"{action_space} (low {action_space.low}, high {action_space.high})"
             )
         self.model = None
         self.action_space = action_space
@@ -331,8 +409,9 @@ class RandomAgent(Agent):
             assert isinstance(space, gym.spaces.Box)
             low, high = space.low.reshape(-1), space.high.reshape(-1)
             values = self.rng.uniform(low, high, size=(size, low.size)).astype(np.float32)
-            width = np.log(high - low).sum()
-            logprob = np.full(size, -width if np.isfinite(width) else 0.0, dtype=np.float32)
+            # Density of the uniform distribution on the box: 1 / volume.
+            log_volume = np.log(high.astype(np.float64) - low).sum()
+            logprob = np.full(size, -log_volume, dtype=np.float32)
         return _toy_result(self.field, values, logprob, single, get_value)
 
     def _meta(self) -> dict[str, Any]:
@@ -349,8 +428,11 @@ class ConstantAgent(Agent):
     """Always takes ``action`` (one item), for every agent in the batch."""
 
     def __init__(self, action: Action) -> None:
-        if not isinstance(action, Action) or action.is_batch:
-            raise TypeError(f"ConstantAgent needs a single Action, got {action!r}")
+        if not isinstance(action, Action) or action.is_batch or len(action.keys()) != 1:
+            raise TypeError(
+                f"ConstantAgent needs a single Action with one field (e.g. "
+                f"Action(discrete=1)), got {action!r}"
+            )
         self.model = None
         self.action = action.numpy()
         self.field = action.keys()[0]
@@ -368,8 +450,14 @@ class ConstantAgent(Agent):
         return _toy_result(self.field, values, np.zeros(size, dtype=np.float32), single, get_value)
 
     def _meta(self) -> dict[str, Any]:
-        return {"action": {key: np.asarray(value).tolist() for key, value in self.action.items()}}
+        value = np.asarray(self.action[self.field])
+        return {"action": {self.field: value.tolist()}, "dtype": str(value.dtype)}
 
     @classmethod
     def from_meta(cls, meta: dict[str, Any]) -> Agent:
-        return cls(Action(**{key: np.asarray(value) for key, value in meta["action"].items()}))
+        # Only numeric dtypes: np.dtype of an arbitrary string could mean an object array.
+        dtype = np.dtype(meta.get("dtype", "float64"))
+        if dtype.kind not in "biuf":
+            raise CheckpointError(f"ConstantAgent action dtype must be numeric, got {dtype}")
+        ((field, value),) = meta["action"].items()
+        return cls(Action(**{field: np.asarray(value, dtype=dtype)}))

@@ -7,7 +7,8 @@ anything else to ``evader``. Vectorised names (``pursuer_0&env=3``) match on the
 name. Prefixes, not functions, so that a mapping is plain data that saves and pickles.
 
 All agents of one policy act in **one batched forward pass**: ``act_batch`` works on the
-stacked rows of a vectorised env; the dict API ``act`` is a view over it.
+stacked rows of a vectorised env (the collector's hot path); the dict API ``act`` stacks
+each policy's agents and makes one call per policy.
 """
 
 from __future__ import annotations
@@ -21,20 +22,36 @@ from typing import Any
 import numpy as np
 import torch
 
-from coltra.agents import Agent, Extra
+from coltra.agents import Agent, Extra, action_item
 from coltra.buffers import Action, Observation
 from coltra.models.base import State
 from coltra.names import parse_agent_name
 from coltra.serialization import CheckpointError, load_json, save_json
 
-__all__ = ["HomogeneousGroup", "MacroAgent", "MultiPolicyGroup", "PolicyOutput"]
+__all__ = [
+    "HomogeneousGroup",
+    "MacroAgent",
+    "MultiPolicyGroup",
+    "PolicyMappingError",
+    "PolicyOutput",
+]
 
 GROUP_FORMAT = "coltra-group"
 GROUP_FILE = "group.json"
+GROUP_VERSION = 1
+_ROWS_CACHE_SIZE = 256
 _SAFE_POLICY_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 
 #: What one policy returns for its rows: actions, next state, extra (logprob, value).
 PolicyOutput = tuple[Action, State, Extra]
+
+
+class PolicyMappingError(KeyError):
+    """No key of a policy_mapping is a prefix of an agent's name."""
+
+    def __str__(self) -> str:
+        # KeyError's own str() is the repr of its message, quotes escaped and all.
+        return str(self.args[0]) if self.args else ""
 
 
 def _check_policy_name(name: object) -> str:
@@ -55,8 +72,17 @@ class MacroAgent:
         policy_mapping: Mapping[str, str],
         frozen: Iterable[str] = (),
     ) -> None:
-        if not agents:
-            raise ValueError("a group needs at least one policy")
+        if not isinstance(agents, Mapping) or not agents:
+            raise ValueError(
+                f"a group needs a non-empty dict of policy name -> Agent, got {agents!r}"
+            )
+        if not isinstance(policy_mapping, Mapping) or not policy_mapping:
+            raise ValueError(
+                "policy_mapping must be a non-empty dict of agent-name prefix -> policy name "
+                f'(e.g. {{"": "{next(iter(agents))}"}}), got {policy_mapping!r}'
+            )
+        if isinstance(frozen, str):
+            raise TypeError(f"frozen takes a list of policy names, got the string {frozen!r}")
         for name, agent in agents.items():
             _check_policy_name(name)
             if not isinstance(agent, Agent):
@@ -66,15 +92,16 @@ class MacroAgent:
         for prefix, policy in policy_mapping.items():
             if not isinstance(prefix, str):
                 raise TypeError(f"policy_mapping keys are name prefixes (str), got {prefix!r}")
-            if policy not in agents:
+            if not isinstance(policy, str) or policy not in agents:
                 raise ValueError(
                     f"policy_mapping sends prefix {prefix!r} to policy {policy!r}, which is not "
                     f"one of the policies {sorted(agents)}"
                 )
         self.agents: dict[str, Agent] = dict(agents)
-        self.policy_mapping: dict[str, str] = dict(policy_mapping)
-        # Longest *prefix* first (not longest policy name): the most specific match wins.
-        self._prefixes = sorted(self.policy_mapping, key=len, reverse=True)
+        self._policy_mapping: dict[str, str] = dict(policy_mapping)
+        # Longest *prefix* (key) first, not longest policy name (value): the most specific
+        # match wins, so {"pursuer": "a", "": "bbbbbbbb"} sends pursuer_0 to "a".
+        self._prefixes = sorted(self._policy_mapping, key=len, reverse=True)
         self.frozen: set[str] = set(frozen)
         unknown_frozen = self.frozen - set(self.agents)
         if unknown_frozen:
@@ -82,6 +109,12 @@ class MacroAgent:
         self._rows_cache: dict[tuple[str, ...], dict[str, np.ndarray]] = {}
 
     # ------------------------------------------------------------------ mapping
+    @property
+    def policy_mapping(self) -> dict[str, str]:
+        """Agent-name prefix -> policy name (a copy: the mapping is fixed at construction,
+        because the prefix order and the row cache are derived from it)."""
+        return dict(self._policy_mapping)
+
     @property
     def policy_names(self) -> list[str]:
         return list(self.agents)
@@ -96,10 +129,11 @@ class MacroAgent:
         base, _ = parse_agent_name(agent_name)
         for prefix in self._prefixes:
             if base.startswith(prefix):
-                return self.policy_mapping[prefix]
-        raise KeyError(
+                return self._policy_mapping[prefix]
+        raise PolicyMappingError(
             f"no policy for agent '{agent_name}': no key of policy_mapping "
-            f"{self.policy_mapping} is a prefix of '{base}'"
+            f"{self._policy_mapping} is a prefix of '{base}' (add a key such as \"\" to catch "
+            "every other agent)"
         )
 
     def policy_rows(self, agent_names: Sequence[str]) -> dict[str, np.ndarray]:
@@ -112,7 +146,13 @@ class MacroAgent:
             rows: dict[str, list[int]] = {}
             for row, name in enumerate(agent_names):
                 rows.setdefault(self.policy_for(name), []).append(row)
-            cached = {policy: np.asarray(indices) for policy, indices in rows.items()}
+            cached = {
+                policy: np.asarray(indices, dtype=np.int64) for policy, indices in rows.items()
+            }
+            # Bounded: with agents leaving and joining, the dict API sees a new name set
+            # almost every step, and an unbounded cache would grow for the whole run.
+            if len(self._rows_cache) >= _ROWS_CACHE_SIZE:
+                self._rows_cache.clear()
             self._rows_cache[key] = cached
         return cached
 
@@ -128,7 +168,11 @@ class MacroAgent:
         """One forward pass per policy over its rows of the stacked ``obs``."""
         outputs: dict[str, PolicyOutput] = {}
         for policy, policy_rows in rows.items():
-            policy_obs = obs if len(policy_rows) == obs.batch_size else obs[policy_rows]
+            if policy not in self.agents:
+                raise KeyError(
+                    f"rows given for unknown policy '{policy}'; policies: {self.policy_names}"
+                )
+            policy_obs = obs if _is_all_rows(policy_rows, obs.batch_size) else obs[policy_rows]
             state = () if states is None else states.get(policy, ())
             outputs[policy] = self.agents[policy].act(
                 policy_obs, state, deterministic=deterministic, get_value=get_value
@@ -142,51 +186,71 @@ class MacroAgent:
         get_value: bool = False,
         state_dict: Mapping[str, State] | None = None,
     ) -> tuple[dict[str, Action], dict[str, State], dict[str, dict[str, Any]]]:
-        """Actions for every agent in ``obs_dict``.
+        """Actions for every agent in ``obs_dict``, one forward pass per policy.
 
-        Returns ``(actions, states, extra)``: actions and states keyed by agent name, and
-        ``extra[key][agent_name]`` for ``logprob`` (and ``value`` when ``get_value``).
-        ``state_dict`` is optional (feed-forward policies have no state).
+        Returns ``(actions, states, extra)``: actions and next states keyed by agent name,
+        and ``extra[key][agent_name]`` for ``logprob`` (and ``value`` when ``get_value``).
+        ``state_dict`` (agent name -> that agent's state) is optional: feed-forward policies
+        have none. Policies may see differently shaped observations: each policy's agents
+        are stacked separately.
         """
-        names = list(obs_dict)
         actions: dict[str, Action] = {}
+        states: dict[str, State] = {}
         extra: dict[str, dict[str, Any]] = {}
-        if not names:
-            return actions, {}, extra
-        stacked = Observation.stack([obs_dict[name] for name in names])
-        outputs = self.act_batch(stacked, self.policy_rows(names), deterministic, get_value)
-        for policy, (action, _, policy_extra) in outputs.items():
-            for index, row in enumerate(self.policy_rows(names)[policy]):
-                name = names[row]
-                actions[name] = action[index]
+        for policy, names in self._names_by_policy(obs_dict).items():
+            stacked = Observation.stack([obs_dict[name] for name in names])
+            state = (
+                _stack_states([state_dict.get(name, ()) for name in names]) if state_dict else ()
+            )
+            action, next_state, policy_extra = self.agents[policy].act(
+                stacked, state, deterministic=deterministic, get_value=get_value
+            )
+            for index, name in enumerate(names):
+                actions[name] = action_item(action, index)
+                states[name] = tuple(part[index] for part in next_state)
                 for key, values in policy_extra.items():
                     extra.setdefault(key, {})[name] = values[index]
-        states: dict[str, State] = {name: () for name in names}
-        if state_dict is not None:
-            states.update({name: state_dict.get(name, ()) for name in names})
         return actions, states, extra
+
+    def _names_by_policy(self, names: Iterable[str]) -> dict[str, list[str]]:
+        """Agent names of each policy, in the given order (uses the ``policy_rows`` cache)."""
+        ordered = list(names)
+        rows = self.policy_rows(ordered)
+        return {policy: [ordered[row] for row in indices] for policy, indices in rows.items()}
 
     def evaluate(
         self,
         obs: Mapping[str, Observation],
         actions: Mapping[str, Action],
     ) -> dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-        """Per policy: ``(logprobs, values, entropies)`` of its batch, with gradients."""
+        """Per policy: ``(logprobs, values, entropies)`` of its batch, with gradients.
+
+        ``obs`` and ``actions`` are keyed by policy name (one batch each, as in the
+        collector's records), not by agent name.
+        """
+        unknown = sorted(set(obs) - set(self.agents))
+        if unknown:
+            raise KeyError(
+                f"evaluate got observations for unknown policies {unknown}; the group's "
+                f"policies are {self.policy_names} (obs and actions are keyed by policy)"
+            )
+        if set(obs) != set(actions):
+            raise KeyError(
+                f"evaluate needs actions for the same policies as observations: obs for "
+                f"{sorted(obs)}, actions for {sorted(actions)}"
+            )
         return {
             policy: self.agents[policy].evaluate(obs[policy], actions[policy]) for policy in obs
         }
 
     def value(self, obs_dict: Mapping[str, Observation]) -> dict[str, float]:
-        """Value estimate of every agent's observation."""
-        names = list(obs_dict)
-        if not names:
-            return {}
-        stacked = Observation.stack([obs_dict[name] for name in names])
+        """Value estimate of every agent's observation (no gradients)."""
         values: dict[str, float] = {}
         with torch.no_grad():
-            for policy, rows in self.policy_rows(names).items():
-                estimates = self.agents[policy].value(stacked[rows]).cpu().numpy()
-                values.update({names[row]: float(v) for row, v in zip(rows, estimates)})
+            for policy, names in self._names_by_policy(obs_dict).items():
+                stacked = Observation.stack([obs_dict[name] for name in names])
+                estimates = self.agents[policy].value(stacked).cpu().numpy()
+                values.update({name: float(v) for name, v in zip(names, estimates)})
         return values
 
     def parameters(self) -> list[torch.nn.Parameter]:
@@ -212,7 +276,7 @@ class MacroAgent:
             directory / GROUP_FILE,
             {
                 "format": GROUP_FORMAT,
-                "version": 1,
+                "version": GROUP_VERSION,
                 "type": type(self).__name__,
                 "policy_mapping": self.policy_mapping,
                 "policies": list(self.agents),
@@ -226,7 +290,14 @@ class MacroAgent:
         meta = load_json(directory / GROUP_FILE)
         if not isinstance(meta, dict) or meta.get("format") != GROUP_FORMAT:
             raise CheckpointError(f"{directory / GROUP_FILE} is not a Coltra group file")
+        if meta.get("version") != GROUP_VERSION:
+            raise CheckpointError(
+                f"{directory / GROUP_FILE} has format version {meta.get('version')!r}; this "
+                f"Coltra reads version {GROUP_VERSION}"
+            )
         try:
+            if not isinstance(meta["policies"], list):
+                raise TypeError(f"'policies' must be a list of names, got {meta['policies']!r}")
             policies = [_check_policy_name(name) for name in meta["policies"]]
             mapping = dict(meta["policy_mapping"])
             frozen = list(meta.get("frozen", []))
@@ -235,17 +306,35 @@ class MacroAgent:
         agents = {
             name: Agent.load(directory / "policies" / name, device=device) for name in policies
         }
-        if meta.get("type") == "HomogeneousGroup" and len(agents) == 1:
-            ((name, agent),) = agents.items()
-            group: MacroAgent = HomogeneousGroup(agent, policy_name=name)
-            group.frozen = set(frozen)
-        else:
-            group = MultiPolicyGroup(agents, mapping, frozen=frozen)
+        try:
+            if meta.get("type") == "HomogeneousGroup" and len(agents) == 1:
+                ((name, agent),) = agents.items()
+                group: MacroAgent = HomogeneousGroup(agent, policy_name=name)
+                group.frozen = set(frozen)
+            else:
+                group = MultiPolicyGroup(agents, mapping, frozen=frozen)
+        except (TypeError, ValueError) as exc:
+            raise CheckpointError(f"{directory / GROUP_FILE} is invalid: {exc}") from None
         if not isinstance(group, cls):
             raise CheckpointError(
                 f"{directory} holds a {type(group).__name__}, not a {cls.__name__}"
             )
         return group
+
+
+def _is_all_rows(rows: np.ndarray, batch_size: int) -> bool:
+    """True when ``rows`` is 0..batch_size-1 in order, so no gather copy is needed."""
+    return len(rows) == batch_size and (
+        batch_size == 0
+        or (rows[0] == 0 and rows[-1] == batch_size - 1 and bool(np.all(np.diff(rows) == 1)))
+    )
+
+
+def _stack_states(states: Sequence[State]) -> State:
+    """Per-agent states (tuples of tensors without a batch axis) as one batched state."""
+    if not states or not states[0]:
+        return ()
+    return tuple(torch.stack(parts) for parts in zip(*states))
 
 
 class HomogeneousGroup(MacroAgent):

@@ -11,11 +11,15 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
+
+_UNSAFE_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
+_UNSAFE_OPCODE = re.compile(r"Unsupported operand (\d+)")
 
 __all__ = [
     "CheckpointError",
@@ -56,8 +60,8 @@ def load_json(path: str | os.PathLike[str]) -> Any:
     if not path.is_file():
         raise CheckpointError(f"missing checkpoint file {path}")
     try:
-        return json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError) as exc:
         raise CheckpointError(f"corrupted checkpoint file {path}: {exc}") from None
 
 
@@ -78,11 +82,26 @@ def load_tensors(path: str | os.PathLike[str], map_location: str | torch.device 
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
+        # torch's message advises retrying with weights_only=False, exactly what must not be
+        # done with an untrusted file, so only the facts are passed on.
+        found = _UNSAFE_GLOBAL.search(str(exc))
+        if found:
+            raise CheckpointError(
+                f"refusing to load {path}: it refers to the Python object {found[1]}, and "
+                "unpickling it could run code; checkpoints hold only tensors and plain data. "
+                "Nothing from the file was executed."
+            ) from None
+        opcode = _UNSAFE_OPCODE.search(str(exc))
+        detail = f"unsupported pickle opcode {opcode[1]}" if opcode else "not a tensor file"
         raise CheckpointError(
-            f"refusing to load {path}: it holds Python objects other than tensors and plain "
-            f"data, which could run code when unpickled ({str(exc).splitlines()[0]})"
+            f"refusing to load {path}: it is not a plain tensor file ({detail}); it is "
+            "corrupted, or holds pickled objects that could run code. Nothing from the file "
+            "was executed."
         ) from None
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+    except Exception as exc:  # any failure to parse an untrusted file is "corrupted"
+        # Truncated zips raise RuntimeError, empty files EOFError, other bytes KeyError...
+        first_line = next((line for line in str(exc).splitlines() if line.strip()), "")
         raise CheckpointError(
-            f"corrupted or truncated checkpoint file {path}: {str(exc).splitlines()[0]}"
+            f"corrupted or truncated checkpoint file {path}: {type(exc).__name__}: "
+            f"{first_line or repr(exc)}"
         ) from None

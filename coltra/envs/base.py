@@ -35,7 +35,7 @@ import gymnasium as gym
 import numpy as np
 
 from coltra.buffers import Action, Observation
-from coltra.envs.spaces import action_batch_from_dict, check_action_batch
+from coltra.envs.spaces import ActionCodec, action_batch_from_dict, check_action_batch
 from coltra.names import parse_agent_name, vec_agent_name
 
 if TYPE_CHECKING:
@@ -45,6 +45,7 @@ __all__ = [
     "EnvCrashedError",
     "MultiAgentEnv",
     "StepBatch",
+    "StepBuffers",
     "parse_agent_name",
     "vec_agent_name",
 ]
@@ -122,6 +123,77 @@ class StepBatch:
         )
 
 
+@dataclass
+class StepBuffers:
+    """The rows of one vectorised step, preallocated and filled copy by copy.
+
+    This is the in-process fast path: a copy writes its results straight into its rows
+    (``step_into``) instead of building a ``StepBatch`` of its own. A copy fills
+    ``final_obs`` for its rows that ended in this step.
+    """
+
+    obs: dict[str, np.ndarray]  # [rows, ...] per field
+    reward: np.ndarray  # [rows] float32
+    terminated: np.ndarray  # [rows] bool
+    truncated: np.ndarray  # [rows] bool
+    active: np.ndarray  # [rows] bool
+    final_obs: dict[str, np.ndarray] | None = None  # allocated when a row ends
+    metrics: dict[str, list[np.ndarray]] = field(default_factory=dict)
+
+    @classmethod
+    def like(cls, layout: dict[str, tuple[tuple[int, ...], np.dtype]], rows: int) -> StepBuffers:
+        """Empty buffers for ``rows`` agents with the observation fields of ``layout``."""
+        return cls(
+            obs={name: np.empty((rows, *shape), dtype) for name, (shape, dtype) in layout.items()},
+            reward=np.zeros(rows, dtype=np.float32),
+            terminated=np.zeros(rows, dtype=bool),
+            truncated=np.zeros(rows, dtype=bool),
+            active=np.zeros(rows, dtype=bool),
+        )
+
+    def save_final(self, rows: slice, source: Observation | None = None) -> None:
+        """Keep ``rows``' observations (or ``source``'s) as the last ones of their episode."""
+        if self.final_obs is None:
+            self.final_obs = {name: np.empty_like(value) for name, value in self.obs.items()}
+        for name, value in self.final_obs.items():
+            value[rows] = self.obs[name][rows] if source is None else source[name]
+
+    def add_metrics(self, metrics: dict[str, np.ndarray]) -> None:
+        for key, value in metrics.items():
+            self.metrics.setdefault(key, []).append(value)
+
+    def write(self, rows: slice, batch: StepBatch) -> None:
+        """Copy one copy's ``StepBatch`` into its rows (the path for envs without a fast
+        ``step_into``)."""
+        for name, value in self.obs.items():
+            value[rows] = batch.obs[name]
+        self.reward[rows] = batch.reward
+        self.terminated[rows] = batch.terminated
+        self.truncated[rows] = batch.truncated
+        self.active[rows] = batch.active
+        if batch.done.any():
+            self.save_final(rows, batch.final_obs if batch.final_obs is not None else batch.obs)
+        self.add_metrics(batch.metrics)
+
+    def write_reset(self, rows: slice, batch: StepBatch) -> None:
+        """A copy's new episode: first observations and who is present; the ended step's
+        rewards and flags stay."""
+        for name, value in self.obs.items():
+            value[rows] = batch.obs[name]
+        self.active[rows] = batch.active
+
+    def batch(self) -> StepBatch:
+        return StepBatch(
+            obs=Observation(**self.obs),
+            reward=self.reward,
+            terminated=self.terminated,
+            truncated=self.truncated,
+            active=self.active,
+            final_obs=None if self.final_obs is None else Observation(**self.final_obs),
+            metrics={key: np.concatenate(values) for key, values in self.metrics.items()},
+        )
+
+
 class MultiAgentEnv:
     """Base class of all Coltra environments. See the module docstring for the contract.
 
@@ -172,6 +244,19 @@ class MultiAgentEnv:
         }
         obs, reward, done, info = self.step(action_dict)
         return self._batch_from_dicts(obs, reward, done, info)
+
+    def step_into(self, values: np.ndarray, out: StepBuffers, rows: slice) -> None:
+        """Step with checked action values for this env's rows (``[rows, ...]``) and write
+        the results into ``out[rows]``: the in-process vectorisation fast path. Override it
+        to skip building a StepBatch; the default goes through ``step_batch``."""
+        field_name = getattr(self, "_action_field", None)
+        if field_name is None:
+            field_name = self._action_field = ActionCodec(self.action_space).field
+        out.write(rows, self.step_batch(Action(**{field_name: values})))
+
+    def reset_into(self, out: StepBuffers, rows: slice, seed: int | None = None) -> None:
+        """Reset and write the first observations into ``out[rows]`` (see ``step_into``)."""
+        out.write_reset(rows, self.reset_batch(seed=seed))
 
     # ------------------------------------------------------------------ dict view
     def reset(self, seed: int | None = None) -> ObsDict:

@@ -9,7 +9,7 @@ import gymnasium as gym
 import numpy as np
 
 from coltra.buffers import Action, Observation
-from coltra.envs.base import MultiAgentEnv, StepBatch
+from coltra.envs.base import MultiAgentEnv, StepBatch, StepBuffers
 from coltra.envs.spaces import ActionCodec, ObservationCodec
 
 __all__ = ["MultiGymEnv"]
@@ -97,11 +97,36 @@ class MultiGymEnv(MultiAgentEnv):
         )
         if done:
             batch.final_obs = obs
-            batch.metrics = {
-                "e_episode_reward": np.array([self._episode_reward], dtype=np.float32),
-                "e_episode_length": np.array([self._episode_length], dtype=np.float32),
-            }
+            batch.metrics = self._episode_metrics()
         return self._remember(batch)
+
+    def step_into(self, values: np.ndarray, out: StepBuffers, rows: slice) -> None:
+        """The fast path of ``step_batch``: the same step, written straight into ``out``."""
+        row = rows.start
+        raw, reward, terminated, truncated, _ = self.env.step(self._action_codec.to_env(values[0]))
+        self._obs_codec.write(out.obs, row, raw)
+        truncated = truncated and not terminated
+        out.reward[row] = reward
+        out.terminated[row] = terminated
+        out.truncated[row] = truncated
+        out.active[row] = not (terminated or truncated)
+        self._episode_reward += float(reward)
+        self._episode_length += 1
+        if terminated or truncated:
+            out.save_final(rows)
+            out.add_metrics(self._episode_metrics())
+
+    def reset_into(self, out: StepBuffers, rows: slice, seed: int | None = None) -> None:
+        raw, _ = self.env.reset(seed=seed)
+        self._episode_reward, self._episode_length = 0.0, 0
+        self._obs_codec.write(out.obs, rows.start, raw)
+        out.active[rows] = True
+
+    def _episode_metrics(self) -> dict[str, np.ndarray]:
+        return {
+            "e_episode_reward": np.array([self._episode_reward], dtype=np.float32),
+            "e_episode_length": np.array([self._episode_length], dtype=np.float32),
+        }
 
     def render(self) -> Any:
         return self.env.render()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import gymnasium as gym
 import numpy as np
@@ -24,6 +24,8 @@ from coltra.models.distributions import DiagNormal, MultiCategorical, ScaledBeta
 
 __all__ = ["MLPModel"]
 
+L = TypeVar("L", nn.Linear, nn.Conv2d)
+
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "tanh": nn.Tanh,
     "relu": nn.ReLU,
@@ -33,18 +35,31 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
 }
 
 
-def _init_linear(layer: nn.Linear, initializer: str, gain: float) -> nn.Linear:
-    """Orthogonal init with a per-layer gain is the PPO default (Engstrom et al. 2020)."""
+def _zero_bias(layer: nn.Linear | nn.Conv2d) -> None:
+    if layer.bias is not None:
+        nn.init.zeros_(layer.bias)
+
+
+def _init_linear(layer: L, initializer: str, gain: float) -> L:
+    """Orthogonal init with a per-layer gain is the PPO default (Engstrom et al. 2020).
+
+    ``kaiming_uniform`` ignores ``gain``; ``default`` keeps PyTorch's own init.
+    """
     if initializer == "orthogonal":
         nn.init.orthogonal_(layer.weight, gain)
-        nn.init.zeros_(layer.bias)
+        _zero_bias(layer)
     elif initializer == "kaiming_uniform":
         nn.init.kaiming_uniform_(layer.weight, a=math.sqrt(5))
-        nn.init.zeros_(layer.bias)
+        _zero_bias(layer)
     elif initializer == "xavier_uniform":
         nn.init.xavier_uniform_(layer.weight, gain)
-        nn.init.zeros_(layer.bias)
+        _zero_bias(layer)
     return layer
+
+
+def _inverse_softplus(y: float) -> float:
+    """The x with softplus(x) == y, stable for large y (no overflow of expm1)."""
+    return y + math.log(-math.expm1(-y))
 
 
 def build_mlp(
@@ -69,20 +84,30 @@ def build_mlp(
 
 
 class ImageEncoder(nn.Module):
-    """Two 3x3 convolutions over an ``[batch, H, W, C]`` image, flattened."""
+    """3x3 convolutions (one per entry of ``channels``, same padding) over an
+    ``[batch, H, W, C]`` image, flattened to ``[batch, out_size]``."""
 
-    def __init__(self, image_shape: tuple[int, int, int], channels: list[int]) -> None:
+    def __init__(
+        self, image_shape: tuple[int, int, int], channels: list[int], initializer: str
+    ) -> None:
         super().__init__()
+        self.image_shape = image_shape
         height, width, in_channels = image_shape
         layers: list[nn.Module] = []
         for out_channels in channels:
-            layers += [nn.Conv2d(in_channels, out_channels, 3, padding=1), nn.ReLU()]
+            conv = nn.Conv2d(in_channels, out_channels, 3, padding=1)
+            layers += [_init_linear(conv, initializer, math.sqrt(2)), nn.ReLU()]
             in_channels = out_channels
         layers.append(nn.Flatten())
         self.net = nn.Sequential(*layers)
         self.out_size = in_channels * height * width
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
+        if tuple(image.shape[1:]) != self.image_shape:
+            raise ValueError(
+                f"image observation has shape {list(image.shape[1:])} per item, the CNN "
+                f"encoder expects {list(self.image_shape)} (height, width, channels)"
+            )
         return self.net(image.float().permute(0, 3, 1, 2))
 
 
@@ -116,6 +141,11 @@ def _resolve_config(
         if isinstance(action_space, gym.spaces.Discrete):
             discrete, num_actions = True, int(action_space.n)
         elif isinstance(action_space, gym.spaces.MultiDiscrete):
+            if action_space.nvec.ndim != 1:
+                raise TypeError(
+                    f"MLPModel supports MultiDiscrete action spaces with a 1-D nvec, got "
+                    f"{action_space} (nvec shape {action_space.nvec.shape})"
+                )
             discrete, num_actions = True, int(action_space.nvec.sum())
         elif isinstance(action_space, gym.spaces.Box):
             discrete, num_actions = False, int(np.prod(action_space.shape))
@@ -126,7 +156,7 @@ def _resolve_config(
         if config.discrete is not None and config.discrete != discrete:
             raise ValueError(
                 f"model config discrete={config.discrete} contradicts the action space "
-                f"{action_space}"
+                f"{action_space}, which needs discrete={discrete}"
             )
         if config.num_actions and config.num_actions != num_actions:
             raise ValueError(
@@ -140,6 +170,12 @@ def _resolve_config(
                 "MLPModel needs the action layout: set num_actions and discrete in the "
                 "config or pass action_space="
             )
+    if config.shared_backbone:
+        # Reserved in MLPConfig; refusing it beats silently training separate networks.
+        raise ValueError(
+            "model config shared_backbone=True is not implemented yet: MLPModel builds "
+            "separate policy and value networks (set shared_backbone=False)"
+        )
     return config.update(updates)
 
 
@@ -184,7 +220,7 @@ class MLPModel(BaseModel):
                     "image_encoder='cnn' needs an image observation space (a 3-D Box, or a "
                     f"Dict with an 'image' part), got {observation_space}"
                 )
-            self.image_encoder = ImageEncoder(image_shape, list(cfg.cnn_channels))
+            self.image_encoder = ImageEncoder(image_shape, list(cfg.cnn_channels), cfg.initializer)
             features = features - int(np.prod(image_shape)) + self.image_encoder.out_size
         self.features = features
 
@@ -210,14 +246,42 @@ class MLPModel(BaseModel):
         if not self.discrete and cfg.continuous_mode == "logstd":
             self.log_std = nn.Parameter(torch.full((cfg.num_actions,), math.log(cfg.sigma0)))
         if isinstance(action_space, gym.spaces.Box):
-            self.register_buffer("action_low", torch.as_tensor(action_space.low.reshape(-1)))
-            self.register_buffer("action_high", torch.as_tensor(action_space.high.reshape(-1)))
+            # float32 like the network's output, whatever the space's dtype.
+            low, high = (
+                np.asarray(b, np.float32).reshape(-1) for b in (action_space.low, action_space.high)
+            )
+            self.register_buffer("action_low", torch.as_tensor(low))
+            self.register_buffer("action_high", torch.as_tensor(high))
+        # Field order of the features: a Dict space's keys; otherwise the Observation's order.
+        self.field_order: list[str] | None = (
+            list(observation_space.spaces)
+            if isinstance(observation_space, gym.spaces.Dict)
+            else None
+        )
 
     # ------------------------------------------------------------------ forward
     def encode(self, obs: Observation) -> torch.Tensor:
-        """Observation fields flattened and concatenated. ``[batch, features]``"""
+        """Observation fields flattened and concatenated. ``[batch, features]``
+
+        Takes a batch (numpy or torch); with a Dict observation space the fields are taken
+        in the space's key order, so the order they were built in does not matter.
+        """
+        if not isinstance(obs, Observation):
+            raise TypeError(f"{type(self).__name__} takes an Observation, got {type(obs).__name__}")
+        if not obs.is_batch:
+            raise ValueError(
+                f"{type(self).__name__} takes a batch of observations, got one item {obs!r}; "
+                "use Observation.stack([obs]) (agents do this for you)"
+            )
+        if self.image_encoder is not None and "image" not in obs:
+            raise ValueError(
+                f"this model encodes images with a CNN (image_encoder='cnn'), so it needs an "
+                f"'image' field of shape {list(self.image_encoder.image_shape)}, got {obs!r}"
+            )
+        device = self.device
         parts = []
-        for name, value in obs.items():
+        for name in self._field_names(obs):
+            value = torch.as_tensor(obs[name], device=device)
             if name == "image" and self.image_encoder is not None:
                 parts.append(self.image_encoder(value))
             else:
@@ -225,11 +289,24 @@ class MLPModel(BaseModel):
         x = parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
         if x.shape[-1] != self.features:
             described = ", ".join(f"{name}{list(value.shape)}" for name, value in obs.items())
+            encoder = " after the CNN encoder" if self.image_encoder is not None else ""
             raise ValueError(
-                f"observation has {x.shape[-1]} features ({described}), the model expects "
-                f"{self.features} (input_size={self.config.input_size})"
+                f"observation has {x.shape[-1]} features{encoder} ({described}), the model "
+                f"expects {self.features} (input_size={self.config.input_size}, observation "
+                f"space {self.observation_space})"
             )
         return x
+
+    def _field_names(self, obs: Observation) -> list[str]:
+        names = obs.keys()
+        if self.field_order is None or names == self.field_order:
+            return names
+        if set(names) != set(self.field_order):
+            raise ValueError(
+                f"observation has fields {sorted(names)}, the model's Dict observation space "
+                f"has {self.field_order}"
+            )
+        return self.field_order
 
     def distribution(self, head: torch.Tensor) -> Distribution:
         """The action distribution of the policy head's output."""
@@ -242,7 +319,7 @@ class MLPModel(BaseModel):
             return DiagNormal(head, self.log_std.exp().expand_as(head))
         first, second = head.chunk(2, dim=-1)
         if mode == "std_head":
-            offset = math.log(math.expm1(self.config.sigma0))  # softplus(offset) == sigma0
+            offset = _inverse_softplus(self.config.sigma0)  # initial std == sigma0
             return DiagNormal(first, nn.functional.softplus(second + offset) + 1e-6)
         alpha = nn.functional.softplus(first) + 1.0
         beta = nn.functional.softplus(second) + 1.0

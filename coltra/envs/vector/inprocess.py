@@ -6,8 +6,8 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from coltra.buffers import Action
-from coltra.envs.base import EnvCrashedError, MultiAgentEnv, StepBatch
-from coltra.envs.vector.base import EnvCreator, VecEnv, add_note, autoreset, copy_seed
+from coltra.envs.base import EnvCrashedError, MultiAgentEnv, StepBatch, StepBuffers
+from coltra.envs.vector.base import EnvCreator, VecEnv, add_note, copy_seed
 
 __all__ = ["InProcessVecEnv"]
 
@@ -90,21 +90,23 @@ class InProcessVecEnv(VecEnv):
             self._call(copy, "reset", env.reset_batch, copy_seed(seed, self.first_index + copy))
             for copy, env in enumerate(self.envs)
         ]
-        return self._remember(StepBatch.concat(parts))
+        batch = StepBatch.concat(parts)
+        self._obs_layout = {
+            name: (tuple(value.shape[1:]), value.dtype) for name, value in batch.obs.items()
+        }
+        return self._remember(batch)
 
     def step_batch(self, actions: Action) -> StepBatch:
         self._check_open()
-        values = self._check_actions(actions)
-        field = self._action_codec.field
-        parts = []
+        values = self._check_actions(actions)  # checked once for all copies
+        out = StepBuffers.like(self._obs_layout, len(self.agent_names))
         for copy, env in enumerate(self.envs):
-            copy_actions = Action(**{field: values[self.rows_of_copy(copy)]})
-            part = self._call(copy, "step", env.step_batch, copy_actions)
-            if not part.active.any():
+            rows = self._copy_slices[copy]
+            self._call(copy, "step", env.step_into, values[rows], out, rows)
+            if not out.active[rows].any():
                 # Same-step autoreset: the copy's next episode starts now.
-                part = autoreset(part, self._call(copy, "reset", env.reset_batch, None))
-            parts.append(part)
-        return self._remember(StepBatch.concat(parts))
+                self._call(copy, "reset", env.reset_into, out, rows, None)
+        return self._remember(out.batch())
 
     def render(self) -> Any:
         self._check_open()
