@@ -31,7 +31,10 @@ class MultiCategorical(Distribution):
 
     def __init__(self, logits: torch.Tensor, nvec: list[int]) -> None:
         self.nvec = list(nvec)
-        self.parts = [Categorical(logits=part) for part in torch.split(logits, self.nvec, -1)]
+        self.parts = [
+            Categorical(logits=part, validate_args=False)
+            for part in torch.split(logits, self.nvec, -1)
+        ]
         super().__init__(batch_shape=logits.shape[:-1], validate_args=False)
 
     def sample(self, sample_shape: torch.Size | list[int] | tuple[int, ...] = ()) -> torch.Tensor:
@@ -65,7 +68,7 @@ class ScaledBeta(Distribution):
         low: torch.Tensor,
         high: torch.Tensor,
     ) -> None:
-        self.beta = Beta(alpha, beta)
+        self.beta = Beta(alpha, beta, validate_args=False)
         self.low, self.scale = low, high - low
         super().__init__(batch_shape=alpha.shape[:-1], validate_args=False)
 

@@ -313,14 +313,16 @@ class MLPModel(BaseModel):
         if self.discrete:
             if self.nvec is not None:
                 return MultiCategorical(logits=head, nvec=self.nvec)
-            return Categorical(logits=head)
+            return Categorical(logits=head, validate_args=False)
         mode = self.config.continuous_mode
         if mode == "logstd":
-            return DiagNormal(head, self.log_std.exp().expand_as(head))
+            return DiagNormal(head, self.log_std.exp().expand_as(head), validate_args=False)
         first, second = head.chunk(2, dim=-1)
         if mode == "std_head":
             offset = _inverse_softplus(self.config.sigma0)  # initial std == sigma0
-            return DiagNormal(first, nn.functional.softplus(second + offset) + 1e-6)
+            return DiagNormal(
+                first, nn.functional.softplus(second + offset) + 1e-6, validate_args=False
+            )
         alpha = nn.functional.softplus(first) + 1.0
         beta = nn.functional.softplus(second) + 1.0
         low, high = self.get_buffer("action_low"), self.get_buffer("action_high")
