@@ -932,7 +932,7 @@ class EnvConfig(Config):
     )
     env_kwargs: dict[str, Any] = option(
         {},
-        doc="Keyword arguments passed to the env constructor.",
+        doc="Env keywords: gymnasium.make's, parallel_env's (PettingZoo) or the probe class's.",
     )
     workers: int = option(
         8,
@@ -980,17 +980,31 @@ class TrainerConfig(Config):
     )
     save_every: int = option(
         10,
-        doc="Save a checkpoint every this many iterations.",
+        doc="Save a checkpoint every this many iterations (and always at the end).",
+        check=positive,
+    )
+    keep_checkpoints: int = option(
+        3,
+        doc="How many of the newest checkpoints to keep; older ones are deleted.",
+        check=positive,
+    )
+    stop_at_return: float | None = option(
+        None,
+        doc="Stop early once the mean return of the last return_window episodes reaches this.",
+    )
+    return_window: int = option(
+        20,
+        doc="Finished episodes averaged for the reported return and stop_at_return (CleanRL: 20).",
         check=positive,
     )
     eval_episodes: int = option(
         0,
-        doc="Evaluation episodes to run; 0 = no evaluation.",
+        doc="Episodes of deterministic evaluation on a fresh env copy at the end; 0 = none.",
         check=non_negative,
     )
     seed: int | None = option(
         0,
-        doc="Seed of envs, torch and numpy; null = unseeded (not reproducible).",
+        doc="Seed of envs, torch, numpy, random and PPO shuffling; null = draw one (saved).",
         check=non_negative,
     )
     device: str = option(
@@ -1010,11 +1024,11 @@ class TrainerConfig(Config):
     )
     progress: bool = option(
         True,
-        doc="Show a progress bar.",
+        doc="Show progress: a bar on a terminal, else a log line every ~10 s (on stderr).",
     )
     wandb: bool = option(
         False,
-        doc="Also log to Weights & Biases.",
+        doc="Also log to Weights & Biases (pip install wandb; WANDB_MODE=offline: no account).",
     )
     wandb_project: str = option(
         "coltra",

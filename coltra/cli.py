@@ -1,0 +1,329 @@
+"""The ``coltra`` command line.
+
+``coltra train -c CONFIG`` trains with a YAML config (see ``scripts/configs/``);
+``coltra train --resume RUN_DIR`` continues a run; ``coltra config`` prints the config
+that a file and overrides give, or every key with its default (``--markdown``).
+
+Mistakes (a missing or invalid config file, an unknown key or env id, a directory that is
+not a run) end with one line on stderr, ``coltra: error: ...``, and exit code 2; ``--debug``
+shows the traceback instead. A run stopped by Ctrl-C or SIGTERM saves a checkpoint and
+exits with 128 + the signal number (130 for Ctrl-C).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
+
+# Torch and the rest load only when a command needs them, so `coltra --help` is instant.
+if TYPE_CHECKING:
+    from coltra.configs import RunConfig
+    from coltra.trainers import PPOCrowdTrainer
+
+__all__ = ["add_train_arguments", "build_parser", "main", "train_main"]
+
+EXIT_OK = 0
+EXIT_FAILED = 1  # the run itself failed (an env crashed, the loss became NaN)
+EXIT_USAGE = 2  # the input was wrong: flags, config, run directory
+
+
+class UsageError(Exception):
+    """A command-line mistake found by the parser."""
+
+
+def _error_types() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
+    """Mistakes in what the user gave (one line, exit code 2), and failures of the run
+    (one line too, the message names the cause; exit code 1)."""
+    from coltra.configs import ConfigError
+    from coltra.envs import EnvCrashedError
+    from coltra.serialization import CheckpointError
+    from coltra.trainers import TrainerError
+
+    return (UsageError, ConfigError, CheckpointError, TrainerError), (
+        EnvCrashedError,
+        FloatingPointError,
+    )
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a mistake raises UsageError (reported as one line) instead of
+    printing the usage block and exiting."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1 or str(value) != text.strip().lstrip("+"):
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+    return value
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``coltra train`` (shared with scripts/train_gym.py and friends)."""
+    parser.add_argument(
+        "-c", "--config", metavar="CONFIG", help="YAML config file (see scripts/configs/)"
+    )
+    parser.add_argument(
+        "-i",
+        "--iters",
+        "--iterations",
+        dest="iterations",
+        type=_positive_int,
+        metavar="N",
+        help="training iterations in all (trainer.iterations); with --resume, the new total",
+    )
+    parser.add_argument("-n", "--name", help="run name (trainer.name), used in the run directory")
+    parser.add_argument("-e", "--env", metavar="ENV_NAME", help="env id or module (env.env_name)")
+    parser.add_argument("--seed", type=_non_negative_int, metavar="N", help="trainer.seed")
+    parser.add_argument(
+        "-r", "--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its checkpoint"
+    )
+    parser.add_argument("--device", metavar="DEV", help="auto (default), cpu, cuda, cuda:N or mps")
+    parser.add_argument(
+        "--run-dir", metavar="DIR", help="run directory (default runs/<name>_<timestamp>)"
+    )
+    parser.add_argument(
+        "-s",
+        "--set",
+        dest="overrides",
+        action="extend",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override any config key by dotted path, e.g. --set ppo.lr=3e-4 trainer.steps=64",
+    )
+    parser.add_argument(
+        "--wandb", action="store_true", help="also log to Weights & Biases (pip install wandb)"
+    )
+    parser.add_argument("--wandb-project", metavar="P", help="W&B project (trainer.wandb_project)")
+    parser.add_argument("--wandb-entity", metavar="E", help="W&B entity (trainer.wandb_entity)")
+    parser.add_argument(
+        "--no-progress", action="store_true", help="no progress bar or progress lines"
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+
+
+def build_parser(prog: str = "coltra") -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog=prog,
+        description="Coltra: multi-agent-first reinforcement learning (PPO).",
+        epilog="Run 'coltra train --help' for the training options.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    train = commands.add_parser(
+        "train",
+        help="train agents with PPO from a YAML config",
+        description="Train with PPO. Config precedence: file < --set < the other flags.",
+    )
+    add_train_arguments(train)
+    show = commands.add_parser(
+        "config",
+        help="print a config (defaults, or a file with overrides), or every key",
+        description="Print the full config a file and overrides give (the defaults without "
+        "-c), or with --markdown every key with its type, default and doc.",
+    )
+    show.add_argument("-c", "--config", metavar="CONFIG", help="YAML config file")
+    show.add_argument(
+        "-s", "--set", dest="overrides", action="extend", nargs="+", default=[], metavar="KEY=VALUE"
+    )
+    show.add_argument("--markdown", action="store_true", help="the table of every key")
+    show.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``coltra`` console command; returns the exit code."""
+    parser = build_parser()
+    args = _parse(parser, argv)
+    if isinstance(args, int):
+        return args
+    if args.command == "config":
+        return _guarded(args.debug, lambda: _show_config(args))
+    return _guarded(args.debug, lambda: _train(args, default_config=None))
+
+
+def train_main(
+    argv: Sequence[str] | None = None,
+    *,
+    prog: str = "coltra train",
+    default_config: str | Path | None = None,
+) -> int:
+    """``coltra train`` under another name (the scripts in scripts/): same options, and
+    ``default_config`` when neither -c nor --resume is given."""
+    default = f" Without -c or --resume: {default_config}." if default_config else ""
+    parser = _Parser(prog=prog, description=f"Train with PPO, as `coltra train`.{default}")
+    add_train_arguments(parser)
+    args = _parse(parser, argv)
+    if isinstance(args, int):
+        return args
+    return _guarded(args.debug, lambda: _train(args, default_config=default_config))
+
+
+# ----------------------------------------------------------------------------- internals
+
+
+def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace | int:
+    try:
+        return parser.parse_args(argv)
+    except UsageError as exc:
+        _error(str(exc))
+        return EXIT_USAGE
+    except SystemExit as exc:  # --help
+        return exc.code if isinstance(exc.code, int) else EXIT_OK
+
+
+def _error(message: str) -> None:
+    text = " ".join(message.split()) or "unknown error"
+    print(f"coltra: error: {text}", file=sys.stderr)
+
+
+def _guarded(debug: bool, run: Callable[[], int]) -> int:
+    """Run a command; known errors become one line on stderr, unless ``debug``."""
+    user_errors, run_errors = _error_types()
+    try:
+        return int(run())
+    except user_errors as exc:
+        if debug:
+            raise
+        _error(str(exc))
+        return EXIT_USAGE
+    except run_errors as exc:
+        if debug:
+            raise
+        _error(f"{exc} (run with --debug for the traceback)")
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        _error("interrupted before training started")
+        return 128 + 2
+
+
+def _flag_overrides(args: argparse.Namespace) -> list[str]:
+    """The dedicated flags as ``key=value`` overrides, applied after --set."""
+    flags = {
+        "trainer.iterations": args.iterations,
+        "trainer.name": args.name,
+        "env.env_name": args.env,
+        "trainer.seed": args.seed,
+        "trainer.device": args.device,
+        "trainer.run_dir": args.run_dir,
+        "trainer.wandb_project": args.wandb_project,
+        "trainer.wandb_entity": args.wandb_entity,
+    }
+    overrides = [f"{key}={value}" for key, value in flags.items() if value is not None]
+    if args.wandb:
+        overrides.append("trainer.wandb=true")
+    if args.no_progress:
+        overrides.append("trainer.progress=false")
+    return overrides
+
+
+def _run_config(args: argparse.Namespace, default_config: str | Path | None) -> RunConfig:
+    from coltra.trainers import RunDirectory, load_run_config
+
+    overrides = [*args.overrides, *_flag_overrides(args)]
+    if args.resume is not None:
+        run = RunDirectory.open(args.resume)
+        if args.run_dir is not None:
+            raise UsageError("--run-dir cannot be used with --resume (the run stays where it is)")
+        if args.config is None:  # the run's own config, as it was saved
+            return run.read_config().override(overrides)
+    config_path = args.config if args.config is not None else default_config
+    if config_path is None:
+        raise UsageError(
+            "the following arguments are required: -c/--config (or --resume RUN_DIR to "
+            "continue a run)"
+        )
+    return load_run_config(config_path, overrides)
+
+
+def _train(args: argparse.Namespace, default_config: str | Path | None) -> int:
+    from coltra.trainers import PPOCrowdTrainer
+
+    config = _run_config(args, default_config)
+    trainer = PPOCrowdTrainer.from_config(config, resume_from=args.resume)
+    with trainer:
+        summary = trainer.train()
+    _report(trainer, summary)
+    if trainer.stop_signal is not None:
+        return 128 + int(trainer.stop_signal)
+    return EXIT_OK
+
+
+def _report(trainer: PPOCrowdTrainer, summary: dict[str, float]) -> None:
+    """What a person wants at the end: the score and where everything is (stdout)."""
+    cfg = trainer.config.trainer
+    iteration = int(summary["iterations"])
+    steps = f"{int(summary['env_steps']):,} env steps in {summary['time_s']:.1f} s"
+    window = min(int(summary["episodes"]), cfg.return_window)
+    score = (
+        f"mean return {summary['return_mean']:.1f} over the last {window} episodes"
+        if not math.isnan(summary["return_mean"])
+        else "no episode finished yet"
+    )
+    if summary["interrupted"]:
+        headline = f"Interrupted at iteration {iteration} ({steps}); {score}."
+    elif summary["solved"]:
+        headline = f"Solved at iteration {iteration} ({steps}): {score} >= {cfg.stop_at_return:g}."
+    else:
+        target = " (stop_at_return not reached)" if cfg.stop_at_return is not None else ""
+        headline = f"Finished {iteration} iterations ({steps}): {score}{target}."
+    lines = [headline]
+    if "eval/return_mean" in summary:
+        lines.append(
+            f"Final score: {summary['eval/return_mean']:.1f} +- "
+            f"{summary['eval/return_std']:.1f} mean return over "
+            f"{int(summary['eval/episodes'])} evaluation episodes (deterministic actions)."
+        )
+    elif "eval/episodes" in summary:
+        lines.append("Final score: none (no evaluation episode finished)")
+    run = trainer.run.path
+    resume = f"coltra train --resume {run}"
+    if not summary["interrupted"]:
+        resume += " -i N  (N > iterations done, to train further)"
+    lines += [
+        f"Run directory: {run}",
+        f"TensorBoard:   tensorboard --logdir {run}",
+        f"Checkpoint:    {trainer.checkpoint_path}",
+        f"Resume:        {resume}",
+    ]
+    print("\n".join(lines), flush=True)
+
+
+def _show_config(args: argparse.Namespace) -> int:
+    from coltra.configs import RunConfig
+    from coltra.trainers import load_run_config
+
+    if args.markdown:
+        print(RunConfig.describe_markdown(), end="")
+        return EXIT_OK
+    if args.config is not None:
+        config = load_run_config(args.config, args.overrides)
+    else:
+        config = RunConfig().override(args.overrides)
+    print(config.to_yaml(), end="")
+    return EXIT_OK
+
+
+if __name__ == "__main__":  # python -m coltra.cli
+    sys.exit(main())

@@ -1,0 +1,155 @@
+"""Build the environment and the agents a :class:`~coltra.configs.RunConfig` describes.
+
+``make_env(config.env, seed)`` and ``make_agents(config.model, env)`` are what the command
+line and :meth:`coltra.trainers.PPOCrowdTrainer.from_config` use; call them yourself to get
+the same env and agents in a notebook. Every problem with the config (an unknown env id, a
+PettingZoo module that does not exist, env keywords the env does not take) is a
+:class:`~coltra.configs.ConfigError` naming the key.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+import warnings
+from typing import Any
+
+import gymnasium as gym
+
+from coltra.agents import Agent, CAgent, DAgent
+from coltra.configs import ConfigError, EnvConfig, MLPConfig
+from coltra.envs import MultiAgentEnv, MultiGymEnv, PettingZooEnv
+from coltra.envs.probe_envs import PROBE_ENVS
+from coltra.groups import HomogeneousGroup
+from coltra.models import MLPModel
+
+__all__ = ["make_agents", "make_env", "pettingzoo_env_fn"]
+
+# A config file names a module to import; only PettingZoo's own modules may be imported, so a
+# config cannot make Coltra import (and so run) arbitrary code.
+_PETTINGZOO_MODULE = re.compile(r"pettingzoo(\.[A-Za-z_][A-Za-z0-9_]*)+")
+
+
+def make_env(env_cfg: EnvConfig, seed: int | None = None) -> MultiAgentEnv:
+    """The vectorised env of ``env_cfg``: ``workers * envs_per_worker`` copies, copy ``i``
+    seeded ``seed + i`` at its first reset."""
+    vec_kwargs: dict[str, Any] = {
+        "workers": env_cfg.workers,
+        "envs_per_worker": env_cfg.envs_per_worker,
+        "backend": None if env_cfg.backend == "auto" else env_cfg.backend,
+        "seed": seed,
+        "step_timeout": env_cfg.step_timeout,
+    }
+    kwargs = dict(env_cfg.env_kwargs)
+    if env_cfg.kind == "gym":
+        _check_gym_id(env_cfg.env_name)
+        reserved = sorted({"env", "wrappers", "agent_name"} & set(kwargs))
+        if reserved:
+            raise ConfigError(
+                f"{reserved} cannot be set from a config (only gymnasium.make keywords)",
+                key="env.env_kwargs",
+            )
+        return _build(env_cfg, MultiGymEnv, env_name=env_cfg.env_name, **vec_kwargs, **kwargs)
+    if env_cfg.kind == "pettingzoo":
+        if "env_fn" in kwargs:
+            raise ConfigError(
+                "env_fn cannot be set from a config; env.env_name names the module",
+                key="env.env_kwargs",
+            )
+        env_fn = pettingzoo_env_fn(env_cfg.env_name)
+        return _build(env_cfg, PettingZooEnv, env_fn=env_fn, **vec_kwargs, **kwargs)
+    if env_cfg.env_name not in PROBE_ENVS:
+        raise ConfigError(
+            f"unknown probe env {env_cfg.env_name!r}; expected one of {sorted(PROBE_ENVS)}",
+            key="env.env_name",
+        )
+    return _build(env_cfg, PROBE_ENVS[env_cfg.env_name], **vec_kwargs, **kwargs)
+
+
+def pettingzoo_env_fn(module_path: str) -> Any:
+    """The ``parallel_env`` function of a PettingZoo environment module such as
+    ``"pettingzoo.sisl.pursuit_v5"``. Only modules inside the ``pettingzoo`` package are
+    imported."""
+    if not _PETTINGZOO_MODULE.fullmatch(module_path):
+        raise ConfigError(
+            "expected a PettingZoo module path such as 'pettingzoo.sisl.pursuit_v5', got "
+            f"{module_path!r} (only modules inside the pettingzoo package may be imported)",
+            key="env.env_name",
+        )
+    try:
+        importlib.import_module("pettingzoo")
+    except ImportError:
+        raise ConfigError(
+            "PettingZoo is not installed: pip install 'coltra[pettingzoo]'", key="env.env_name"
+        ) from None
+    try:
+        with warnings.catch_warnings():
+            # PettingZoo 1.27 warns on every env module import that a registry will replace
+            # module imports some day; module paths are how configs name envs until then.
+            warnings.filterwarnings(
+                "ignore", "The old environment creation API", category=DeprecationWarning
+            )
+            module = importlib.import_module(module_path)
+    except ModuleNotFoundError as exc:
+        raise ConfigError(
+            f"no PettingZoo environment module {module_path!r} ({exc}); "
+            "e.g. 'pettingzoo.sisl.pursuit_v5'",
+            key="env.env_name",
+        ) from None
+    except ImportError as exc:  # e.g. an optional dependency of that env family is missing
+        raise ConfigError(f"cannot import {module_path!r}: {exc}", key="env.env_name") from None
+    env_fn = getattr(module, "parallel_env", None)
+    if not callable(env_fn):
+        raise ConfigError(
+            f"module {module_path!r} has no parallel_env function; name an environment module "
+            "such as 'pettingzoo.sisl.pursuit_v5'",
+            key="env.env_name",
+        )
+    return env_fn
+
+
+def make_agents(model_cfg: MLPConfig, env: MultiAgentEnv) -> HomogeneousGroup:
+    """One policy shared by every agent of ``env``: a ``DAgent`` for Discrete and
+    MultiDiscrete actions, a ``CAgent`` for Box actions, on an ``MLPModel`` sized from the
+    env's spaces."""
+    space = env.action_space
+    agent_class: type[Agent]
+    if isinstance(space, gym.spaces.Discrete | gym.spaces.MultiDiscrete):
+        agent_class = DAgent
+    elif isinstance(space, gym.spaces.Box):
+        agent_class = CAgent
+    else:
+        raise ConfigError(
+            f"no agent for the action space {space}; expected Discrete, MultiDiscrete or Box",
+            key="env",
+        )
+    try:
+        model = MLPModel(
+            model_cfg, observation_space=env.observation_space, action_space=env.action_space
+        )
+    except ValueError as exc:  # sizes in the config that contradict the env's spaces
+        raise ConfigError(str(exc), key="model") from None
+    return HomogeneousGroup(agent_class(model))
+
+
+def _check_gym_id(env_name: str) -> None:
+    """Refuse an unknown Gymnasium id before any env copy (or worker) is started."""
+    try:
+        gym.spec(env_name)
+    except gym.error.Error as exc:
+        raise ConfigError(
+            f"unknown Gymnasium env id {env_name!r}: {exc}", key="env.env_name"
+        ) from None
+
+
+def _build(env_cfg: EnvConfig, env_class: type[MultiAgentEnv], **kwargs: Any) -> MultiAgentEnv:
+    """``env_class.get_venv(**kwargs)``; a constructor that refuses the config's keywords is
+    a config error, naming the env and the keywords."""
+    try:
+        return env_class.get_venv(**kwargs)
+    except TypeError as exc:
+        raise ConfigError(
+            f"{env_cfg.kind} env {env_cfg.env_name!r} does not take env_kwargs "
+            f"{dict(env_cfg.env_kwargs)}: {exc}",
+            key="env.env_kwargs",
+        ) from exc

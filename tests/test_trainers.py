@@ -1,0 +1,474 @@
+"""PPOCrowdTrainer: run directory, logs, checkpoints, resume, seeding, signals.
+
+Runs are a few iterations on probe envs or a tiny CartPole: they check the plumbing, not
+learning (scripts and `make train` show learning).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import re
+import shutil
+import signal
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import yaml
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+import coltra.trainers as trainers_module
+from coltra.configs import ConfigError, RunConfig
+from coltra.factory import make_agents, make_env
+from coltra.serialization import CheckpointError
+from coltra.trainers import (
+    TIMING_METRICS,
+    MetricsCSV,
+    PPOCrowdTrainer,
+    RunDirectory,
+    RunDirError,
+    TrainerError,
+    load_run_config,
+    resolve_device,
+)
+
+PROBE: dict[str, Any] = {
+    "trainer": {
+        "name": "t",
+        "steps": 8,
+        "iterations": 3,
+        "save_every": 2,
+        "progress": False,
+    },
+    "ppo": {"lr": 1e-2, "epochs": 2, "num_minibatches": 2},
+    "model": {"hidden_sizes": [8]},
+    "env": {"kind": "probe", "env_name": "action", "workers": 2, "backend": "inprocess"},
+}
+
+CARTPOLE: dict[str, Any] = {
+    **PROBE,
+    "env": {"kind": "gym", "env_name": "CartPole-v1", "workers": 2, "backend": "inprocess"},
+    "trainer": {**PROBE["trainer"], "steps": 32},
+}
+
+
+def config(base: dict[str, Any], run_dir: Path, **trainer: Any) -> RunConfig:
+    data = {**base, "trainer": {**base["trainer"], "run_dir": str(run_dir), **trainer}}
+    return RunConfig.from_dict(data)
+
+
+def train(cfg: RunConfig, num_iterations: int | None = None) -> dict[str, float]:
+    with PPOCrowdTrainer.from_config(cfg) as trainer:
+        return trainer.train(num_iterations)
+
+
+def read_csv(run_dir: Path) -> list[dict[str, str]]:
+    with (run_dir / "metrics.csv").open(newline="") as file:
+        return list(csv.DictReader(file))
+
+
+def column(rows: list[dict[str, str]], key: str) -> list[float]:
+    return [float(row[key]) for row in rows]
+
+
+def scalars(run_dir: Path) -> tuple[EventAccumulator, dict[str, list[tuple[int, float]]]]:
+    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0, "tensors": 0})
+    events.Reload()
+    return events, {
+        tag: [(event.step, event.value) for event in events.Scalars(tag)]
+        for tag in events.Tags()["scalars"]
+    }
+
+
+def is_timing(key: str) -> bool:
+    return any(key == t or (t.endswith("/") and key.startswith(t)) for t in TIMING_METRICS)
+
+
+# ----------------------------------------------------------------------------- a run
+
+
+def test_run_directory_holds_config_metrics_events_and_checkpoints(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    summary = train(config(PROBE, run_dir))
+
+    assert summary["iterations"] == 3
+    assert summary["env_steps"] == 3 * 2 * 8  # iterations x copies x steps
+    assert summary["agent_steps"] == summary["env_steps"]  # one agent per probe copy
+    assert summary["interrupted"] == 0.0
+
+    saved = RunConfig.from_yaml(run_dir / "config.yaml")
+    assert saved.trainer.run_dir == str(run_dir)
+    assert saved.ppo.seed == saved.trainer.seed == 0  # one seed, shuffling included
+    assert [row["iteration"] for row in read_csv(run_dir)] == ["1.0", "2.0", "3.0"]
+    assert list(run_dir.glob("events.out.tfevents.*"))
+
+    checkpoints = run_dir / "checkpoints"
+    assert (checkpoints / "latest").read_text().strip() == "iter_000003"
+    assert sorted(p.name for p in checkpoints.iterdir()) == [
+        "iter_000002",
+        "iter_000003",
+        "latest",
+    ]
+    final = checkpoints / "iter_000003"
+    assert (final / "trainer_state.pt").is_file()
+    assert (final / "agents" / "group.json").is_file()
+
+
+def test_tensorboard_holds_every_metric_and_the_config(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    train(config(CARTPOLE, run_dir, eval_episodes=1))
+    events, found = scalars(run_dir)
+    expected = {
+        "losses/policy_loss",
+        "losses/value_loss",
+        "losses/entropy",
+        "losses/approx_kl",
+        "losses/clipfrac",
+        "losses/explained_variance",
+        "charts/episode_return_mean",
+        "charts/episode_return_min",
+        "charts/episode_return_max",
+        "charts/episode_length_mean",
+        "charts/episode_length_min",
+        "charts/episode_length_max",
+        "env/e_episode_reward_mean",
+        "charts/SPS",
+        "charts/agent_SPS",
+        "charts/env_steps",
+        "charts/agent_steps",
+        "charts/learning_rate",
+        "time/collect_s",
+        "time/update_s",
+        "eval/return_mean",
+    }
+    assert expected <= set(found), expected - set(found)
+    # CleanRL's x axis: env steps.
+    assert [step for step, _ in found["charts/env_steps"]] == [64, 128, 192]
+    assert [value for _, value in found["charts/learning_rate"]] == pytest.approx([1e-2] * 3)
+    # Every scalar is also a column of metrics.csv, with the same last value.
+    last = read_csv(run_dir)[-1]
+    for tag, values in found.items():
+        assert float(last[tag]) == pytest.approx(values[-1][1], rel=1e-6), tag
+    assert "config/text_summary" in events.Tags()["tensors"]
+    text = events.Tensors("config/text_summary")[0].tensor_proto.string_val[0].decode()
+    assert "env_name: CartPole-v1" in text
+
+
+def test_metrics_csv_widens_its_header_when_a_metric_appears(tmp_path: Path) -> None:
+    log = MetricsCSV(tmp_path / "metrics.csv")
+    log.write({"iteration": 1, "a": 0.5})
+    log.write({"iteration": 2, "a": 0.25, "b": 3})
+    log.write({"iteration": 3, "b": 4})
+    with (tmp_path / "metrics.csv").open(newline="") as file:
+        rows = list(csv.reader(file))
+    assert rows == [
+        ["iteration", "a", "b"],
+        ["1.0", "0.5", ""],
+        ["2.0", "0.25", "3.0"],
+        ["3.0", "", "4.0"],
+    ]
+
+
+def test_stop_at_return_and_the_final_evaluation(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    cfg = config(
+        PROBE, run_dir, iterations=60, stop_at_return=0.9, return_window=16, eval_episodes=8
+    )
+    summary = train(cfg)
+    assert summary["solved"] == 1.0
+    assert summary["iterations"] < 60
+    assert summary["return_mean"] >= 0.9
+    # The probe pays 1 for action 1: a solved policy's deterministic action earns exactly 1.
+    assert summary["eval/episodes"] == 8
+    assert summary["eval/return_mean"] == 1.0
+    # The final checkpoint is the solved policy, and the last CSV row holds the evaluation.
+    assert (run_dir / "checkpoints" / "latest").read_text().strip() == (
+        f"iter_{int(summary['iterations']):06d}"
+    )
+    assert float(read_csv(run_dir)[-1]["eval/return_mean"]) == 1.0
+
+
+def test_progress_lines_go_to_stderr_when_it_is_not_a_terminal(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    train(config(PROBE, tmp_path / "run", progress=True))
+    err = capsys.readouterr().err
+    assert "coltra: training 't' on probe action" in err
+    assert re.search(r"iteration 1/3 \| steps 16 \| SPS [\d,]+ \| return [\d.]+ \| best", err)
+    assert "iteration 3/3" in err
+
+
+# ----------------------------------------------------------------------------- seeding
+
+
+def test_one_seed_and_config_give_the_same_metrics_step_for_step(tmp_path: Path) -> None:
+    runs = [tmp_path / "a", tmp_path / "b", tmp_path / "other_seed"]
+    for run_dir, seed in zip(runs, (7, 7, 8)):
+        train(config(CARTPOLE, run_dir, seed=seed))
+    a, b, other = (read_csv(run_dir) for run_dir in runs)
+    keys = [key for key in a[0] if not is_timing(key)]
+    assert "losses/approx_kl" in keys and "charts/episode_return_mean" in keys
+    assert [[row[k] for k in keys] for row in a] == [[row[k] for k in keys] for row in b]
+    assert [row["losses/value_loss"] for row in a] != [row["losses/value_loss"] for row in other]
+
+
+def test_a_null_seed_is_drawn_and_recorded(tmp_path: Path) -> None:
+    with PPOCrowdTrainer.from_config(config(PROBE, tmp_path / "run", seed=None)) as trainer:
+        assert isinstance(trainer.config.trainer.seed, int)
+        saved = RunConfig.from_yaml(tmp_path / "run" / "config.yaml")
+        assert saved.trainer.seed == trainer.config.trainer.seed == trainer.config.ppo.seed
+
+
+# ----------------------------------------------------------------------------- resume
+
+
+def test_resume_continues_counters_schedule_csv_and_tensorboard(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    anneal = {**PROBE, "ppo": {**PROBE["ppo"], "anneal_lr": True, "anneal_iterations": 10}}
+    train(config(anneal, run_dir))
+
+    with PPOCrowdTrainer.resume(run_dir, config=config(anneal, run_dir, iterations=5)) as trainer:
+        assert (trainer.iteration, trainer.env_steps, trainer.optimizer.iteration) == (3, 48, 3)
+        assert trainer.run.path == run_dir
+        summary = trainer.train()
+    assert summary["iterations"] == 5 and summary["env_steps"] == 80
+
+    rows = read_csv(run_dir)
+    assert column(rows, "iteration") == [1, 2, 3, 4, 5]
+    assert column(rows, "charts/env_steps") == [16, 32, 48, 64, 80]
+    # The learning rate continues its linear decay where it stopped: lr * (1 - i / 10).
+    assert column(rows, "charts/learning_rate") == pytest.approx(
+        [1e-2 * (1 - i / 10) for i in range(5)]
+    )
+    _, found = scalars(run_dir)
+    assert [step for step, _ in found["charts/env_steps"]] == [16, 32, 48, 64, 80]
+    assert len(list(run_dir.glob("events.out.tfevents.*"))) == 2  # same run, one more file
+    assert (run_dir / "checkpoints" / "latest").read_text().strip() == "iter_000005"
+
+
+def test_resume_after_a_crash_drops_what_was_logged_after_the_checkpoint(
+    tmp_path: Path,
+) -> None:
+    run_dir = tmp_path / "run"
+    train(config(PROBE, run_dir, iterations=3, save_every=2))
+    # As if the process died after logging iteration 3 but before saving it.
+    checkpoints = run_dir / "checkpoints"
+    (checkpoints / "latest").write_text("iter_000002\n")
+    shutil.rmtree(checkpoints / "iter_000003")
+
+    with PPOCrowdTrainer.resume(run_dir, config=config(PROBE, run_dir, iterations=4)) as trainer:
+        trainer.train()
+    assert column(read_csv(run_dir), "iteration") == [1, 2, 3, 4]
+    _, found = scalars(run_dir)
+    assert [step for step, _ in found["charts/env_steps"]] == [16, 32, 48, 64]
+
+
+def test_a_run_that_is_done_asks_for_more_iterations(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    train(config(PROBE, run_dir))
+    with PPOCrowdTrainer.resume(run_dir) as trainer:
+        with pytest.raises(TrainerError, match="has done 3 of its 3 iterations"):
+            trainer.train()
+        assert trainer.train(1)["iterations"] == 4  # or say how many more
+    assert RunConfig.from_yaml(run_dir / "config.yaml").trainer.iterations == 4
+
+
+def test_resume_refuses_a_directory_that_is_not_a_run(tmp_path: Path) -> None:
+    with pytest.raises(RunDirError, match="is not a Coltra run directory"):
+        PPOCrowdTrainer.resume(tmp_path)
+    with pytest.raises(RunDirError, match="is not a directory"):
+        PPOCrowdTrainer.resume(tmp_path / "missing")
+    RunConfig().to_yaml(tmp_path / "config.yaml")
+    with pytest.raises(RunDirError, match="has no checkpoint yet"):
+        PPOCrowdTrainer.resume(tmp_path)
+
+
+def test_resume_refuses_another_env_or_model(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    train(config(PROBE, run_dir))
+    other_env = {**PROBE, "env": {**PROBE["env"], "env_name": "constant"}}
+    with pytest.raises(
+        ConfigError, match=r'^env\.env_name: the run in .* "action", this config has "constant"'
+    ):
+        PPOCrowdTrainer.resume(run_dir, config=config(other_env, run_dir, iterations=5))
+
+    # Agents built by hand that do not fit the checkpoint.
+    env = make_env(RunConfig.from_dict(PROBE).env)
+    try:
+        other_model = RunConfig.from_dict({**PROBE, "model": {"hidden_sizes": [4]}}).model
+        with pytest.raises(CheckpointError, match=r"hidden_sizes = \[8\].*\[4\]"):
+            PPOCrowdTrainer.resume(run_dir, make_agents(other_model, env), env)
+        # ... while the right ones resume.
+        agents = make_agents(RunConfig.from_dict(PROBE).model, env)
+        trainer = PPOCrowdTrainer.resume(run_dir, agents, env, config={**PROBE})
+        assert trainer.iteration == 3
+        trainer.close()
+    finally:
+        env.close()
+
+
+def test_a_trainer_state_holding_python_objects_is_refused(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    train(config(PROBE, run_dir))
+    state = run_dir / "checkpoints" / "iter_000003" / "trainer_state.pt"
+    torch.save({"format": "coltra-trainer-state", "payload": Path("/")}, state)
+    with pytest.raises(CheckpointError, match="refusing to load"):
+        PPOCrowdTrainer.resume(run_dir)
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+def test_a_crash_while_saving_leaves_the_previous_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run_dir = tmp_path / "run"
+    calls = {"n": 0}
+    real_save = trainers_module.save_tensors
+
+    def failing_save(path: Path, tensors: dict[str, Any]) -> None:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise OSError(28, "No space left on device")
+        real_save(path, tensors)
+
+    monkeypatch.setattr(trainers_module, "save_tensors", failing_save)
+    with pytest.raises(OSError, match="No space left"):
+        train(config(PROBE, run_dir, iterations=4, save_every=1))
+    checkpoints = run_dir / "checkpoints"
+    assert (checkpoints / "latest").read_text().strip() == "iter_000001"
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["iter_000001", "latest"]
+    monkeypatch.undo()
+    with PPOCrowdTrainer.resume(run_dir) as trainer:
+        assert trainer.iteration == 1
+
+
+def test_only_the_newest_checkpoints_are_kept(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    train(config(PROBE, run_dir, iterations=4, save_every=1, keep_checkpoints=2))
+    names = sorted(p.name for p in (run_dir / "checkpoints").iterdir())
+    assert names == ["iter_000003", "iter_000004", "latest"]
+
+
+# ----------------------------------------------------------------------------- signals
+
+
+def _signal_during_collect(
+    trainer: PPOCrowdTrainer, at_iteration: int, times: int
+) -> Callable[..., Any]:
+    real_collect = trainer.collector.collect
+
+    def collect(*args: Any, **kwargs: Any) -> Any:
+        if trainer.iteration + 1 == at_iteration:
+            for _ in range(times):
+                os.kill(os.getpid(), signal.SIGINT)
+        return real_collect(*args, **kwargs)
+
+    return collect
+
+
+def test_a_signal_finishes_the_iteration_saves_and_returns(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    with PPOCrowdTrainer.from_config(config(PROBE, run_dir, iterations=50)) as trainer:
+        trainer.collector.collect = _signal_during_collect(trainer, 3, times=1)  # type: ignore[method-assign]
+        summary = trainer.train()
+        assert trainer.stop_signal == signal.SIGINT
+    assert summary["interrupted"] == 1.0 and summary["iterations"] == 3
+    assert (run_dir / "checkpoints" / "latest").read_text().strip() == "iter_000003"
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+    with PPOCrowdTrainer.resume(run_dir) as trainer:
+        assert trainer.train(1)["iterations"] == 4
+
+
+def test_a_second_signal_stops_at_once_and_keeps_a_consistent_checkpoint(
+    tmp_path: Path,
+) -> None:
+    run_dir = tmp_path / "run"
+    with PPOCrowdTrainer.from_config(config(PROBE, run_dir, iterations=50)) as trainer:
+        trainer.collector.collect = _signal_during_collect(trainer, 4, times=2)  # type: ignore[method-assign]
+        summary = trainer.train()
+    # Stopped during the rollout of iteration 4: the state saved is that after iteration 3.
+    assert summary["interrupted"] == 1.0 and summary["iterations"] == 3
+    assert (run_dir / "checkpoints" / "latest").read_text().strip() == "iter_000003"
+    assert column(read_csv(run_dir), "iteration") == [1, 2, 3]
+
+
+# ----------------------------------------------------------------------------- set-up
+
+
+def test_an_unwritable_run_dir_fails_before_training(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(RunDirError, match="cannot write the run directory"):
+        PPOCrowdTrainer.from_config(config(PROBE, blocker / "run"))
+
+
+def test_an_existing_run_is_not_overwritten(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    train(config(PROBE, run_dir))
+    with pytest.raises(RunDirError, match=r"already holds a run.*--resume"):
+        PPOCrowdTrainer.from_config(config(PROBE, run_dir))
+
+
+def test_the_default_run_dir_is_runs_name_timestamp(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    data = {**PROBE, "trainer": {**PROBE["trainer"], "name": "test_run"}}
+    with PPOCrowdTrainer.from_config(data) as trainer:
+        trainer.train(1)
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    assert re.fullmatch(r"test_run_\d{8}-\d{6}", run_dir.name)
+    assert trainer.run.path == Path("runs") / run_dir.name
+    assert (run_dir / "checkpoints" / "iter_000001").is_dir()
+
+
+def test_library_use_with_your_own_env(tmp_path: Path) -> None:
+    cfg = config(PROBE, tmp_path / "run", eval_episodes=2)
+    env = make_env(cfg.env, seed=0)
+    try:
+        agents = make_agents(cfg.model, env)
+        with pytest.raises(TrainerError, match="needs eval_env="):
+            PPOCrowdTrainer(agents, env, cfg)
+        eval_env = make_env(cfg.env, seed=1)
+        with PPOCrowdTrainer(agents, env, cfg, seed=3, eval_env=eval_env) as trainer:
+            summary = trainer.train()
+        assert trainer.config.trainer.seed == 3
+        assert summary["eval/episodes"] == 2
+    finally:
+        env.close()
+
+
+def test_a_file_that_anneals_anneals_over_the_whole_run(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({"trainer": {"iterations": 40}, "ppo": {"anneal_lr": True}}))
+    assert load_run_config(path).ppo.anneal_iterations == 40
+    assert load_run_config(path, ["trainer.iterations=7"]).ppo.anneal_iterations == 7
+    assert load_run_config(path, ["ppo.anneal_iterations=5"]).ppo.anneal_iterations == 5
+    path.write_text(yaml.safe_dump({"trainer": {"iterations": 40}}))
+    assert load_run_config(path).ppo.anneal_iterations is None
+    assert load_run_config(path, ["ppo.anneal_lr=true"]).ppo.anneal_iterations == 40
+
+
+def test_device_auto_picks_cuda_only_when_present() -> None:
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert resolve_device("auto").type == expected
+    assert resolve_device("cpu").type == "cpu"
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match=r"^trainer\.device: device 'cuda:1'"):
+            resolve_device("cuda:1")
+
+
+def test_run_directory_open_names_the_newest_checkpoint(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    train(config(PROBE, run_dir))
+    run = RunDirectory.open(run_dir)
+    assert run.latest_checkpoint() == run_dir / "checkpoints" / "iter_000003"
+    _path, group, state = run.load_checkpoint()
+    assert state["iteration"] == 3 and state["env_steps"] == 48
+    assert math.isfinite(state["best_return"])
+    assert group.policy_names == ["crowd"]
