@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup train test lint typecheck pytest clean
+.PHONY: setup train test lint typecheck pytest clean bench-setup
 
 setup: $(STAMP)
 
@@ -19,6 +19,10 @@ $(STAMP): pyproject.toml constraints.txt
 # directory, TensorBoard logs and checkpoint. Options: make train ARGS="--seed 3".
 train: setup
 	$(BIN)/coltra train -c scripts/configs/gym_config.yaml $(ARGS)
+
+# The peers the benchmarks compare against (also part of the dev extras `make setup` installs).
+bench-setup: setup
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[bench]"
 
 lint: setup
 	$(BIN)/ruff check .
