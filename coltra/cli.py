@@ -5,9 +5,11 @@
 that a file and overrides give, or every key with its default (``--markdown``).
 
 Mistakes (a missing or invalid config file, an unknown key or env id, a directory that is
-not a run) end with one line on stderr, ``coltra: error: ...``, and exit code 2; ``--debug``
-shows the traceback instead. A run stopped by Ctrl-C or SIGTERM saves a checkpoint and
-exits with 128 + the signal number (130 for Ctrl-C).
+not a run, an unwritable run directory or a full disk) end with one line on stderr,
+``coltra: error: ...``, and exit code 2; ``--debug`` shows the traceback instead. A run that
+fails while training (an env crash, NaN or inf, a disk that fills up) prints one line naming
+the cause and the last checkpoint that is safe, and exits with 1. A run stopped by Ctrl-C or
+SIGTERM saves a checkpoint and exits with 128 + the signal number (130 for Ctrl-C).
 """
 
 from __future__ import annotations
@@ -37,7 +39,8 @@ class UsageError(Exception):
 
 def _error_types() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
     """Mistakes in what the user gave (one line, exit code 2), and failures of the run
-    (one line too, the message names the cause; exit code 1)."""
+    (one line too, the message names the cause; exit code 1): an env crash, NaN or inf (from
+    the env or the update), a disk that filled up while training."""
     from coltra.configs import ConfigError
     from coltra.envs import EnvCrashedError
     from coltra.serialization import CheckpointError
@@ -46,6 +49,7 @@ def _error_types() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseExce
     return (UsageError, ConfigError, CheckpointError, TrainerError), (
         EnvCrashedError,
         FloatingPointError,
+        OSError,
     )
 
 
@@ -209,13 +213,23 @@ def _guarded(debug: bool, run: Callable[[], int]) -> int:
     except run_errors as exc:
         if debug:
             raise
-        _error(f"{exc} (run with --debug for the traceback)")
+        _error(f"{_failure(exc)} (run with --debug for the traceback)")
         return EXIT_FAILED
     except KeyboardInterrupt:
         if debug:
             raise
         _error("interrupted before training started")
         return 128 + 2
+
+
+def _failure(exc: BaseException) -> str:
+    """A failed run in one line: the first line of the error (an env crash carries the
+    worker's traceback after it, shown with --debug) and its notes (which checkpoint is
+    safe, how to resume)."""
+    lines = [line for line in str(exc).splitlines() if line.strip()]
+    summary = lines[0] if lines else type(exc).__name__
+    notes = [note for note in getattr(exc, "__notes__", []) if isinstance(note, str)]
+    return "; ".join([summary, *notes])
 
 
 def _flag_overrides(args: argparse.Namespace) -> list[str]:

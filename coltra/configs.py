@@ -950,7 +950,8 @@ class EnvConfig(Config):
     )
     step_timeout: float | None = option(
         None,
-        doc="Seconds to wait for a worker's step before failing; null = wait forever.",
+        doc="Seconds to wait for a worker's step before failing (subprocess backend); null = "
+        "wait forever.",
         check=positive,
     )
 
@@ -1021,6 +1022,17 @@ class TrainerConfig(Config):
         1,
         doc="Log metrics every this many iterations.",
         check=positive,
+    )
+    on_nonfinite: Literal["raise", "drop"] = option(
+        "raise",
+        doc="NaN/inf from the env: 'raise' an error naming agent and step, or 'drop' the step "
+        "(counted in charts/nonfinite_dropped).",
+    )
+    restart_crashed_envs: int = option(
+        0,
+        doc="Rebuild a crashed env and go on (with a warning), at most this many times per "
+        "session; 0 = a crash stops the run.",
+        check=non_negative,
     )
     progress: bool = option(
         True,

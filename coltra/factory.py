@@ -145,6 +145,16 @@ def _check_gym_id(env_name: str) -> None:
 def _build(env_cfg: EnvConfig, env_class: type[MultiAgentEnv], **kwargs: Any) -> MultiAgentEnv:
     """``env_class.get_venv(**kwargs)``; a constructor that refuses the config's keywords is
     a config error, naming the env and the keywords."""
+    backend = env_class.default_backend if env_cfg.backend == "auto" else env_cfg.backend
+    if env_cfg.step_timeout is not None and backend != "subprocess":
+        # A copy stepped in this process cannot be stopped when it hangs: the timeout would
+        # be silently ignored.
+        raise ConfigError(
+            f"needs env.backend: subprocess (the {env_cfg.kind} env {env_cfg.env_name!r} "
+            f"runs on the {backend} backend here, where a hung copy cannot be stopped); "
+            "set env.backend=subprocess or env.step_timeout=null",
+            key="env.step_timeout",
+        )
     try:
         return env_class.get_venv(**kwargs)
     except TypeError as exc:

@@ -23,14 +23,24 @@ Ctrl-C (SIGINT) or SIGTERM lets the current iteration finish, saves a checkpoint
 returns; a second signal stops at once. ``PPOCrowdTrainer.resume(run_dir)`` (or
 ``coltra train --resume RUN_DIR``) continues with the same counters, learning-rate schedule
 position, RNG states, TensorBoard run and metrics.csv.
+
+Faults: the run directory is written (and its free space checked) at start-up, so a full
+disk or an unwritable place fails before any training. Every env step is checked for NaN
+and inf (``trainer.on_nonfinite``, see :mod:`coltra.checks`). An env copy that crashes,
+dies or hangs (``env.step_timeout``) stops the run with its ``EnvCrashedError``, noting
+which checkpoint is intact; with ``trainer.restart_crashed_envs`` the env is rebuilt with
+new seeds and the iteration collected again, with a warning (logger ``coltra.trainers``)
+and the count in ``charts/env_restarts``.
 """
 
 from __future__ import annotations
 
 import csv
 import dataclasses
+import errno
 import io
 import json
+import logging
 import math
 import os
 import random
@@ -53,9 +63,10 @@ from typing import Any, TextIO
 import numpy as np
 import torch
 
+from coltra.checks import FiniteCheckedEnv, drop_entries
 from coltra.collectors import CrowdCollector
 from coltra.configs import ConfigError, RunConfig, load_yaml_mapping
-from coltra.envs import MultiAgentEnv
+from coltra.envs import EnvCrashedError, MultiAgentEnv
 from coltra.groups import MacroAgent
 from coltra.policy_optimization import CrowdPPOptimizer
 from coltra.serialization import CheckpointError, atomic_write_bytes, load_tensors, save_tensors
@@ -78,6 +89,12 @@ TIMING_METRICS = ("charts/SPS", "charts/agent_SPS", "time/")
 STATE_FORMAT = "coltra-trainer-state"
 PLAIN_LOG_INTERVAL_S = 10.0  # seconds between progress lines when stderr is not a terminal
 EVAL_MAX_STEPS = 100_000  # env steps after which an evaluation gives up waiting for episodes
+#: Bytes written (and synced) to a new run directory at start-up: a full disk fails here.
+WRITE_PROBE_BYTES = 64 * 1024
+#: Free space a run needs besides its checkpoints (config, metrics.csv, TensorBoard events).
+LOG_SPACE_BYTES = 1 << 20
+
+logger = logging.getLogger(__name__)
 
 
 class TrainerError(RuntimeError):
@@ -169,6 +186,16 @@ def _first_difference(a: Any, b: Any, path: str) -> tuple[str, Any, Any] | None:
     return None if a == b else (path, a, b)
 
 
+def _megabytes(size: int) -> str:
+    return f"{size / 2**20:.1f} MB"
+
+
+def _add_note(exc: BaseException, note: str) -> None:
+    """Context for an error that keeps its type (a no-op before Python 3.11)."""
+    if hasattr(exc, "add_note"):
+        exc.add_note(note)
+
+
 def _one_line(text: str, limit: int = 120) -> str:
     text = " ".join(str(text).split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
@@ -196,9 +223,9 @@ class RunDirectory:
         return self.path / self.CHECKPOINTS
 
     @classmethod
-    def create(cls, run_dir: str | None, name: str) -> RunDirectory:
+    def create(cls, run_dir: str | None, name: str, need_bytes: int = 0) -> RunDirectory:
         """A new run directory (``runs/<name>_<timestamp>`` when ``run_dir`` is None), checked
-        writable now rather than at the first checkpoint."""
+        writable, with ``need_bytes`` free, now rather than at the first checkpoint."""
         if run_dir is not None:
             path = Path(run_dir)
             if (path / cls.CONFIG).exists():
@@ -220,14 +247,37 @@ class RunDirectory:
                 suffix += 1
         try:
             path.mkdir(parents=True, exist_ok=True)
-            probe = tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-", delete=True)
-            probe.close()
         except OSError as exc:
             raise RunDirError(
                 f"cannot write the run directory {path}: {exc.strerror or exc} "
                 "(set trainer.run_dir to a writable place)"
             ) from None
-        return cls(path)
+        run = cls(path)
+        run.check_writable(need_bytes)
+        return run
+
+    def check_writable(self, need_bytes: int = 0) -> None:
+        """Write and sync a small file here, and check that ``need_bytes`` are free: an
+        unwritable directory or a full disk fails at start-up, not at the first checkpoint
+        an hour later."""
+        try:
+            with tempfile.NamedTemporaryFile(dir=self.path, prefix=".write-test-") as probe:
+                probe.write(b"\0" * WRITE_PROBE_BYTES)
+                probe.flush()
+                os.fsync(probe.fileno())
+            free = shutil.disk_usage(self.path).free
+        except OSError as exc:
+            full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+            hint = "free some space" if full else "set trainer.run_dir to a writable place"
+            raise RunDirError(
+                f"cannot write the run directory {self.path}: {exc.strerror or exc} ({hint})"
+            ) from None
+        if free < need_bytes:
+            raise RunDirError(
+                f"not enough free space for the run directory {self.path}: "
+                f"{_megabytes(free)} free, the run needs about {_megabytes(need_bytes)} "
+                "(its checkpoints and logs); free some space or set trainer.run_dir elsewhere"
+            )
 
     @classmethod
     def open(cls, path: str | os.PathLike[str]) -> RunDirectory:
@@ -307,10 +357,26 @@ class RunDirectory:
         return path, group, state
 
     def clean_temporary(self) -> None:
-        """Remove half-written checkpoints left by a crash."""
+        """Remove what a crash mid-write left: half-written checkpoint directories and the
+        temporary files of atomic writes (``latest``, ``config.yaml``, ``metrics.csv``)."""
+        leftovers = [
+            *self.path.glob(f".{self.CONFIG}.*.tmp"),
+            *self.path.glob(f".{self.METRICS}.*.tmp"),
+            *self.path.glob(".write-test-*"),
+        ]
         if self.checkpoints.is_dir():
-            for leftover in self.checkpoints.glob(".iter_*.tmp"):
+            leftovers += [
+                *self.checkpoints.glob(".iter_*.tmp"),
+                *self.checkpoints.glob(f".{self.LATEST}.*.tmp"),
+            ]
+        for leftover in leftovers:
+            if leftover.is_dir() and not leftover.is_symlink():
                 shutil.rmtree(leftover, ignore_errors=True)
+            else:
+                try:
+                    leftover.unlink(missing_ok=True)
+                except OSError:  # an unwritable run directory is reported by check_writable
+                    pass
 
     def _prune(self, keep: int, newest: Path) -> None:
         found = []
@@ -525,6 +591,15 @@ class PPOCrowdTrainer:
     agents must be the ones the run trained (same policies, same models), and ``config``
     defaults to the run's own. ``eval_env`` is the env of the end-of-run evaluation
     (``trainer.eval_episodes``); :meth:`from_config` builds one itself.
+
+    ``env_factory(seed)`` builds a fresh env like ``env``; with
+    ``trainer.restart_crashed_envs`` > 0 it replaces an env whose copy crashed, and training
+    goes on (:meth:`from_config` passes one).
+
+    Every step of ``env`` is checked for NaN and inf (:mod:`coltra.checks`): a
+    :class:`~coltra.checks.NonFiniteError` naming the agent and step, or with
+    ``trainer.on_nonfinite: drop`` the step is left out of training and counted in
+    ``charts/nonfinite_dropped``.
     """
 
     def __init__(
@@ -536,6 +611,7 @@ class PPOCrowdTrainer:
         *,
         resume_from: str | os.PathLike[str] | None = None,
         eval_env: MultiAgentEnv | Callable[[], MultiAgentEnv] | None = None,
+        env_factory: Callable[[int | None], MultiAgentEnv] | None = None,
     ) -> None:
         resumed_run = RunDirectory.open(resume_from) if resume_from is not None else None
         if resumed_run is not None:
@@ -573,10 +649,17 @@ class PPOCrowdTrainer:
                 "the training env) when you pass your own env; or build the trainer with "
                 "PPOCrowdTrainer.from_config"
             )
+        if cfg.restart_crashed_envs > 0 and env_factory is None:
+            raise TrainerError(
+                f"trainer.restart_crashed_envs={cfg.restart_crashed_envs} needs env_factory= "
+                "(a function of a seed that builds a fresh env) when you pass your own env; "
+                "or build the trainer with PPOCrowdTrainer.from_config"
+            )
 
         self.agents = agents.to(self.device)
         self.env = env
         self.eval_env = eval_env
+        self.env_factory = env_factory
         self.optimizer = CrowdPPOptimizer(agents, run_config.ppo)
         self.num_envs = int(getattr(env, "num_envs", 1))
 
@@ -588,6 +671,9 @@ class PPOCrowdTrainer:
         self.train_time = 0.0  # seconds spent in train(), over every session of the run
         self.best_return = -math.inf
         self.recent_returns: deque[float] = deque(maxlen=cfg.return_window)
+        self.env_restarts = 0  # envs rebuilt after a crash, over the whole run
+        self._session_restarts = 0  # ... in this session (trainer.restart_crashed_envs caps)
+        self._nonfinite_dropped = 0  # rollout entries dropped in this iteration
         self.checkpoint_path: Path | None = None
         self.stop_signal: int | None = None
         self._wandb_id: str | None = None
@@ -602,18 +688,37 @@ class PPOCrowdTrainer:
         if resumed_run is not None:
             self.run = resumed_run
             self.run.clean_temporary()
+            # A full disk or an unwritable directory fails now, not at the first checkpoint.
+            self.run.check_writable(self._space_needed())
             self._load_checkpoint()
             self._resumed_at: int | None = self.iteration
             env_seed = _derived_seed(self.seed, self.iteration)
         else:
             seed_everything(self.seed)
-            self.run = RunDirectory.create(cfg.run_dir, cfg.name)
+            self.run = RunDirectory.create(cfg.run_dir, cfg.name, self._space_needed())
             self.config = self.config.update({"trainer": {"run_dir": str(self.run.path)}})
             self._resumed_at = None
             env_seed = self.seed
         self.run.write_config(self.config)
-        self.collector = CrowdCollector(agents, env, seed=env_seed)
+        self._new_collector(env_seed)
         self._progress = _Progress(False, 0, 0, sys.stderr)
+
+    def _space_needed(self) -> int:
+        """Bytes the run directory needs: the checkpoints kept (and the one being written)
+        plus the logs. A checkpoint is about the weights and Adam's two moments."""
+        parameters = sum(
+            tensor.numel() * tensor.element_size()
+            for agent in self.agents.agents.values()
+            if agent.model is not None
+            for tensor in agent.model.state_dict().values()
+        )
+        checkpoint = 3 * parameters + 64 * 1024  # weights, Adam moments, JSON and RNG states
+        return (self.config.trainer.keep_checkpoints + 1) * checkpoint + LOG_SPACE_BYTES
+
+    def _new_collector(self, seed: int | None) -> None:
+        """A collector that starts afresh on ``self.env`` (each step checked for NaN/inf)."""
+        self._checked_env = FiniteCheckedEnv(self.env, self.config.trainer.on_nonfinite)
+        self.collector = CrowdCollector(self.agents, self._checked_env, seed=seed)
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -650,6 +755,7 @@ class PPOCrowdTrainer:
                 run_config,
                 resume_from=resume_from,
                 eval_env=lambda: make_env(eval_cfg, seed=None),
+                env_factory=lambda env_seed: make_env(run_config.env, seed=env_seed),
             )
         except BaseException:
             env.close()
@@ -697,6 +803,9 @@ class PPOCrowdTrainer:
         try:
             with self._stop_on_signals():
                 solved = self._loop(target)
+        except Exception as exc:  # an env crash, a NaN, a full disk: say what is safe
+            _add_note(exc, self._failure_note())
+            raise
         finally:
             self.train_time += time.perf_counter() - started
             self._progress.close()
@@ -743,9 +852,7 @@ class PPOCrowdTrainer:
             else:  # mid-rollout or evaluation: the weights are those of the last update
                 self._phase = "idle"
             # The env was stepped past what the collector remembers: start afresh.
-            self.collector = CrowdCollector(
-                self.agents, self.env, seed=_derived_seed(self.seed, self.iteration)
-            )
+            self._new_collector(_derived_seed(self.seed, self.iteration))
         if fields:
             self._progress.finish(self.iteration, fields)
         return solved
@@ -771,19 +878,33 @@ class PPOCrowdTrainer:
             self.run.write_config(self.config)
         return target
 
+    def _failure_note(self) -> str:
+        where = f"training stopped in iteration {self.iteration + 1} of the run in {self.run.path}"
+        if self.checkpoint_path is None:
+            return f"{where}; no checkpoint was saved yet"
+        return (
+            f"{where}; its last checkpoint, {self.checkpoint_path} (iteration "
+            f"{self._saved_iteration}), is intact: resume with coltra train --resume "
+            f"{self.run.path}"
+        )
+
     def _iterate(self) -> dict[str, float]:
         """One rollout and one PPO update; returns this iteration's metrics."""
         steps = self.config.trainer.steps
         self._phase = "collect"
         start = time.perf_counter()
-        records, collected, _ = self.collector.collect(steps)
+        records, collected = self._collect(steps)
+        agent_steps = int(sum(int(record.mask.sum()) for record in records.values()))
+        if self.config.trainer.on_nonfinite == "drop":
+            before = self._checked_env.steps_taken
+            found = self._checked_env.take(before)
+            self._nonfinite_dropped = drop_entries(records, found, before - steps)
         collect_s = time.perf_counter() - start
         self._phase = "update"
         metrics = self.optimizer.train_on_data(records)
         update_s = time.perf_counter() - start - collect_s
 
         env_steps = self.num_envs * steps
-        agent_steps = int(sum(int(record.mask.sum()) for record in records.values()))
         self.iteration += 1
         self.env_steps += env_steps
         self.agent_steps += agent_steps
@@ -805,7 +926,50 @@ class PPOCrowdTrainer:
                 "time/update_s": update_s,
             }
         )
+        if self.config.trainer.on_nonfinite == "drop":
+            metrics["charts/nonfinite_dropped"] = float(self._nonfinite_dropped)
+        if self.config.trainer.restart_crashed_envs > 0 or self.env_restarts:
+            metrics["charts/env_restarts"] = float(self.env_restarts)
         return metrics
+
+    def _collect(self, steps: int) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """This iteration's rollout; with ``trainer.restart_crashed_envs`` an env that
+        crashes is rebuilt and the rollout collected again from fresh episodes."""
+        while True:
+            self._checked_env.start_rollout(f"iteration {self.iteration + 1}")
+            try:
+                records, collected, _ = self.collector.collect(steps)
+                return records, collected
+            except EnvCrashedError as exc:
+                limit = self.config.trainer.restart_crashed_envs
+                if self._session_restarts >= limit or self.env_factory is None:
+                    if limit:
+                        _add_note(exc, f"the env was rebuilt {limit} times already")
+                    raise
+                self._restart_env(exc)
+
+    def _restart_env(self, crash: EnvCrashedError) -> None:
+        """Replace the crashed env with a fresh one (new seed) and start new episodes."""
+        assert self.env_factory is not None
+        self._session_restarts += 1
+        self.env_restarts += 1
+        summary = str(crash).strip().splitlines()[0] if str(crash).strip() else repr(crash)
+        message = (
+            f"{summary}; rebuilding the env and collecting iteration {self.iteration + 1} "
+            f"again from new episodes (restart {self._session_restarts} of at most "
+            f"{self.config.trainer.restart_crashed_envs}; trainer.restart_crashed_envs)"
+        )
+        logger.warning(message)
+        self._say(f"warning: {message}")
+        try:
+            self.env.close()  # after a crash the workers are stopped already
+        except Exception:  # best effort: the env is broken anyway
+            pass
+        seed = _derived_seed(self.seed, 2**20 * self.env_restarts + self.iteration)
+        self.env = self.env_factory(seed)
+        self._owns_env = True
+        self.num_envs = int(getattr(self.env, "num_envs", 1))
+        self._new_collector(seed)
 
     @property
     def window_return(self) -> float:
@@ -897,7 +1061,9 @@ class PPOCrowdTrainer:
         owned = not isinstance(self.eval_env, MultiAgentEnv)
         env = self.eval_env if isinstance(self.eval_env, MultiAgentEnv) else self.eval_env()
         try:
-            collector = CrowdCollector(self.agents, env, seed=_derived_seed(self.seed, 2**31))
+            collector = CrowdCollector(
+                self.agents, FiniteCheckedEnv(env), seed=_derived_seed(self.seed, 2**31)
+            )
             returns: list[np.ndarray] = []
             lengths: list[np.ndarray] = []
             steps = 0
@@ -942,6 +1108,7 @@ class PPOCrowdTrainer:
             "train_time": self.train_time,
             "best_return": self.best_return,
             "recent_returns": list(self.recent_returns),
+            "env_restarts": self.env_restarts,
             "optimizer": self.optimizer.state_dict(),
             "rng": _capture_rng(),
             "wandb_run_id": self._wandb_id,
@@ -955,6 +1122,7 @@ class PPOCrowdTrainer:
     def _load_checkpoint(self) -> None:
         path, saved_agents, state = self.run.load_checkpoint()
         _copy_weights(saved_agents, self.agents, path)
+        _check_optimizer_shapes(self.optimizer, self.agents, state.get("optimizer"), path)
         try:
             self.optimizer.load_state_dict(state["optimizer"])
             self.iteration = int(state["iteration"])
@@ -964,6 +1132,7 @@ class PPOCrowdTrainer:
             self.train_time = float(state["train_time"])
             self.best_return = float(state["best_return"])
             self.recent_returns.extend(float(value) for value in state["recent_returns"])
+            self.env_restarts = int(state.get("env_restarts", 0))
             self._wandb_id = state.get("wandb_run_id")
             _restore_rng(state["rng"])
         except (KeyError, TypeError, ValueError, RuntimeError) as exc:
@@ -1089,6 +1258,45 @@ def _check_same_setup(saved: RunConfig, new: RunConfig, run_dir: Path) -> None:
                 f"{json.dumps(now)}; a run resumes with the env and model it was trained with",
                 key=key,
             )
+
+
+def _check_optimizer_shapes(
+    optimizer: CrowdPPOptimizer, agents: MacroAgent, saved: Any, path: Path
+) -> None:
+    """Refuse optimizer moments whose shapes differ from the parameters they belong to (a
+    trainer state from another model): torch loads them without a look, and the updates
+    after would fail deep inside torch, or silently compute nonsense."""
+    if not isinstance(saved, Mapping) or not isinstance(saved.get("optimizers"), Mapping):
+        return  # the load that follows says what is missing
+    for policy, saved_state in saved["optimizers"].items():
+        current = optimizer.optimizers.get(policy)
+        if current is None or not isinstance(saved_state, Mapping):
+            continue
+        groups, moments = saved_state.get("param_groups"), saved_state.get("state")
+        if not isinstance(groups, list) or not isinstance(moments, Mapping):
+            continue
+        agent = agents.agents.get(policy)
+        names = {}
+        if agent is not None and agent.model is not None:
+            names = {id(param): name for name, param in agent.model.named_parameters()}
+        for group, saved_group in zip(current.param_groups, groups):
+            ids = saved_group.get("params") if isinstance(saved_group, Mapping) else None
+            if not isinstance(ids, list):
+                continue
+            for param_id, param in zip(ids, group["params"]):
+                entry = moments.get(param_id)
+                if not isinstance(entry, Mapping):
+                    continue
+                for key, value in entry.items():
+                    if not isinstance(value, torch.Tensor) or value.dim() == 0:
+                        continue  # Adam's step count
+                    if value.shape != param.shape:
+                        raise CheckpointError(
+                            f"{path / RunDirectory.STATE} was saved for another model: the "
+                            f"optimizer's {key!r} of policy '{policy}' parameter "
+                            f"'{names.get(id(param), param_id)}' has shape {tuple(value.shape)}, "
+                            f"the parameter has {tuple(param.shape)}"
+                        )
 
 
 def _copy_weights(saved: MacroAgent, agents: MacroAgent, path: Path) -> None:

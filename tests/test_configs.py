@@ -99,6 +99,8 @@ def test_defaults_are_the_documented_ones() -> None:
         "device": "auto",
         "torch_threads": 1,
         "log_every": 1,
+        "on_nonfinite": "raise",
+        "restart_crashed_envs": 0,
         "progress": True,
         "wandb": False,
         "wandb_project": "coltra",
