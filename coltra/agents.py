@@ -95,14 +95,16 @@ class Agent:
         model = self._trainable_model()
         single = not obs.is_batch
         batch = Observation.stack([obs]) if single else obs
-        # no_grad rather than inference_mode: a recurrent state returned from here must
-        # stay usable in a later evaluate() with gradients.
-        with torch.no_grad():
+        # inference_mode: cheaper per op than no_grad, and nothing computed here needs
+        # autograd; only a recurrent state must stay usable in a later evaluate() with
+        # gradients, and cloning outside inference mode makes it a normal tensor.
+        with torch.inference_mode():
             distribution, state, model_extra = model(
                 batch.tensor(model.device), state, get_value=get_value
             )
             sample = distribution_mode(distribution) if deterministic else distribution.sample()
             logprob = distribution.log_prob(sample)
+        state = tuple(part.clone() for part in state)
         extra: Extra = {"logprob": logprob.cpu().numpy()}
         if get_value:
             extra["value"] = model_extra["value"].cpu().numpy()
@@ -128,7 +130,7 @@ class Agent:
         taken = self._action_tensor(action, device)
         # A wrong shape would broadcast silently (e.g. [batch] against [batch, 1] gives a
         # [batch, batch] log-prob), so compare with the shape of the policy's own actions.
-        expected = tuple(distribution_mode(distribution).shape)
+        expected = tuple(distribution.batch_shape + distribution.event_shape)
         if tuple(taken.shape) != expected:
             raise ValueError(
                 f"{type(self).__name__}.evaluate: action '{self.field}' has shape "

@@ -168,6 +168,8 @@ class _ArrayBundle:
 
     def _check_batch_sizes(self) -> int | None:
         """The shared batch size (None for a single item), or a ValueError if fields differ."""
+        if len(self._fields) == 1:  # nothing to disagree with (most bundles, every step)
+            return self._leading_size()
         sizes = self._leading_sizes()
         batched = {name: size for name, size in sizes.items() if size is not None}
         if len(set(batched.values())) > 1:

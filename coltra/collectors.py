@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from coltra.agents import Agent
-from coltra.buffers import Action, MemoryRecord, Observation
+from coltra.buffers import Action, MemoryRecord, Observation, to_numpy
 from coltra.envs.base import MultiAgentEnv, StepBatch
 from coltra.envs.spaces import ActionCodec
 from coltra.envs.vector import VecEnv
@@ -104,9 +104,10 @@ class _EpisodeTracker:
     finished_lengths: list[np.ndarray] = field(default_factory=list)
 
     def update(self, batch: StepBatch, acted: np.ndarray) -> None:
-        self.returns += np.where(acted, batch.reward, 0.0)
+        # Rows that did not act have zero reward and no done flag (StepBatch's contract).
+        self.returns += batch.reward
         self.lengths += acted
-        ended = acted & batch.done
+        ended = batch.done
         if ended.any():
             self.finished_returns.append(self.returns[ended].copy())
             self.finished_lengths.append(self.lengths[ended].copy())
@@ -156,6 +157,9 @@ class CrowdCollector:
         storages: dict[str, _PolicyStorage] = {}
         env_metrics: dict[str, list[np.ndarray]] = {}
 
+        # Each policy's rows as a slice where they are contiguous (always, with one
+        # policy): numpy then reads views instead of gathering copies every step.
+        selectors = {policy: _selector(rows) for policy, rows in policy_rows.items()}
         for t in range(num_steps):
             outputs = agents.act_batch(batch.obs, policy_rows, deterministic, get_value=True)
             actions = join_policy_actions(outputs, policy_rows, len(names), action_codec_field)
@@ -164,16 +168,19 @@ class CrowdCollector:
             self._episodes.update(next_batch, acted)
             for key, value in next_batch.metrics.items():
                 env_metrics.setdefault(key, []).append(value)
+            any_truncated = next_batch.truncated.any()
 
-            for policy, rows in policy_rows.items():
+            for policy, rows in selectors.items():
                 action, _, extra = outputs[policy]
                 if policy not in storages:
                     storages[policy] = _PolicyStorage.allocate(
-                        num_steps, _rows_of(batch.obs, rows), action[action_codec_field]
+                        num_steps,
+                        _rows_of(batch.obs, policy_rows[policy]),
+                        action[action_codec_field],
                     )
                 store = storages[policy]
-                for name, value in _rows_of(batch.obs, rows).numpy().items():
-                    store.obs[name][t] = value
+                for name, value in batch.obs.items():
+                    store.obs[name][t] = to_numpy(value)[rows]
                 store.action[t] = action[action_codec_field]
                 store.logprob[t] = extra["logprob"]
                 store.value[t] = extra["value"]
@@ -181,14 +188,9 @@ class CrowdCollector:
                 store.terminated[t] = next_batch.terminated[rows]
                 store.truncated[t] = next_batch.truncated[rows]
                 store.mask[t] = acted[rows]
-                truncated_rows = np.flatnonzero(next_batch.truncated[rows] & acted[rows])
-                if len(truncated_rows):
-                    # Time limit, not task end: bootstrap from V(final obs) (Pardo et al. 2018).
-                    final_obs = (
-                        next_batch.final_obs if next_batch.final_obs is not None else next_batch.obs
-                    )
-                    store.bootstrap_value[t, truncated_rows] = self._values(
-                        policy, final_obs[rows[truncated_rows]]
+                if any_truncated:
+                    self._bootstrap_truncated(
+                        policy, policy_rows[policy], store, t, next_batch, acted
                     )
             batch = next_batch
 
@@ -205,6 +207,24 @@ class CrowdCollector:
         metrics.update({key: np.concatenate(values) for key, values in env_metrics.items()})
         main_policy = next(iter(records))
         return records, metrics, records[main_policy].shape
+
+    def _bootstrap_truncated(
+        self,
+        policy: str,
+        rows: np.ndarray,
+        store: _PolicyStorage,
+        t: int,
+        step: StepBatch,
+        acted: np.ndarray,
+    ) -> None:
+        """Time limit, not task end: store V(final obs) of ``policy``'s rows truncated at
+        step ``t``, to bootstrap from (Pardo et al. 2018)."""
+        truncated_rows = np.flatnonzero(step.truncated[rows] & acted[rows])
+        if len(truncated_rows):
+            final_obs = step.final_obs if step.final_obs is not None else step.obs
+            store.bootstrap_value[t, truncated_rows] = self._values(
+                policy, final_obs[rows[truncated_rows]]
+            )
 
     def _values(self, policy: str, obs: Observation) -> np.ndarray:
         with torch.inference_mode():
@@ -233,13 +253,20 @@ def step_env(env: MultiAgentEnv, actions: Action) -> StepBatch:
     """``env.step_batch``, resetting a plain (non-vectorised) env whose agents are all done,
     the way vectorised envs reset their copies: in the same step, keeping ``final_obs``."""
     batch = env.step_batch(actions)
-    if not batch.active.any() and not isinstance(env, VecEnv):
+    if not isinstance(env, VecEnv) and not batch.active.any():
         batch = autoreset(batch, env.reset_batch())
     return batch
 
 
 def _rows_of(obs: Observation, rows: np.ndarray) -> Observation:
     return obs if len(rows) == obs.batch_size else obs[rows]
+
+
+def _selector(rows: np.ndarray) -> slice | np.ndarray:
+    """``rows`` (sorted row indices) as a slice when they are contiguous, else as they are."""
+    if len(rows) and rows[-1] - rows[0] + 1 == len(rows):
+        return slice(int(rows[0]), int(rows[-1]) + 1)
+    return rows
 
 
 def check_agents_fit_env(agents: MacroAgent, env: MultiAgentEnv) -> str:

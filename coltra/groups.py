@@ -107,6 +107,9 @@ class MacroAgent:
         if unknown_frozen:
             raise ValueError(f"frozen policies {sorted(unknown_frozen)} are not in the group")
         self._rows_cache: dict[tuple[str, ...], dict[str, np.ndarray]] = {}
+        # Per batch size, the (read-only) rows array policy_rows gives a policy that has
+        # every row: act_batch recognises it by identity, without a numpy op per step.
+        self._all_rows: dict[int, np.ndarray] = {}
 
     # ------------------------------------------------------------------ mapping
     @property
@@ -146,15 +149,24 @@ class MacroAgent:
             rows: dict[str, list[int]] = {}
             for row, name in enumerate(agent_names):
                 rows.setdefault(self.policy_for(name), []).append(row)
-            cached = {
-                policy: np.asarray(indices, dtype=np.int64) for policy, indices in rows.items()
-            }
+            cached = {policy: self._rows_array(indices) for policy, indices in rows.items()}
             # Bounded: with agents leaving and joining, the dict API sees a new name set
             # almost every step, and an unbounded cache would grow for the whole run.
             if len(self._rows_cache) >= _ROWS_CACHE_SIZE:
                 self._rows_cache.clear()
             self._rows_cache[key] = cached
         return cached
+
+    def _rows_array(self, indices: list[int]) -> np.ndarray:
+        if indices == list(range(len(indices))):  # every row (when it is the only policy)
+            if len(indices) not in self._all_rows:
+                whole = np.arange(len(indices), dtype=np.int64)
+                whole.setflags(write=False)
+                self._all_rows[len(indices)] = whole
+            return self._all_rows[len(indices)]
+        array = np.asarray(indices, dtype=np.int64)
+        array.setflags(write=False)
+        return array
 
     # ------------------------------------------------------------------ acting
     def act_batch(
@@ -172,7 +184,10 @@ class MacroAgent:
                 raise KeyError(
                     f"rows given for unknown policy '{policy}'; policies: {self.policy_names}"
                 )
-            policy_obs = obs if _is_all_rows(policy_rows, obs.batch_size) else obs[policy_rows]
+            all_rows = policy_rows is self._all_rows.get(obs.batch_size) or _is_all_rows(
+                policy_rows, obs.batch_size
+            )
+            policy_obs = obs if all_rows else obs[policy_rows]
             state = () if states is None else states.get(policy, ())
             outputs[policy] = self.agents[policy].act(
                 policy_obs, state, deterministic=deterministic, get_value=get_value
@@ -324,10 +339,12 @@ class MacroAgent:
 
 def _is_all_rows(rows: np.ndarray, batch_size: int) -> bool:
     """True when ``rows`` is 0..batch_size-1 in order, so no gather copy is needed."""
-    return len(rows) == batch_size and (
-        batch_size == 0
-        or (rows[0] == 0 and rows[-1] == batch_size - 1 and bool(np.all(np.diff(rows) == 1)))
-    )
+    if len(rows) != batch_size:
+        return False
+    if batch_size <= 1:
+        return batch_size == 0 or bool(rows[0] == 0)
+    # Strictly increasing from 0 to batch_size - 1 over batch_size entries: every row once.
+    return bool(rows[0] == 0 and rows[-1] == batch_size - 1 and (rows[1:] > rows[:-1]).all())
 
 
 def _stack_states(states: Sequence[State]) -> State:

@@ -13,11 +13,13 @@ import numpy as np
 import pytest
 import torch
 from pettingzoo.sisl import pursuit_v5
+from torch.distributions import Categorical
 
 from coltra.agents import Agent, CAgent, ConstantAgent, DAgent, RandomAgent
 from coltra.buffers import Action, Observation
 from coltra.envs import MultiGymEnv, PettingZooEnv
-from coltra.models import MLPModel
+from coltra.models import BaseModel, MLPModel
+from coltra.models.base import State
 from coltra.serialization import CheckpointError
 
 pytestmark = pytest.mark.timeout(60)
@@ -180,7 +182,7 @@ def test_evaluate_has_gradients_and_batch_shapes(pursuit: Env, pendulum: Env) ->
 def test_entropy_of_a_uniform_policy_is_log_n(pursuit: Env) -> None:
     agent = _dagent(pursuit)
     with torch.no_grad():
-        agent.model.policy_net[-1].weight.zero_()  # type: ignore[union-attr,index]
+        agent.model.policy_head.weight.zero_()  # type: ignore[union-attr]
     _, _, entropies = agent.evaluate(pursuit[2], Action(discrete=np.zeros(8, np.int64)))
     torch.testing.assert_close(entropies, torch.full((8,), math.log(5)))
 
@@ -287,7 +289,7 @@ def test_roundtrip_cagent_each_mode(pendulum: Env, tmp_path: Path, mode: str) ->
 def test_roundtrip_cnn_on_pursuit(pursuit: Env, tmp_path: Path) -> None:
     agent = _dagent(pursuit, image_encoder="cnn", cnn_channels=[4])
     with torch.no_grad():
-        agent.model.policy_net[-1].bias.copy_(torch.tensor([0.0, 0.1, 0.2, 0.3, 0.05]))  # type: ignore[union-attr,index]
+        agent.model.policy_head.bias.copy_(torch.tensor([0.0, 0.1, 0.2, 0.3, 0.05]))  # type: ignore[union-attr]
     loaded = _roundtrip(agent, tmp_path / "cnn")
     expected = agent.act(pursuit[2], deterministic=True)
     actual = loaded.act(pursuit[2], deterministic=True, get_value=True)
@@ -382,11 +384,11 @@ def test_load_weights_of_a_different_architecture(saved: Path, cartpole: Env) ->
         CheckpointError, match=r"do not fit the MLPModel.*shape mismatches"
     ) as error:
         Agent.load(saved)
-    assert "policy_net.0.weight: checkpoint (32, 4) vs model (64, 4)" in str(error.value)
+    assert "hidden.0.weight: checkpoint (2, 4, 32) vs model (2, 4, 64)" in str(error.value)
     torch.save({"something": torch.zeros(1)}, saved / "weights.pt")
-    with pytest.raises(CheckpointError, match=r"missing \['policy_net.0.bias'"):
+    with pytest.raises(CheckpointError, match=r"missing \['hidden.0.bias'"):
         Agent.load(saved)
-    torch.save({"policy_net.0.weight": 3}, saved / "weights.pt")
+    torch.save({"hidden.0.weight": 3}, saved / "weights.pt")
     with pytest.raises(CheckpointError, match="names -> tensors"):
         Agent.load(saved)
 
@@ -412,7 +414,7 @@ def test_payload_is_live_when_unpickled_naively(tmp_path: Path) -> None:
 @pytest.mark.parametrize("container", ["torch_zip", "torch_legacy", "raw_pickle"])
 def test_pickled_payload_in_weights_is_refused(saved: Path, tmp_path: Path, container: str) -> None:
     marker = tmp_path / "pwned"
-    state = {"policy_net.0.weight": torch.zeros(64, 4), "payload": _Payload(marker)}
+    state = {"hidden.0.weight": torch.zeros(2, 4, 64), "payload": _Payload(marker)}
     weights = saved / "weights.pt"
     if container == "raw_pickle":
         weights.write_bytes(pickle.dumps(state))
@@ -427,3 +429,37 @@ def test_pickled_payload_in_weights_is_refused(saved: Path, tmp_path: Path, cont
         assert "io.open" in message  # names the object it refused
     assert "weights_only" not in message  # no advice to turn the protection off
     assert not marker.exists()
+
+
+class _RecurrentModel(BaseModel):
+    """A state that mixes the observation in through a weight: gradients must reach it."""
+
+    discrete = True
+    observation_space = None
+    action_space = gym.spaces.Discrete(2)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.mix = torch.nn.Parameter(torch.ones(1))
+
+    def forward(
+        self, obs: Observation, state: State = (), get_value: bool = False
+    ) -> tuple[Categorical, State, dict[str, torch.Tensor]]:
+        (memory,) = state or self.get_initial_state(obs.batch_size)
+        memory = memory + self.mix * obs.vector.float().sum(-1)
+        logits = torch.stack([memory, -memory], dim=-1)
+        return Categorical(logits=logits), (memory,), {"value": memory} if get_value else {}
+
+    def get_initial_state(self, batch_size: int) -> State:
+        return (torch.zeros(batch_size),)
+
+
+def test_state_from_act_is_usable_with_gradients() -> None:
+    """act runs in inference mode; the state it returns must still work in evaluate()."""
+    agent = DAgent(_RecurrentModel())
+    obs = Observation(vector=np.ones((3, 2), np.float32))
+    action, state, _ = agent.act(obs)
+    assert not state[0].is_inference() and not state[0].requires_grad
+    logprob, value, _ = agent.evaluate(obs, action, state)
+    (logprob.sum() + value.sum()).backward()
+    assert agent.model.mix.grad is not None  # type: ignore[union-attr]

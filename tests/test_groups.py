@@ -61,7 +61,7 @@ def _pursuit_agent(env: PettingZooEnv, **config: object) -> DAgent:
 def _rigged(agent: DAgent, favourite: int) -> DAgent:
     """Make ``agent`` strongly prefer action ``favourite`` (deterministic = argmax)."""
     with torch.no_grad():
-        bias = agent.model.policy_net[-1].bias  # type: ignore[union-attr,index]
+        bias = agent.model.policy_head.bias  # type: ignore[union-attr]
         bias.zero_()
         bias[favourite] = 10.0
     return agent

@@ -47,6 +47,11 @@ class ObservationCodec:
                 self._add_part(key, key, subspace)
         else:
             self._add_part(None, None, space)
+        # A 1-D Box (CartPole's, most vector observations) needs no encoding: ``write``
+        # copies the raw row straight in, and numpy converts the dtype as it copies.
+        self._plain_field: str | None = None
+        if isinstance(space, gym.spaces.Box) and len(space.shape) == 1:
+            self._plain_field = self._parts[0][0]
 
     def _add_part(self, key: str | None, name: str | None, space: gym.Space) -> None:
         if isinstance(space, gym.spaces.Box):
@@ -101,6 +106,9 @@ class ObservationCodec:
 
     def write(self, buffers: Mapping[str, np.ndarray], row: int, raw: Any) -> None:
         """Encode one raw observation straight into row ``row`` of stacked buffers."""
+        if self._plain_field is not None:
+            buffers[self._plain_field][row] = raw
+            return
         for field, key, space in self._parts:
             buffers[field][row] = self._encode_part(field, space, raw if key is None else raw[key])
 
@@ -141,6 +149,10 @@ class ActionCodec:
                 f"action space {space} is not supported; expected Discrete, MultiDiscrete, "
                 "MultiBinary or Box"
             )
+        # One range for every integer action value (all but MultiDiscrete with unequal nvec).
+        self._bounds: tuple[int, int] | None = None
+        if self.integer and self.low.min() == self.low.max() and self.high.min() == self.high.max():
+            self._bounds = (int(self.low.min()), int(self.high.max()))
 
     def describe(self) -> str:
         """What a valid action looks like, for error messages."""
@@ -158,10 +170,16 @@ class ActionCodec:
                     f"{where}: '{self.field}' actions must be integers for {self.space}, "
                     f"got dtype {values.dtype}"
                 )
+            # Usually every row is in range, which two reductions show without masking.
+            if self._bounds is not None and (
+                values.size == 0
+                or (values.min() >= self._bounds[0] and values.max() <= self._bounds[1])
+            ):
+                return
             # Rows of agents that are not acting may hold anything: they are never sent.
             checked = values if active is None else values[active]
             outside = (checked < self.low) | (checked > self.high)
-            if np.any(outside):
+            if outside.any():
                 raise ValueError(
                     f"{where}: action value(s) {checked[outside].tolist()[:5]} outside "
                     f"{self.space} (expected {self.low.min()}..{self.high.max()})"
@@ -171,6 +189,15 @@ class ActionCodec:
                 f"{where}: '{self.field}' actions must be numbers for {self.space}, "
                 f"got dtype {values.dtype}"
             )
+        elif values.dtype.kind == "f" and not np.isfinite(values.sum()):
+            # Clipping leaves NaN as it is, so a NaN action would reach the env.
+            checked = values if active is None else values[active]
+            bad = checked[~np.isfinite(checked)]
+            if bad.size:
+                raise ValueError(
+                    f"{where}: action value(s) {bad.tolist()[:5]} are not finite; expected "
+                    f"finite numbers for {self.space}"
+                )
 
     def check_item(self, action: object, where: str) -> np.ndarray:
         """Validate one agent's action; returns its array."""

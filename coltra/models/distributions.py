@@ -1,16 +1,50 @@
-"""Action distributions beyond torch's own: several categoricals, and a Beta on [low, high].
+"""Action distributions beyond torch's own: a lighter categorical, several categoricals, and
+a Beta on [low, high].
 
 Every distribution here answers the four questions an agent asks: ``sample()``,
 ``log_prob(action)`` and ``entropy()`` summed over action dimensions to one number per
-batch item (``[batch]``), and ``mode`` for deterministic actions.
+batch item (``[batch]``), and ``mode`` for deterministic actions. ``batch_shape +
+event_shape`` is the shape of one sample (e.g. ``[batch, dims]``).
 """
 
 from __future__ import annotations
 
 import torch
-from torch.distributions import Beta, Categorical, Distribution, Normal
+from torch.distributions import Beta, Distribution, Normal
+from torch.distributions import Categorical as TorchCategorical
 
-__all__ = ["DiagNormal", "MultiCategorical", "ScaledBeta", "distribution_mode"]
+__all__ = ["Categorical", "DiagNormal", "MultiCategorical", "ScaledBeta", "distribution_mode"]
+
+
+class Categorical(TorchCategorical):
+    """torch's ``Categorical(logits=...)`` with fewer tensor ops on the acting hot path.
+
+    The logits are normalised with one ``log_softmax`` (torch: ``logsumexp`` and a
+    subtraction), and ``log_prob`` of one action per batch item is one ``gather`` (torch
+    broadcasts the actions against the logits first). One action per batch row is drawn
+    with the exponential race that ``torch.multinomial`` itself runs for one sample:
+    ``argmax(p / E)`` with ``E ~ Exp(1)`` picks action ``k`` with probability ``p[k]``;
+    done here, it skips multinomial's input checks. Same values and, under the same seed,
+    the same samples as torch's Categorical; other shapes fall back to torch's code. At a
+    batch of 8, init + sample + log_prob take a third of torch's time (issue 7).
+    """
+
+    def __init__(self, logits: torch.Tensor) -> None:
+        self.logits = torch.log_softmax(logits, dim=-1)
+        self._param = self.logits
+        self._num_events = logits.shape[-1]
+        Distribution.__init__(self, self.logits.shape[:-1], validate_args=False)
+
+    def sample(self, sample_shape: torch.Size | list[int] | tuple[int, ...] = ()) -> torch.Tensor:
+        if len(sample_shape) == 0 and self.logits.dim() == 2:  # one action per batch row
+            probs = self.probs
+            return torch.argmax(probs / torch.empty_like(probs).exponential_(), dim=-1)
+        return super().sample(torch.Size(sample_shape))
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        if value.shape == self.batch_shape:
+            return self.logits.gather(-1, value.long().unsqueeze(-1)).squeeze(-1)
+        return super().log_prob(value)
 
 
 class DiagNormal(Normal):
@@ -31,11 +65,12 @@ class MultiCategorical(Distribution):
 
     def __init__(self, logits: torch.Tensor, nvec: list[int]) -> None:
         self.nvec = list(nvec)
-        self.parts = [
-            Categorical(logits=part, validate_args=False)
-            for part in torch.split(logits, self.nvec, -1)
-        ]
-        super().__init__(batch_shape=logits.shape[:-1], validate_args=False)
+        self.parts = [Categorical(part) for part in torch.split(logits, self.nvec, -1)]
+        super().__init__(
+            batch_shape=logits.shape[:-1],
+            event_shape=torch.Size([len(self.nvec)]),
+            validate_args=False,
+        )
 
     def sample(self, sample_shape: torch.Size | list[int] | tuple[int, ...] = ()) -> torch.Tensor:
         return torch.stack([part.sample(sample_shape) for part in self.parts], dim=-1)
@@ -50,7 +85,7 @@ class MultiCategorical(Distribution):
 
     @property
     def mode(self) -> torch.Tensor:
-        return torch.stack([part.probs.argmax(-1) for part in self.parts], dim=-1)
+        return torch.stack([part.logits.argmax(-1) for part in self.parts], dim=-1)
 
 
 class ScaledBeta(Distribution):
@@ -70,7 +105,9 @@ class ScaledBeta(Distribution):
     ) -> None:
         self.beta = Beta(alpha, beta, validate_args=False)
         self.low, self.scale = low, high - low
-        super().__init__(batch_shape=alpha.shape[:-1], validate_args=False)
+        super().__init__(
+            batch_shape=alpha.shape[:-1], event_shape=alpha.shape[-1:], validate_args=False
+        )
 
     def sample(self, sample_shape: torch.Size | list[int] | tuple[int, ...] = ()) -> torch.Tensor:
         return self.low + self.scale * self.beta.sample(sample_shape)
@@ -93,8 +130,8 @@ class ScaledBeta(Distribution):
 
 def distribution_mode(distribution: Distribution) -> torch.Tensor:
     """The action a deterministic agent takes: argmax for categoricals, mean otherwise."""
-    if isinstance(distribution, Categorical):
-        return distribution.probs.argmax(-1)
+    if isinstance(distribution, TorchCategorical):
+        return distribution.logits.argmax(-1)  # normalised logits: same argmax as probs
     if isinstance(distribution, MultiCategorical | ScaledBeta):
         return distribution.mode
     return distribution.mean

@@ -290,3 +290,33 @@ def test_context_manager_closes(backend: str, assert_gone: AssertGone) -> None:
         pids = list(getattr(env, "pids", []))
         env.reset()
     assert_gone(pids)
+
+
+def test_inprocess_copies_of_several_agents_reset_independently() -> None:
+    """Copies end at different steps; each resets (all its rows) exactly when it ends."""
+    lengths = [1, 2, 3]
+    env = InProcessVecEnv(
+        [lambda n=n: ConstantRewardEnv(num_agents=2, episode_length=n) for n in lengths]
+    )
+    env.reset_batch(seed=0)
+    for step in range(1, 7):
+        batch = env.step_batch(Action(discrete=np.zeros(6, np.int64)))
+        ended = np.repeat([step % n == 0 for n in lengths], 2)
+        np.testing.assert_array_equal(batch.terminated, ended)
+        assert batch.active.all()  # ended copies already started their next episode
+        assert (batch.final_obs is not None) == ended.any()
+        if ended.any():
+            np.testing.assert_array_equal(
+                batch.metrics["e_episode_length"],
+                [n for n in lengths if step % n == 0 for _ in range(2)],
+            )
+
+
+def test_inprocess_refuses_a_copy_without_agents() -> None:
+    class Empty(ConstantRewardEnv):
+        def __init__(self) -> None:
+            super().__init__()
+            self.agent_names = []
+
+    with pytest.raises(ValueError, match="env copy 1 has no agents"):
+        InProcessVecEnv([ConstantRewardEnv, Empty])

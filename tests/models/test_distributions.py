@@ -7,6 +7,7 @@ import math
 import torch
 from torch.distributions import Categorical, Normal
 
+from coltra.models.distributions import Categorical as FastCategorical
 from coltra.models.distributions import (
     DiagNormal,
     MultiCategorical,
@@ -54,3 +55,34 @@ def test_scaled_beta_maps_the_unit_interval_to_the_bounds() -> None:
 def test_mode_of_a_categorical_is_the_argmax() -> None:
     distribution = Categorical(logits=torch.tensor([[0.0, 3.0, 1.0], [5.0, 0.0, 0.0]]))
     assert distribution_mode(distribution).tolist() == [1, 0]
+
+
+def test_coltra_categorical_matches_torch_including_samples() -> None:
+    logits = torch.randn(64, 5)
+    logits[0, 2] = -math.inf  # an impossible action stays impossible
+    ours, theirs = FastCategorical(logits), Categorical(logits=logits)
+    torch.testing.assert_close(ours.logits, theirs.logits)
+    torch.testing.assert_close(ours.entropy(), theirs.entropy())
+    torch.manual_seed(3)
+    expected = theirs.sample()
+    torch.manual_seed(3)
+    sample = ours.sample()
+    assert torch.equal(sample, expected) and sample.shape == (64,) and sample[0] != 2
+    torch.testing.assert_close(ours.log_prob(sample), theirs.log_prob(sample))
+    # Other shapes go through torch's own code.
+    assert ours.sample((3,)).shape == (3, 64)
+    torch.testing.assert_close(ours.log_prob(torch.tensor([1])), theirs.log_prob(torch.tensor([1])))
+    assert distribution_mode(ours).tolist() == distribution_mode(theirs).tolist()
+
+
+def test_batch_and_event_shape_give_the_shape_of_an_action() -> None:
+    """Agents check action shapes against ``batch_shape + event_shape``."""
+    distributions = [
+        (FastCategorical(torch.zeros(4, 3)), (4,)),
+        (MultiCategorical(torch.zeros(4, 5), nvec=[3, 2]), (4, 2)),
+        (DiagNormal(torch.zeros(4, 2), torch.ones(4, 2)), (4, 2)),
+        (ScaledBeta(torch.ones(4, 2), torch.ones(4, 2), torch.zeros(2), torch.ones(2)), (4, 2)),
+    ]
+    for distribution, shape in distributions:
+        assert tuple(distribution.batch_shape + distribution.event_shape) == shape
+        assert tuple(distribution.sample().shape) == shape

@@ -16,8 +16,9 @@ from torch.distributions import Categorical
 from coltra.buffers import Observation
 from coltra.configs import ConfigError, MLPConfig
 from coltra.envs import MultiAgentEnv, MultiGymEnv, PettingZooEnv
-from coltra.models import BaseModel, MLPModel
+from coltra.models import BaseModel, MLPModel, mlp
 from coltra.models.distributions import DiagNormal, MultiCategorical, ScaledBeta
+from coltra.models.mlp import POLICY, VALUE
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -94,13 +95,10 @@ def test_sizes_come_from_the_spaces(cartpole: tuple, pendulum: tuple, pursuit: t
 def test_config_may_be_a_typed_config_or_none(cartpole: tuple) -> None:
     obs_space, action_space, _ = cartpole
     typed = MLPModel(MLPConfig(hidden_sizes=[8]), obs_space, action_space)
-    assert typed.policy_net[0].out_features == 8
+    assert typed.hidden[0].out_features == 8
     default = MLPModel(None, observation_space=obs_space, action_space=action_space)
-    assert [layer.out_features for layer in default.policy_net if isinstance(layer, nn.Linear)] == [
-        64,
-        64,
-        2,
-    ]
+    sizes = [layer.out_features for layer in default.hidden]
+    assert [*sizes, default.policy_head.out_features] == [64, 64, 2]
 
 
 @pytest.mark.parametrize(
@@ -176,18 +174,20 @@ def test_unsupported_spaces_and_options_are_refused(pursuit: tuple) -> None:
 def test_orthogonal_init_with_a_small_policy_head(cartpole: tuple) -> None:
     obs_space, action_space, _ = cartpole
     model = MLPModel({}, observation_space=obs_space, action_space=action_space)
-    first, head = model.policy_net[0], model.policy_net[-1]
-    # Linear(4, 64): orthogonal columns scaled by sqrt(2) (CleanRL's layer_init).
-    gram = first.weight.T @ first.weight
-    torch.testing.assert_close(gram, 2.0 * torch.eye(4), atol=1e-5, rtol=0)
+    # Linear(4, 64) of each network: orthogonal columns scaled by sqrt(2) (CleanRL's
+    # layer_init), drawn separately for the policy and the value network.
+    first = model.hidden[0].weight  # [2, in, out]: x @ weight, nn.Linear's weight transposed
+    for network in (POLICY, VALUE):
+        gram = first[network] @ first[network].T
+        torch.testing.assert_close(gram, 2.0 * torch.eye(4), atol=1e-5, rtol=0)
+    assert not torch.equal(first[POLICY], first[VALUE])
     # Policy head Linear(64, 2), gain 0.01: orthonormal rows scaled by 0.01.
+    head = model.policy_head
     torch.testing.assert_close(head.weight @ head.weight.T, 1e-4 * torch.eye(2), atol=1e-8, rtol=0)
     assert head.weight.abs().max() <= 0.01 + 1e-7
-    value_head = model.value_net[-1]
-    assert value_head.weight.norm().item() == pytest.approx(1.0, rel=1e-5)
-    for layer in [*model.policy_net, *model.value_net]:
-        if isinstance(layer, nn.Linear):
-            assert torch.count_nonzero(layer.bias) == 0
+    assert model.value_head.weight.norm().item() == pytest.approx(1.0, rel=1e-5)
+    for layer in [*model.hidden, model.policy_head, model.value_head]:
+        assert torch.count_nonzero(layer.bias) == 0
 
 
 def test_near_uniform_policy_at_start(pursuit: tuple) -> None:
@@ -212,10 +212,18 @@ def test_activation_choices(cartpole: tuple, activation: str, module: type) -> N
     model = MLPModel(
         {"activation": activation, "hidden_sizes": [32, 16, 8]}, obs_space, action_space
     )
-    for net in (model.policy_net, model.value_net):
-        linear = [layer for layer in net if isinstance(layer, nn.Linear)]
-        assert [layer.out_features for layer in linear[:-1]] == [32, 16, 8]
-        assert sum(isinstance(layer, module) for layer in net) == 3
+    assert [layer.out_features for layer in model.hidden] == [32, 16, 8]
+    # Each network is Linear -> activation per hidden layer -> head, as nn.Sequential would be.
+    features = model.encode(obs)
+    for network, head in ((POLICY, model.policy_head), (VALUE, model.value_head)):
+        layers: list[nn.Module] = []
+        for stacked in model.hidden:
+            linear = nn.Linear(stacked.in_features, stacked.out_features)
+            linear.weight.data = stacked.weight[network].T
+            linear.bias.data = stacked.bias[network, 0]
+            layers += [linear, module()]
+        expected = nn.Sequential(*layers, head)(features)
+        torch.testing.assert_close(model.heads(features)[network].reshape(expected.shape), expected)
     assert model(obs.tensor(), get_value=True)[2]["value"].shape == (obs.batch_size,)
 
 
@@ -230,8 +238,14 @@ def test_policy_and_value_networks_are_separate(cartpole: tuple) -> None:
     obs_space, action_space, obs = cartpole
     model = MLPModel({}, obs_space, action_space)
     model.value(obs).sum().backward()
-    assert all(p.grad is None for p in model.policy_net.parameters())
-    assert all(p.grad is not None for p in model.value_net.parameters())
+    # The value touches no policy weight: the policy's halves of the stacked hidden layers
+    # get zero gradients, its head none at all.
+    assert model.policy_head.weight.grad is None
+    for layer in model.hidden:
+        assert torch.count_nonzero(layer.weight.grad[POLICY]) == 0
+        assert torch.count_nonzero(layer.bias.grad[POLICY]) == 0
+        assert torch.count_nonzero(layer.weight.grad[VALUE]) > 0
+    assert model.value_head.weight.grad is not None
 
 
 # ---------------------------------------------------------------------------- discrete outputs
@@ -241,15 +255,15 @@ def test_categorical_logprob_and_entropy_are_exact(pursuit: tuple) -> None:
     obs_space, action_space, obs = pursuit
     model = MLPModel({}, obs_space, action_space)
     with torch.no_grad():  # a zero policy head gives exactly uniform probabilities
-        model.policy_net[-1].weight.zero_()
-        model.policy_net[-1].bias.zero_()
+        model.policy_head.weight.zero_()
+        model.policy_head.bias.zero_()
     distribution = model(obs.tensor())[0]
     actions = torch.arange(obs.batch_size) % 5
     torch.testing.assert_close(distribution.log_prob(actions), torch.full((8,), -math.log(5)))
     torch.testing.assert_close(distribution.entropy(), torch.full((8,), math.log(5)))
 
     with torch.no_grad():  # known logits: bias (0, 1, 2, 3, 4)
-        model.policy_net[-1].bias.copy_(torch.arange(5.0))
+        model.policy_head.bias.copy_(torch.arange(5.0))
     distribution = model(obs.tensor())[0]
     expected = torch.log_softmax(torch.arange(5.0), 0)
     torch.testing.assert_close(distribution.log_prob(actions), expected[actions])
@@ -262,7 +276,7 @@ def test_multidiscrete_logprob_is_the_sum_of_the_parts(cartpole: tuple) -> None:
     assert model.config.num_actions == 5
     distribution, _, _ = model(obs.tensor())
     assert isinstance(distribution, MultiCategorical)
-    logits = model.policy_net(model.encode(obs))
+    logits, _ = model.heads(model.encode(obs))
     first, second = torch.log_softmax(logits[:, :3], -1), torch.log_softmax(logits[:, 3:], -1)
     actions = torch.stack([torch.arange(obs.batch_size) % 3, torch.arange(obs.batch_size) % 2], 1)
     rows = torch.arange(obs.batch_size)
@@ -299,7 +313,7 @@ def test_std_head_starts_near_sigma0(pendulum: tuple) -> None:
     model = MLPModel({"continuous_mode": "std_head", "sigma0": 0.3}, obs_space, action_space)
     distribution = model(obs.tensor())[0]
     assert "log_std" not in dict(model.named_parameters())
-    assert model.policy_net[-1].out_features == 2  # mean and std for one action dimension
+    assert model.policy_head.out_features == 2  # mean and std for one action dimension
     torch.testing.assert_close(
         distribution.stddev, torch.full((obs.batch_size, 1), 0.3), atol=0.03, rtol=0
     )
@@ -350,7 +364,7 @@ def test_pursuit_images_are_flattened(pursuit: tuple) -> None:
     obs_space, action_space, obs = pursuit
     assert obs.keys() == ["image"] and obs.image.shape == (8, 7, 7, 3)
     model = MLPModel({}, obs_space, action_space)
-    assert model.image_encoder is None and model.policy_net[0].in_features == 147
+    assert model.image_encoder is None and model.hidden[0].in_features == 147
     distribution, _, extra = model(obs.tensor(), get_value=True)
     assert distribution.logits.shape == (8, 5) and extra["value"].shape == (8,)
 
@@ -359,7 +373,7 @@ def test_pursuit_images_through_a_cnn(pursuit: tuple) -> None:
     obs_space, action_space, obs = pursuit
     model = MLPModel({"image_encoder": "cnn", "cnn_channels": [4, 8]}, obs_space, action_space)
     assert model.image_encoder is not None
-    assert model.policy_net[0].in_features == 8 * 7 * 7
+    assert model.hidden[0].in_features == 8 * 7 * 7
     convs = [m for m in model.image_encoder.modules() if isinstance(m, nn.Conv2d)]
     assert [conv.out_channels for conv in convs] == [4, 8]
     distribution, _, extra = model(obs.tensor(), get_value=True)
@@ -439,3 +453,24 @@ def test_describe_rebuilds_the_same_architecture(pursuit: tuple) -> None:
     twin.load_state_dict(model.state_dict())
     torch.testing.assert_close(twin(obs.tensor())[0].logits, model(obs.tensor())[0].logits)
     assert twin.observation_space == obs_space and twin.action_space == action_space
+
+
+def test_large_batches_give_the_same_outputs_as_fused_ones(
+    cartpole: tuple, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Above FUSED_MAX_ROWS the networks run one after the other: same numbers, same grads."""
+    obs_space, action_space, _ = cartpole
+    model = MLPModel({"hidden_sizes": [16, 8]}, obs_space, action_space)
+    features = torch.randn(mlp.FUSED_MAX_ROWS + 1, 4)
+    results = []
+    for fused_max_rows in (0, mlp.FUSED_MAX_ROWS + 1):  # per network, then fused
+        monkeypatch.setattr(mlp, "FUSED_MAX_ROWS", fused_max_rows)
+        model.zero_grad()
+        logits, value = model.heads(features)
+        (logits.sum() + value.sum()).backward()
+        results.append((logits, value, [p.grad.clone() for p in model.parameters()]))
+    (logits_a, value_a, grads_a), (logits_b, value_b, grads_b) = results
+    torch.testing.assert_close(logits_a, logits_b)
+    torch.testing.assert_close(value_a, value_b)
+    for grad_a, grad_b in zip(grads_a, grads_b):  # sums over 4097 rows, in other orders
+        torch.testing.assert_close(grad_a, grad_b, rtol=1e-4, atol=1e-4)

@@ -454,17 +454,12 @@ def test_the_dict_step_accepts_or_rejects_any_action_dict_clearly(
     assert set(info.get("truncated", {})) == ended == set(info.get("final_obs", {}))
 
 
-@pytest.mark.xfail(
-    reason="needs a finiteness check of continuous action values in "
-    "ActionCodec._check_values (coltra/envs/spaces.py)",
-    strict=True,
-)
 @pytest.mark.filterwarnings("ignore::UserWarning")  # gymnasium's checker sees the NaN
 @pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
 @pytest.mark.parametrize("env_name", ["probe_continuous", "pendulum"])
 def test_a_nan_or_inf_continuous_action_is_refused_clearly(env_name: str, value: float) -> None:
-    """A NaN action passes the checks today (clipping leaves NaN as it is) and the env pays
-    a NaN reward; it should be a ValueError naming the value, like an out-of-range integer."""
+    """Clipping leaves NaN as it is, so a NaN action must be refused before the env: a
+    ValueError naming the value, like an out-of-range integer."""
     built = make_envs()
     env = built[env_name]
     try:

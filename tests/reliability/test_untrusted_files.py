@@ -181,7 +181,7 @@ def test_weights_of_another_architecture_are_an_error_naming_the_mismatch(
     with pytest.raises(CheckpointError) as caught:
         PPOCrowdTrainer.resume(run_dir)
     assert f"weights in {run_dir / WEIGHTS} do not fit the MLPModel" in str(caught.value)
-    assert "checkpoint (2, 16, 1) vs model (2, 8, 1)" in str(caught.value)
+    assert "policy_head.weight: checkpoint (2, 16) vs model (2, 8)" in str(caught.value)
 
     # The trainer state (optimizer moments) of the other model, next to the right weights:
     # torch would load it without a look.
@@ -191,8 +191,8 @@ def test_weights_of_another_architecture_are_an_error_naming_the_mismatch(
         PPOCrowdTrainer.resume(run_dir)
     message = str(caught.value)
     assert f"{run_dir / STATE} was saved for another model" in message
-    assert "policy 'crowd' parameter 'hidden.0.weight' has shape (2, 16, 1)" in message
-    assert "the parameter has (2, 8, 1)" in message
+    assert "policy 'crowd' parameter 'hidden.0.weight' has shape (2, 1, 16)" in message
+    assert "the parameter has (2, 1, 8)" in message
 
 
 def test_resuming_with_another_model_config_names_the_key(

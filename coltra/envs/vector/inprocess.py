@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
+import numpy as np
+
 from coltra.buffers import Action
 from coltra.envs.base import EnvCrashedError, MultiAgentEnv, StepBatch, StepBuffers
 from coltra.envs.vector.base import EnvCreator, VecEnv, add_note, copy_seed
@@ -65,9 +67,17 @@ class InProcessVecEnv(VecEnv):
                     f"{env.action_space}, copy {first_index} has {first.observation_space} / "
                     f"{first.action_space}"
                 )
+        for copy, env in enumerate(self.envs):
+            if len(env.agent_names) == 0:
+                self._close_copies()
+                raise ValueError(
+                    f"env copy {first_index + copy} has no agents (empty agent_names); a "
+                    "vectorised env needs at least one agent per copy"
+                )
         self._set_layout(
             [env.agent_names for env in self.envs], first.observation_space, first.action_space
         )
+        self._copy_starts = np.array([rows.start for rows in self._copy_slices], dtype=np.int64)
 
     def _call(self, copy: int, phase: str, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn`` for copy ``copy``, turning any failure into an error naming the copy."""
@@ -103,9 +113,13 @@ class InProcessVecEnv(VecEnv):
         for copy, env in enumerate(self.envs):
             rows = self._copy_slices[copy]
             self._call(copy, "step", env.step_into, values[rows], out, rows)
-            if not out.active[rows].any():
-                # Same-step autoreset: the copy's next episode starts now.
-                self._call(copy, "reset", env.reset_into, out, rows, None)
+        # Same-step autoreset: a copy whose agents are all done starts its next episode now.
+        # Most steps nobody is done; otherwise one reduction over the rows finds the copies.
+        if not out.active.all():
+            copy_active = np.logical_or.reduceat(out.active, self._copy_starts)
+            for copy in np.flatnonzero(~copy_active).tolist():
+                rows = self._copy_slices[copy]
+                self._call(copy, "reset", self.envs[copy].reset_into, out, rows, None)
         return self._remember(out.batch())
 
     def render(self) -> Any:
