@@ -123,6 +123,12 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-progress", action="store_true", help="no progress bar or progress lines"
     )
+    parser.add_argument(
+        "--profile",
+        type=_positive_int,
+        metavar="N",
+        help="profile the first N iterations with cProfile: RUN_DIR/profile.prof and profile.txt",
+    )
     parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
 
 
@@ -277,11 +283,37 @@ def _train(args: argparse.Namespace, default_config: str | Path | None) -> int:
     config = _run_config(args, default_config)
     trainer = PPOCrowdTrainer.from_config(config, resume_from=args.resume)
     with trainer:
-        summary = trainer.train()
+        summary = _train_profiled(trainer, args.profile) if args.profile else None
+        if summary is None or not (summary["solved"] or summary["interrupted"]):
+            summary = trainer.train()
     _report(trainer, summary)
     if trainer.stop_signal is not None:
         return 128 + int(trainer.stop_signal)
     return EXIT_OK
+
+
+def _train_profiled(trainer: PPOCrowdTrainer, iterations: int) -> dict[str, float]:
+    """Train ``iterations`` iterations under cProfile; write the raw profile (for snakeviz or
+    pstats) and the top functions by cumulative time into the run directory."""
+    import cProfile
+    import io
+    import pstats
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    try:
+        summary = trainer.train(iterations)
+    finally:
+        profiler.disable()
+        profiler.dump_stats(trainer.run.path / "profile.prof")
+        text = io.StringIO()
+        pstats.Stats(profiler, stream=text).sort_stats("cumulative").print_stats(40)
+        (trainer.run.path / "profile.txt").write_text(text.getvalue())
+        print(
+            f"profile of {iterations} iteration(s): {trainer.run.path / 'profile.txt'}",
+            file=sys.stderr,
+        )
+    return summary
 
 
 def _report(trainer: PPOCrowdTrainer, summary: dict[str, float]) -> None:

@@ -320,3 +320,13 @@ def test_the_console_script_reports_bad_input_without_a_traceback(tmp_path: Path
     assert result.returncode == 2
     assert "refused the Python tag" in one_error_line(result.stderr)
     assert not (tmp_path / "pwned").exists()
+
+
+def test_profile_writes_a_trace_of_the_first_iterations_then_trains_on(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    argv = ["train", "-c", PROBE_CONFIG, "-i", "3", "--run-dir", str(run_dir), "--profile", "1"]
+    assert main([*argv, *TINY]) == 0
+    report = (run_dir / "profile.txt").read_text()
+    assert "cumulative" in report and "collect" in report and "train_on_data" in report
+    assert (run_dir / "profile.prof").stat().st_size > 0
+    assert iterations_in(run_dir) == [1.0, 2.0, 3.0]  # profiled or not, the run goes on
