@@ -33,6 +33,21 @@ def csv_column(run_dir: Path, key: str) -> list[float]:
         return [float(row[key]) for row in csv.DictReader(file)]
 
 
+def record_updates(
+    trainer: PPOCrowdTrainer, monkeypatch: pytest.MonkeyPatch
+) -> dict[int, MemoryRecord]:
+    """The record each iteration trains on, by iteration number (filled as training runs)."""
+    seen: dict[int, MemoryRecord] = {}
+    real_update = trainer.optimizer.train_on_data
+
+    def spy(records: dict[str, MemoryRecord], *args: Any, **kwargs: Any) -> Any:
+        seen[trainer.iteration + 1] = records["crowd"]
+        return real_update(records, *args, **kwargs)
+
+    monkeypatch.setattr(trainer.optimizer, "train_on_data", spy)
+    return seen
+
+
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize(
     ("fault", "backend", "expected"),
@@ -84,15 +99,8 @@ def test_on_nonfinite_drop_leaves_the_spoiled_entries_out_and_counts_them(
 ) -> None:
     run_dir = tmp_path / "run"
     cfg = run_config(run_dir, fault, trainer={"on_nonfinite": "drop"})
-    seen: dict[int, MemoryRecord] = {}
     with PPOCrowdTrainer.from_config(cfg) as trainer:
-        real_update = trainer.optimizer.train_on_data
-
-        def spy(records: dict[str, MemoryRecord], *args: Any, **kwargs: Any) -> Any:
-            seen[trainer.iteration + 1] = records["crowd"]
-            return real_update(records, *args, **kwargs)
-
-        monkeypatch.setattr(trainer.optimizer, "train_on_data", spy)
+        seen = record_updates(trainer, monkeypatch)
         summary = trainer.train()
         assert all_weights_finite(trainer)
     assert summary["iterations"] == 5
@@ -119,15 +127,8 @@ def test_a_bad_observation_from_a_rollouts_last_step_is_dropped_in_both_rollouts
     cfg = run_config(
         run_dir, "nan_obs", at_step=8, episode_length=5, trainer={"on_nonfinite": "drop"}
     )
-    seen: dict[int, MemoryRecord] = {}
     with PPOCrowdTrainer.from_config(cfg) as trainer:
-        real_update = trainer.optimizer.train_on_data
-
-        def spy(records: dict[str, MemoryRecord], *args: Any, **kwargs: Any) -> Any:
-            seen[trainer.iteration + 1] = records["crowd"]
-            return real_update(records, *args, **kwargs)
-
-        monkeypatch.setattr(trainer.optimizer, "train_on_data", spy)
+        seen = record_updates(trainer, monkeypatch)
         trainer.train(4)
     assert csv_column(run_dir, "charts/nonfinite_dropped") == [0, 1, 1, 0]
     for iteration, entry in [(2, 3), (3, 0)]:
