@@ -7,10 +7,16 @@ arrays. No Python object is made per agent per step.
 Episodes continue across calls: the collector remembers the env's last observation, so
 the env is reset only on the first call and episodes longer than one rollout still end
 and are counted.
+
+``CrowdCollector.timing`` says where the last call's time went: env stepping (``env_s``,
+resets and the env's own checks included), policy forward passes (``forward_s``, acting and
+the value estimates used to bootstrap) and the whole call (``total_s``); the rest is the
+collector's own bookkeeping.
 """
 
 from __future__ import annotations
 
+import time
 import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -131,6 +137,8 @@ class CrowdCollector:
         self.env = env
         self.seed = seed
         self._batch: StepBatch | None = None
+        self.timing: dict[str, float] = {"env_s": 0.0, "forward_s": 0.0, "total_s": 0.0}
+        self._forward_s = 0.0  # policy forward time of the running collect() call
         rows = len(env.agent_names) if hasattr(env, "agent_names") else 0
         self._episodes = _EpisodeTracker(np.zeros(rows, np.float64), np.zeros(rows, np.int64))
 
@@ -150,7 +158,11 @@ class CrowdCollector:
         if num_steps < 1:
             raise ValueError(f"num_steps must be >= 1, got {num_steps}")
         env, agents = self.env, self.agents
+        clock = time.perf_counter
+        started = clock()
         batch = self._batch if self._batch is not None else self._start()
+        env_s = clock() - started
+        self._forward_s = 0.0
         names = list(env.agent_names)
         policy_rows = agents.policy_rows(names)
         action_codec_field = check_agents_fit_env(agents, env)
@@ -161,10 +173,15 @@ class CrowdCollector:
         # policy): numpy then reads views instead of gathering copies every step.
         selectors = {policy: _selector(rows) for policy, rows in policy_rows.items()}
         for t in range(num_steps):
+            before_forward = clock()
             outputs = agents.act_batch(batch.obs, policy_rows, deterministic, get_value=True)
+            before_env = clock()
             actions = join_policy_actions(outputs, policy_rows, len(names), action_codec_field)
             acted = batch.active
             next_batch = step_env(env, actions)
+            after_env = clock()
+            self._forward_s += before_env - before_forward
+            env_s += after_env - before_env
             self._episodes.update(next_batch, acted)
             for key, value in next_batch.metrics.items():
                 env_metrics.setdefault(key, []).append(value)
@@ -205,6 +222,7 @@ class CrowdCollector:
         }
         metrics = self._episodes.drain()
         metrics.update({key: np.concatenate(values) for key, values in env_metrics.items()})
+        self.timing = {"env_s": env_s, "forward_s": self._forward_s, "total_s": clock() - started}
         main_policy = next(iter(records))
         return records, metrics, records[main_policy].shape
 
@@ -227,8 +245,11 @@ class CrowdCollector:
             )
 
     def _values(self, policy: str, obs: Observation) -> np.ndarray:
+        started = time.perf_counter()
         with torch.inference_mode():
-            return self.agents.agents[policy].value(obs).cpu().numpy()
+            values = self.agents.agents[policy].value(obs).cpu().numpy()
+        self._forward_s += time.perf_counter() - started
+        return values
 
 
 def join_policy_actions(

@@ -3,11 +3,14 @@
 Defaults follow CleanRL's ``ppo.py`` (Huang et al. 2022, "The 37 Implementation Details of
 Proximal Policy Optimization"); see ``coltra.configs.PPOConfig`` for each value and its
 source. Metrics use CleanRL's names (``losses/approx_kl``, ``losses/clipfrac``, ...).
+``CrowdPPOptimizer.timing`` says where the last update's time went: ``gae_s`` (advantage
+estimation) and ``total_s`` (the whole of ``train_on_data``).
 """
 
 from __future__ import annotations
 
 import copy
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -101,6 +104,7 @@ class CrowdPPOptimizer:
         }
         self.iteration = 0  # completed calls of train_on_data
         self.rng = np.random.default_rng(self.config.seed)
+        self.timing: dict[str, float] = {"gae_s": 0.0, "total_s": 0.0}  # of the last update
 
     def schedule(self) -> tuple[float, float]:
         """Learning rate and entropy coefficient for the current iteration (linear)."""
@@ -127,6 +131,7 @@ class CrowdPPOptimizer:
             )
         lr, ent_coef = self.schedule()
         metrics: dict[str, float] = {}
+        started, gae_s = time.perf_counter(), 0.0
 
         for policy, record in data_dict.items():
             if policy not in self.optimizers:  # a frozen policy acts but does not learn
@@ -137,6 +142,7 @@ class CrowdPPOptimizer:
                 group["lr"] = lr
 
             # 1. Advantages and value targets on [agents, steps], truncation-aware.
+            gae_started = time.perf_counter()
             advantages, returns = compute_gae(
                 record.reward,
                 record.value,
@@ -148,6 +154,7 @@ class CrowdPPOptimizer:
                 gae_lambda=cfg.gae_lambda,
                 mask=record.mask,
             )
+            gae_s += time.perf_counter() - gae_started
 
             # 2. Flatten to one batch of the valid (unmasked) samples.
             valid = np.flatnonzero(record.mask.reshape(-1))
@@ -225,6 +232,7 @@ class CrowdPPOptimizer:
 
         metrics["charts/learning_rate"] = lr
         metrics["charts/ent_coef"] = ent_coef
+        self.timing = {"gae_s": gae_s, "total_s": time.perf_counter() - started}
         self.iteration += 1
         return metrics
 

@@ -199,3 +199,13 @@ def test_collector_reset_is_seeded() -> None:
         return data["crowd"].obs.vector
 
     np.testing.assert_array_equal(rollout(), rollout())
+
+
+def test_timing_says_where_the_collection_time_went() -> None:
+    env = MultiGymEnv.get_venv(2, env_name="CartPole-v1", seed=0)
+    collector = CrowdCollector(make_group(env), env, seed=0)
+    collector.collect(16)
+    timing = collector.timing
+    assert set(timing) == {"env_s", "forward_s", "total_s"}
+    assert timing["env_s"] > 0.0 and timing["forward_s"] > 0.0
+    assert timing["env_s"] + timing["forward_s"] <= timing["total_s"]

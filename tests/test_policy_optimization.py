@@ -100,6 +100,8 @@ def test_train_on_data_reports_cleanrl_metrics() -> None:
     assert all(math.isfinite(value) for value in metrics.values())
     assert metrics["losses/updates"] == 4 * 4
     assert metrics["charts/batch_size"] == 64
+    timing = optimizer.timing
+    assert 0.0 < timing["gae_s"] < timing["total_s"]
 
 
 def test_several_policies_train_on_their_own_data_and_frozen_ones_do_not() -> None:

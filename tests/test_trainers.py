@@ -34,6 +34,7 @@ from coltra.trainers import (
     TrainerError,
     load_run_config,
     resolve_device,
+    timing_summary,
 )
 
 PROBE: dict[str, Any] = {
@@ -142,7 +143,12 @@ def test_tensorboard_holds_every_metric_and_the_config(tmp_path: Path) -> None:
         "charts/agent_steps",
         "charts/learning_rate",
         "time/collect_s",
+        "time/env_s",
+        "time/forward_s",
+        "time/collect_other_s",
+        "time/gae_s",
         "time/update_s",
+        "time/iteration_s",
         "eval/return_mean",
     }
     assert expected <= set(found), expected - set(found)
@@ -200,6 +206,52 @@ def test_progress_lines_go_to_stderr_when_it_is_not_a_terminal(
     assert "coltra: training 't' on probe action" in err
     assert re.search(r"iteration 1/3 \| steps 16 \| SPS [\d,]+ \| return [\d.]+ \| best", err)
     assert "iteration 3/3" in err
+
+
+def test_time_is_split_into_the_parts_of_an_iteration(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_dir = tmp_path / "run"
+    summary = train(config(CARTPOLE, run_dir, progress=True))
+    for row in read_csv(run_dir):
+        parts = {key: float(row[f"time/{key}_s"]) for key in TIME_PART_NAMES}
+        assert all(seconds >= 0.0 for seconds in parts.values()), parts
+        collect = parts["env"] + parts["forward"] + parts["collect_other"]
+        assert collect == pytest.approx(float(row["time/collect_s"]), rel=1e-6)
+        assert collect + parts["gae"] + parts["update"] == pytest.approx(
+            float(row["time/iteration_s"]), rel=1e-3
+        )
+        assert parts["env"] > 0.0 and parts["forward"] > 0.0 and parts["update"] > 0.0
+    # The run's totals (plus logging and checkpoints) add up to the time train() took.
+    totals = [summary[f"time/{key}_s"] for key in (*TIME_PART_NAMES, "other")]
+    assert sum(totals) == pytest.approx(summary["time_s"], rel=1e-6)
+    assert summary["time/env_s"] == pytest.approx(
+        sum(float(row["time/env_s"]) for row in read_csv(run_dir)), rel=1e-4
+    )
+    assert re.search(
+        r"time: [\d.]+ s = env stepping [\d.]+ s \(\d+%\), policy forward",
+        (capsys.readouterr().err),
+    )
+
+
+TIME_PART_NAMES = ("env", "forward", "collect_other", "gae", "update")
+
+
+def test_timing_summary_names_each_part_with_its_share() -> None:
+    summary = {
+        "time_s": 10.0,
+        "time/env_s": 4.0,
+        "time/forward_s": 2.5,
+        "time/collect_other_s": 0.5,
+        "time/gae_s": 0.04,
+        "time/update_s": 2.5,
+        "time/other_s": 0.46,
+    }
+    assert timing_summary(summary) == (
+        "time: 10.0 s = env stepping 4.0 s (40%), policy forward 2.5 s (25%), collector "
+        "bookkeeping 0.5 s (5%), advantages (GAE) 0.0 s (0%), PPO update 2.5 s (25%), "
+        "logging, checkpoints, evaluation 0.5 s (5%)"
+    )
 
 
 # ----------------------------------------------------------------------------- seeding
