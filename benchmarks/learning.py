@@ -1,24 +1,46 @@
-"""How fast does Coltra's own loop solve CartPole-v1 and Pendulum-v1?
+"""How fast do Coltra's own loop and Stable-Baselines3 PPO solve CartPole-v1 and Pendulum-v1?
 
-For each seed: train with the library's collector and optimizer; once the mean return of
-the last 20 training episodes is within reach of the target (``EVAL_FROM`` of the way
-there), evaluate 20 deterministic episodes on a separate env after every iteration; the
-task is solved when that evaluation reaches the target. Prints the env
-steps and wall time (training only; evaluations are timed apart) to solve, per seed, then a
-table and one JSON line.
+For each seed, Coltra (CrowdCollector + CrowdPPOptimizer) and then SB3 PPO train with the
+same hyperparameters and seeds. After every iteration (a rollout and an update), once the
+mean return of the last 20 training episodes is ``EVAL_FROM`` of the way from its first
+value to the target, 20 deterministic episodes are evaluated on a separate 4-copy env (seed
++ 1000); the task is solved when that evaluation reaches the target. Prints env steps and
+wall time to solve (training only; evaluations are timed apart) per seed and library, the
+Coltra/SB3 ratios, per-env medians with PASS/MISS for "Coltra's solve wall time < SB3's",
+then one JSON line.
 
-    python benchmarks/learning.py                      # both tasks, 3 seeds
+    python benchmarks/learning.py                      # both tasks, 3 seeds, Coltra and SB3
     python benchmarks/learning.py --env CartPole-v1 --seeds 3 --steps 100000
+    python benchmarks/learning.py --peers none         # Coltra only
+
+Settings that cannot be matched exactly in SB3 (see ``sb3_kwargs``):
+
+- Value clipping: SB3 takes the loss of the clipped value alone; Coltra (CleanRL) takes the
+  larger of the clipped and unclipped losses.
+- SB3's value loss has no 1/2 factor, so SB3 gets ``vf_coef / 2`` (equal gradients).
+- Random streams differ (weight init, minibatch shuffling, action sampling): the same seed
+  gives the same env seeds (copy i: seed + i) but not the same trajectories.
+- When the batch does not split evenly into minibatches, Coltra drops the remainder each
+  epoch and SB3 trains on it as a smaller last minibatch (not the case in ``TASKS``).
+- ``ent_coef_final``, non-default head gains, a non-orthogonal init other than PyTorch's own
+  and continuous modes other than ``logstd`` have no SB3 counterpart: refused.
+- SB3's clock starts after ``learn()`` has reset the envs; Coltra's first reset is timed.
+  After solving, SB3 takes one more vector step before ``learn()`` returns: neither timed
+  nor counted.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
+import math
 import platform
+import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -26,11 +48,16 @@ import yaml
 
 from coltra.agents import CAgent, DAgent
 from coltra.collectors import CrowdCollector
+from coltra.configs import MLPConfig, PPOConfig
 from coltra.envs import MultiGymEnv
 from coltra.evaluation import evaluate
 from coltra.groups import HomogeneousGroup
 from coltra.models import MLPModel
 from coltra.policy_optimization import CrowdPPOptimizer
+
+if TYPE_CHECKING:
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.vec_env import VecEnv
 
 #: Per task: target, envs, steps per env per iteration, PPO and model settings.
 TASKS: dict[str, dict[str, Any]] = {
@@ -60,58 +87,334 @@ TASKS: dict[str, dict[str, Any]] = {
 WINDOW = 20
 #: Evaluate once the training return has come this fraction of the way from the start.
 EVAL_FROM = 0.7
+EVAL_COPIES = 4
+LIBRARIES = ("coltra", "sb3")
+TARGET = "Coltra solve wall time < SB3's"
+SB3_ACTIVATIONS = {
+    "tanh": torch.nn.Tanh,
+    "relu": torch.nn.ReLU,
+    "leaky_relu": torch.nn.LeakyReLU,
+    "elu": torch.nn.ELU,
+    "gelu": torch.nn.GELU,
+}
 
 
 @dataclass
 class SeedResult:
     env: str
     seed: int
+    library: str
     solved: bool
     env_steps: int  # to solve (or all steps when not solved)
     wall_time_s: float  # training time, evaluations excluded
     final_eval: float  # mean return of the last deterministic evaluation
     sps: float
 
+    @property
+    def solve_time(self) -> float:
+        return self.wall_time_s if self.solved else math.inf
 
-def run(
-    env_name: str, seed: int, max_steps: int | None, ppo_overrides: dict[str, Any]
-) -> SeedResult:
+    @property
+    def solve_steps(self) -> float:
+        return self.env_steps if self.solved else math.inf
+
+
+@dataclass
+class SolveCheck:
+    """The solve criterion and training clock, shared by both libraries' loops."""
+
+    target: float
+    evaluate: Callable[[], float]  # mean return of WINDOW deterministic episodes
+    iterations: int = 0
+    train_time: float = 0.0
+    final_eval: float = math.nan
+    solved: bool = False
+    start_return: float | None = None
+    _resumed: float | None = None
+
+    def resume(self) -> None:
+        self._resumed = time.perf_counter()
+
+    def pause(self) -> None:
+        assert self._resumed is not None, "pause() without resume()"
+        self.train_time += time.perf_counter() - self._resumed
+        self._resumed = None
+
+    def after_iteration(self, returns: Sequence[float]) -> bool:
+        """Count an iteration (clock paused); evaluate if the last WINDOW training returns
+        are close enough to the target. True once solved."""
+        self.iterations += 1
+        if len(returns) < WINDOW:
+            return False
+        recent = float(np.mean(returns[-WINDOW:]))
+        self.start_return = recent if self.start_return is None else self.start_return
+        if recent >= self.start_return + EVAL_FROM * (self.target - self.start_return):
+            self.final_eval = self.evaluate()
+            self.solved = self.final_eval >= self.target
+        return self.solved
+
+    def result(self, env: str, seed: int, library: str, batch: int) -> SeedResult:
+        """The outcome, with a final evaluation when the budget ran out unsolved."""
+        if not self.solved:
+            self.final_eval = self.evaluate()
+        steps = self.iterations * batch
+        sps = steps / self.train_time if self.train_time > 0 else math.nan
+        return SeedResult(
+            env, seed, library, self.solved, steps, self.train_time, self.final_eval, sps
+        )
+
+
+def ppo_config(env_name: str, seed: int, overrides: dict[str, Any]) -> PPOConfig:
+    return PPOConfig.from_dict({**TASKS[env_name]["ppo"], "seed": seed, **overrides})
+
+
+def run_coltra(env_name: str, seed: int, budget: int, ppo: PPOConfig) -> SeedResult:
     task = TASKS[env_name]
-    budget = max_steps or task["max_steps"]
     torch.manual_seed(seed)
     env = MultiGymEnv.get_venv(task["envs"], env_name=env_name, seed=seed)
-    eval_env = MultiGymEnv.get_venv(4, env_name=env_name)
+    eval_env = MultiGymEnv.get_venv(EVAL_COPIES, env_name=env_name)
     model = MLPModel(
         task["model"], observation_space=env.observation_space, action_space=env.action_space
     )
     agents = HomogeneousGroup(DAgent(model) if model.discrete else CAgent(model))
-    optimizer = CrowdPPOptimizer(agents, {**task["ppo"], "seed": seed, **ppo_overrides})
+    optimizer = CrowdPPOptimizer(agents, ppo)
     collector = CrowdCollector(agents, env, seed=seed)
+    check = SolveCheck(
+        task["target"],
+        lambda: float(evaluate(agents, eval_env, WINDOW, seed=seed + 1000).mean()),
+    )
 
+    batch = task["envs"] * task["steps"]
     returns: list[float] = []
-    steps, train_time, final_eval, solved = 0, 0.0, float("nan"), False
-    start_return: float | None = None
-    while steps < budget:
-        start = time.perf_counter()
-        data, metrics, (agents_count, num_steps) = collector.collect(task["steps"])
+    while check.iterations * batch < budget:
+        check.resume()
+        data, metrics, shape = collector.collect(task["steps"])
         optimizer.train_on_data(data)
-        train_time += time.perf_counter() - start
-        steps += agents_count * num_steps
+        check.pause()
+        assert shape[0] * shape[1] == batch, shape
         returns.extend(metrics["episode_return"].tolist())
-        if len(returns) < WINDOW:
-            continue
-        recent = float(np.mean(returns[-WINDOW:]))
-        start_return = recent if start_return is None else start_return
-        if recent >= start_return + EVAL_FROM * (task["target"] - start_return):
-            final_eval = float(evaluate(agents, eval_env, WINDOW, seed=seed + 1000).mean())
-            if final_eval >= task["target"]:
-                solved = True
-                break
-    if not solved:
-        final_eval = float(evaluate(agents, eval_env, WINDOW, seed=seed + 1000).mean())
+        if check.after_iteration(returns[-WINDOW:]):
+            break
+    result = check.result(env_name, seed, "coltra", batch)
     env.close()
     eval_env.close()
-    return SeedResult(env_name, seed, solved, steps, train_time, final_eval, steps / train_time)
+    return result
+
+
+def sb3_kwargs(task: dict[str, Any], ppo: PPOConfig, budget: int) -> dict[str, Any]:
+    """SB3 ``PPO(...)`` keywords equal to ``ppo`` and the task's model for Coltra."""
+    model = MLPConfig.from_dict(task["model"])
+    unsupported = {
+        "ent_coef_final": ppo.ent_coef_final is not None,  # SB3's ent_coef is a constant
+        "model.initializer": model.initializer not in ("orthogonal", "default"),
+        "model.policy_head_gain": model.policy_head_gain != 0.01,  # SB3's fixed gains
+        "model.value_head_gain": model.value_head_gain != 1.0,
+        "model.continuous_mode": model.continuous_mode != "logstd",
+        "model.shared_backbone": model.shared_backbone,
+    }
+    if any(unsupported.values()):
+        names = ", ".join(key for key, bad in unsupported.items() if bad)
+        raise ValueError(f"no SB3 counterpart for the settings {names}")
+    batch = task["envs"] * task["steps"]
+    learning_rate: float | Callable[[float], float] = ppo.lr
+    if ppo.anneal_lr:
+        anneal = ppo.anneal_iterations or 1  # validated by PPOConfig
+
+        def learning_rate(remaining: float) -> float:
+            # SB3 passes 1 - timesteps / budget after rollout k (1-based); Coltra's update k
+            # uses lr * (1 - (k - 1) / anneal_iterations).
+            update = round((1.0 - remaining) * budget / batch) - 1
+            return ppo.lr * (1.0 - min(max(update, 0) / anneal, 1.0))
+
+    return {
+        "n_steps": task["steps"],
+        # Coltra's minibatch_size wins over num_minibatches; SB3 takes a sample count.
+        "batch_size": ppo.minibatch_size or batch // ppo.num_minibatches,
+        "n_epochs": ppo.epochs,
+        "learning_rate": learning_rate,
+        "gamma": ppo.gamma,
+        "gae_lambda": ppo.gae_lambda,
+        "clip_range": ppo.clip_coef,
+        # CleanRL clips the value change with the policy's clip_coef; SB3's default is None.
+        "clip_range_vf": ppo.clip_coef if ppo.clip_vloss else None,
+        "normalize_advantage": ppo.norm_adv,  # per minibatch, std + 1e-8: as Coltra
+        "ent_coef": ppo.ent_coef,
+        # Coltra: vf_coef * 0.5 * (V - R)^2; SB3: vf_coef * (V - R)^2.
+        "vf_coef": ppo.vf_coef / 2,
+        "max_grad_norm": ppo.max_grad_norm,  # one global norm over both networks: as Coltra
+        # SB3 stops an update once approx KL > 1.5 * target_kl (same estimator, same place).
+        "target_kl": None if ppo.target_kl is None else ppo.target_kl / 1.5,
+        "policy_kwargs": {
+            "net_arch": {"pi": list(model.hidden_sizes), "vf": list(model.hidden_sizes)},
+            "activation_fn": SB3_ACTIVATIONS[model.activation],
+            # SB3's orthogonal gains are Coltra's defaults: sqrt(2) hidden, 0.01 policy
+            # head, 1 value head, zero biases. "default" is PyTorch's init in both.
+            "ortho_init": model.initializer == "orthogonal",
+            "log_std_init": math.log(model.sigma0),  # state-independent log-std: as Coltra
+            "optimizer_kwargs": {"eps": ppo.adam_eps},
+        },
+    }
+
+
+def sb3_evaluate(model: PPO, env: VecEnv, seed: int, max_steps: int = 1_000_000) -> float:
+    """Mean return of the first WINDOW episodes to end, as ``coltra.evaluation.evaluate``."""
+    env.seed(seed)
+    obs = env.reset()
+    running = np.zeros(env.num_envs, dtype=np.float64)
+    finished: list[float] = []
+    for _ in range(max_steps):
+        actions, _ = model.predict(obs, deterministic=True)  # type: ignore[arg-type]
+        obs, rewards, dones, _ = env.step(actions)
+        running += rewards
+        for row in np.flatnonzero(dones):
+            finished.append(float(running[row]))
+            running[row] = 0.0
+        if len(finished) >= WINDOW:
+            return float(np.mean(finished[:WINDOW]))
+    raise RuntimeError(f"evaluation saw only {len(finished)} episodes end in {max_steps} steps")
+
+
+def run_sb3(env_name: str, seed: int, budget: int, ppo: PPOConfig) -> SeedResult:
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    task = TASKS[env_name]
+    env = make_vec_env(env_name, n_envs=task["envs"], seed=seed, vec_env_cls=DummyVecEnv)
+    eval_env = make_vec_env(env_name, n_envs=EVAL_COPIES, vec_env_cls=DummyVecEnv)
+    model = PPO(
+        "MlpPolicy",
+        env,
+        stats_window_size=WINDOW,  # ep_info_buffer: the last WINDOW training episodes
+        seed=seed,
+        device="cpu",
+        verbose=0,
+        **sb3_kwargs(task, ppo, budget),
+    )
+    check = SolveCheck(task["target"], lambda: sb3_evaluate(model, eval_env, seed + 1000))
+
+    class SolveCallback(BaseCallback):
+        """Runs ``check`` after each update: at the next rollout's start, or at the end."""
+
+        updates = 0  # a finished rollout is always followed by an update
+
+        def _after_update(self) -> bool:
+            if check.iterations == self.updates:
+                return False
+            check.pause()
+            return check.after_iteration([info["r"] for info in self.model.ep_info_buffer or ()])
+
+        def _on_training_start(self) -> None:
+            check.resume()
+
+        def _on_rollout_start(self) -> None:
+            if self.updates and not self._after_update():
+                check.resume()
+
+        def _on_rollout_end(self) -> None:
+            self.updates += 1
+
+        def _on_step(self) -> bool:
+            return not check.solved  # False stops learn() at the first step after solving
+
+        def _on_training_end(self) -> None:
+            self._after_update()
+
+    model.learn(total_timesteps=budget, callback=SolveCallback())
+    result = check.result(env_name, seed, "sb3", task["envs"] * task["steps"])
+    env.close()
+    eval_env.close()
+    return result
+
+
+def _median(values: Sequence[float]) -> float:
+    return float(np.median(values)) if values else math.nan
+
+
+def _ratio(a: float, b: float) -> float:
+    return a / b if math.isfinite(a) and math.isfinite(b) and b > 0 else math.nan
+
+
+def _show(value: float, spec: str) -> str:
+    return format(value, spec) if math.isfinite(value) else "-"
+
+
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def summarise(env: str, results: list[SeedResult]) -> dict[str, Any]:
+    """Medians over seeds of the solve wall time and env steps (inf when unsolved)."""
+    rows = {lib: [r for r in results if r.env == env and r.library == lib] for lib in LIBRARIES}
+    wall = {lib: _median([r.solve_time for r in rows[lib]]) for lib in LIBRARIES if rows[lib]}
+    steps = {lib: _median([r.solve_steps for r in rows[lib]]) for lib in LIBRARIES if rows[lib]}
+    summary: dict[str, Any] = {
+        "env": env,
+        "seeds": len(rows["coltra"]),
+        "solved": {lib: sum(r.solved for r in rows[lib]) for lib in wall},
+        "median_wall_s": {lib: _finite(value) for lib, value in wall.items()},
+        "median_env_steps": {lib: _finite(value) for lib, value in steps.items()},
+    }
+    if rows["sb3"]:
+        summary["wall_ratio_coltra_over_sb3"] = _finite(_ratio(wall["coltra"], wall["sb3"]))
+        summary["speedup_sb3_over_coltra"] = _finite(_ratio(wall["sb3"], wall["coltra"]))
+        summary["env_steps_ratio_coltra_over_sb3"] = _finite(_ratio(steps["coltra"], steps["sb3"]))
+        summary["target"] = TARGET
+        summary["verdict"] = "PASS" if wall["coltra"] < wall["sb3"] else "MISS"
+    return summary
+
+
+def print_report(results: list[SeedResult], summaries: list[dict[str, Any]]) -> None:
+    header = ("env", "seed", "library", "solved", "env steps", "wall s", "SPS", "eval")
+    row = "{:<13} {:>4} {:<7} {:>6} {:>10} {:>7} {:>7} {:>8}"
+    print(row.format(*header))
+    for r in results:
+        print(
+            row.format(
+                r.env,
+                r.seed,
+                r.library,
+                str(r.solved),
+                r.env_steps,
+                f"{r.wall_time_s:.1f}",
+                _show(r.sps, ".0f"),
+                _show(r.final_eval, ".1f"),
+            )
+        )
+        if r.library != "sb3":
+            continue
+        # The same seed's Coltra run came just before.
+        coltra = next(c for c in results if (c.env, c.seed, c.library) == (r.env, r.seed, "coltra"))
+        wall = _ratio(coltra.solve_time, r.solve_time)
+        steps = _ratio(coltra.solve_steps, r.solve_steps)
+        speedup = f"speedup {_show(_ratio(r.solve_time, coltra.solve_time), '.2f')}x"
+        unsolved = [run.library for run in (coltra, r) if not run.solved]
+        note = f"unsolved: {', '.join(unsolved)}" if unsolved else speedup
+        ratios = (r.env, r.seed, "C/SB3", "", _show(steps, ".2f"), _show(wall, ".2f"), "", "")
+        print(row.format(*ratios) + f"  {note}")
+    if any(r.library == "sb3" for r in results):
+        print("(C/SB3: Coltra / SB3 of env steps and wall time to solve; '-': a run did not solve)")
+    for s in summaries:
+        print(f"{s['env']}, medians over seeds 0..{s['seeds'] - 1} (unsolved = never solved):")
+        for label, key, spec, ratio in (
+            ("solve wall s", "median_wall_s", ".1f", "wall_ratio_coltra_over_sb3"),
+            ("env steps", "median_env_steps", ",.0f", "env_steps_ratio_coltra_over_sb3"),
+        ):
+            cells = [f"{lib} {_text(value, spec, 'unsolved')}" for lib, value in s[key].items()]
+            if ratio in s:
+                cells.append(f"coltra/sb3 {_text(s[ratio], '.2f')}")
+            if key == "median_wall_s" and "verdict" in s:
+                cells.append(f"speedup {_text(s['speedup_sb3_over_coltra'], '.2f')}x")
+            print(f"  {label:<13} " + " | ".join(cells))
+        solved = [f"{lib} {count}/{s['seeds']}" for lib, count in s["solved"].items()]
+        print(f"  {'solved':<13} " + " | ".join(solved))
+        if "verdict" in s:
+            print(f'  target "{TARGET}": {s["verdict"]}')
+
+
+def _text(value: float | None, spec: str, missing: str = "-") -> str:
+    return missing if value is None else format(value, spec)
 
 
 def main() -> None:
@@ -123,30 +426,65 @@ def main() -> None:
     parser.add_argument(
         "--ppo", nargs="*", default=[], metavar="KEY=VALUE", help="PPO config overrides"
     )
+    parser.add_argument(
+        "--peers", choices=["none", "sb3"], default="sb3", help="also run SB3 PPO (default)"
+    )
     args = parser.parse_args()
+    if args.peers == "sb3" and importlib.util.find_spec("stable_baselines3") is None:
+        sys.exit("stable_baselines3 is not installed: run `make bench-setup` (or --peers none)")
     overrides = {key: yaml.safe_load(value) for key, value in (a.split("=", 1) for a in args.ppo)}
     torch.set_num_threads(args.torch_threads)
 
     names = list(TASKS) if args.env == "all" else [args.env]
-    results = [
-        run(name, seed, args.steps, overrides) for name in names for seed in range(args.seeds)
-    ]
+    runners = {"coltra": run_coltra, "sb3": run_sb3}
+    libraries = ["coltra"] if args.peers == "none" else list(LIBRARIES)
+    sb3_settings = {}
+    results = []
+    for name in names:
+        budget = args.steps or TASKS[name]["max_steps"]
+        if args.peers == "sb3":  # refuse unmatched settings before any training
+            try:
+                settings = sb3_kwargs(TASKS[name], ppo_config(name, 0, overrides), budget)
+            except ValueError as err:
+                parser.error(f"{err} (run without the peer: --peers none)")
+            sb3_settings[name] = settings
+        for seed in range(args.seeds):  # libraries back to back per seed
+            ppo = ppo_config(name, seed, overrides)
+            results += [runners[lib](name, seed, budget, ppo) for lib in libraries]
+    summaries = [summarise(name, results) for name in names]
 
-    header = ("env", "seed", "solved", "env steps", "wall s", "SPS", "eval")
-    print("{:<13} {:>4} {:>6} {:>10} {:>7} {:>7} {:>8}".format(*header))
-    for r in results:
-        print(
-            f"{r.env:<13} {r.seed:>4} {r.solved!s:>6} {r.env_steps:>10} "
-            f"{r.wall_time_s:>7.1f} {r.sps:>7.0f} {r.final_eval:>8.1f}"
-        )
+    print_report(results, summaries)
+    versions = {"python": platform.python_version(), "torch": torch.__version__}
+    if args.peers == "sb3":
+        import stable_baselines3
+
+        versions["stable_baselines3"] = stable_baselines3.__version__
     summary = {
         "benchmark": "learning",
-        "machine": {"python": platform.python_version(), "torch": torch.__version__},
+        "machine": versions,
         "torch_threads": args.torch_threads,
         "ppo_overrides": overrides,
+        "peers": args.peers,
+        "sb3_settings": sb3_settings,
         "results": [asdict(r) for r in results],
+        "summary": summaries,
     }
-    print(json.dumps(summary))
+    print(_json(summary))
+
+
+def _json(data: dict[str, Any]) -> str:
+    """One JSON line; NaN becomes null, a class or function its name."""
+
+    def clean(value: Any) -> Any:
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+        if isinstance(value, dict):
+            return {key: clean(item) for key, item in value.items()}
+        if isinstance(value, list | tuple):
+            return [clean(item) for item in value]
+        return value
+
+    return json.dumps(clean(data), default=lambda obj: getattr(obj, "__name__", str(obj)))
 
 
 if __name__ == "__main__":

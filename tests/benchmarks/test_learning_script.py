@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.timeout(120)
-def test_learning_benchmark_runs_on_a_tiny_budget() -> None:
+def run_benchmark(*args: str) -> dict[str, Any]:
     result = subprocess.run(
-        [sys.executable, "benchmarks/learning.py", "--seeds", "1", "--steps", "2048"],
+        [sys.executable, "benchmarks/learning.py", "--seeds", "1", "--steps", "2048", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -23,6 +25,37 @@ def test_learning_benchmark_runs_on_a_tiny_budget() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    summary = json.loads(result.stdout.strip().splitlines()[-1])
-    assert {r["env"] for r in summary["results"]} == {"CartPole-v1", "Pendulum-v1"}
-    assert all(r["env_steps"] >= 2048 for r in summary["results"])
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.skipif(
+    importlib.util.find_spec("stable_baselines3") is None, reason="needs make bench-setup"
+)
+def test_coltra_and_sb3_run_back_to_back_on_a_tiny_budget() -> None:
+    summary = run_benchmark("--env", "CartPole-v1")
+    results = {r["library"]: r for r in summary["results"]}
+    assert set(results) == {"coltra", "sb3"} and len(summary["results"]) == 2
+    for r in results.values():
+        assert (r["env"], r["seed"]) == ("CartPole-v1", 0)
+        assert r["env_steps"] == 2048  # two iterations of 8 envs x 128 steps
+        assert r["wall_time_s"] > 0 and r["sps"] > 0
+        assert math.isfinite(r["final_eval"]) and 1 <= r["final_eval"] <= 500
+    settings = summary["sb3_settings"]["CartPole-v1"]
+    assert (settings["n_steps"], settings["batch_size"], settings["n_epochs"]) == (128, 256, 4)
+    assert settings["clip_range_vf"] == settings["clip_range"]
+    [env_summary] = summary["summary"]
+    assert env_summary["env"] == "CartPole-v1" and env_summary["verdict"] in {"PASS", "MISS"}
+    assert set(env_summary["median_wall_s"]) == {"coltra", "sb3"}
+
+
+@pytest.mark.timeout(120)
+def test_coltra_alone_runs_pendulum_on_a_tiny_budget() -> None:
+    summary = run_benchmark("--env", "Pendulum-v1", "--peers", "none")
+    [result] = summary["results"]
+    assert (result["env"], result["library"], result["env_steps"]) == (
+        "Pendulum-v1",
+        "coltra",
+        2048,
+    )
+    assert summary["sb3_settings"] == {} and "verdict" not in summary["summary"][0]
