@@ -89,13 +89,43 @@ class PettingZooEnv(MultiAgentEnv):
         return super().get_env_creator(**kwargs)
 
     def _write_obs(self, observations: dict[str, Any]) -> None:
-        for name, raw in observations.items():
-            if name not in self._row:
+        names = list(observations)
+        rows: slice | np.ndarray
+        if names == self.agent_names:
+            rows = slice(None)  # every agent in row order (a full crowd): no lookups
+        else:
+            found = [self._row.get(name, -1) for name in names]
+            if -1 in found:
                 raise ValueError(
-                    f"PettingZoo env returned an observation for '{name}', which is not in "
+                    f"PettingZoo env returned an observation for '{names[found.index(-1)]}', "
+                    f"which is not in possible_agents {self.agent_names}"
+                )
+            rows = np.array(found, dtype=np.intp)
+        self._obs_codec.write_rows(self._obs, rows, list(observations.values()))
+
+    def _per_row(self, values: dict[str, Any], dtype: type, what: str) -> np.ndarray:
+        """One value per row, zero/False for agents missing from ``values``."""
+        if list(values) == self.agent_names:
+            # Every agent in row order: one conversion instead of a lookup per agent.
+            return np.fromiter(values.values(), dtype=dtype, count=len(self.agent_names))
+        out: np.ndarray = np.zeros(len(self.agent_names), dtype=dtype)
+        for name, value in values.items():
+            row = self._row.get(name)
+            if row is None:
+                raise ValueError(
+                    f"PettingZoo env returned a {what} for '{name}', which is not in "
                     f"possible_agents {self.agent_names}"
                 )
-            self._obs_codec.write(self._obs, self._row[name], raw)
+            out[row] = bool(value) if dtype is bool else value
+        return out
+
+    def _present(self) -> np.ndarray:
+        """Which rows are in the env's ``agents`` list now."""
+        agents = self.env.agents
+        if isinstance(agents, list) and (not agents or agents == self.agent_names):
+            return np.full(len(self.agent_names), bool(agents))  # nobody or everyone
+        present = set(agents)
+        return np.array([name in present for name in self.agent_names])
 
     def _observation(self) -> Observation:
         return Observation(**{name: buffer.copy() for name, buffer in self._obs.items()})
@@ -116,34 +146,30 @@ class PettingZooEnv(MultiAgentEnv):
         self._check_ready()
         values = self._action_codec.check_batch(actions, len(self.agent_names), self._active)
         acting = np.flatnonzero(self._active)
-        to_env = self._action_codec.to_env
-        action_dict = {self.agent_names[row]: to_env(values[row]) for row in acting}
+        if len(acting) == len(self.agent_names):  # everyone acts: no per-row indexing
+            names, acting_values = self.agent_names, values
+        else:
+            names, acting_values = [self.agent_names[row] for row in acting], values[acting]
+        action_dict = dict(zip(names, self._action_codec.to_env_rows(acting_values)))
         observations, rewards, terminations, truncations, _ = self.env.step(action_dict)
         self._write_obs(observations)
-        rows = len(self.agent_names)
-        reward = np.zeros(rows, dtype=np.float32)
-        terminated = np.zeros(rows, dtype=bool)
-        truncated = np.zeros(rows, dtype=bool)
-        for name, value in rewards.items():
-            reward[self._row[name]] = value
-        for name, value in terminations.items():
-            terminated[self._row[name]] = bool(value)
-        for name, value in truncations.items():
-            truncated[self._row[name]] = bool(value)
+        reward = self._per_row(rewards, np.float32, "reward")
+        terminated = self._per_row(terminations, bool, "termination flag")
+        truncated = self._per_row(truncations, bool, "truncation flag")
         truncated &= ~terminated
         # Only rows that acted can be rewarded or end in this step.
         acted = self._active
         reward[~acted] = 0.0
         terminated &= acted
         truncated &= acted
-        present = set(self.env.agents)
-        still_here = np.array([name in present for name in self.agent_names])
+        still_here = self._present()
         # An agent that is done is gone, whatever the env's agent list says; one that
         # vanished without a flag has left the episode, which we count as terminated.
         active = still_here & ~(terminated | truncated)
         terminated |= acted & ~still_here & ~truncated
-        self._episode_reward[acting] += reward[acting]
-        self._episode_length[acting] += 1
+        # Rows that did not act have reward 0, so adding every row changes only those acting.
+        self._episode_reward += reward
+        self._episode_length += acted
         # An agent that joined mid-episode (or came back) starts its own episode now.
         joined = active & ~acted
         self._episode_reward[joined] = 0.0

@@ -112,6 +112,38 @@ class ObservationCodec:
         for field, key, space in self._parts:
             buffers[field][row] = self._encode_part(field, space, raw if key is None else raw[key])
 
+    def write_rows(
+        self, buffers: Mapping[str, np.ndarray], rows: slice | np.ndarray, raws: Sequence[Any]
+    ) -> None:
+        """Encode ``raws`` into ``rows`` (a slice or row indices, one per raw) of stacked
+        buffers: the same as ``write`` raw by raw, but converted in one go when they stack."""
+        stacked = self._stack(raws)
+        if stacked is None:
+            indices = np.arange(len(buffers[next(iter(self.fields))]))[rows]
+            for row, raw in zip(indices, raws):
+                self.write(buffers, int(row), raw)
+            return
+        for field, value in stacked.items():
+            buffers[field][rows] = value
+
+    def _stack(self, raws: Sequence[Any]) -> dict[str, np.ndarray] | None:
+        """Fields of all ``raws`` stacked, or None when ``write`` must take them one by one
+        (one-hot parts, ragged or odd shapes: there it fails or broadcasts as it always did)."""
+        stacked: dict[str, np.ndarray] = {}
+        for field, key, space in self._parts:
+            if isinstance(space, gym.spaces.Discrete):
+                return None
+            shape, dtype = self.fields[field]
+            try:
+                value = np.asarray(raws if key is None else [raw[key] for raw in raws], dtype=dtype)
+                # ``write`` copies a plain row as it is (broadcast, never flattened).
+                if field == self._plain_field and value.shape[1:] != shape:
+                    return None
+                stacked[field] = value.reshape((len(raws), *shape))
+            except (TypeError, ValueError):
+                return None
+        return stacked
+
     def encode_batch(self, raws: Sequence[Any]) -> Observation:
         buffers = self.zeros(len(raws))
         for row, raw in enumerate(raws):
@@ -252,6 +284,16 @@ class ActionCodec:
             clipped = np.clip(values, self.low, self.high)
             return clipped.reshape(self.space.shape).astype(self.space.dtype, copy=False)
         return values
+
+    def to_env_rows(self, values: np.ndarray) -> list[Any]:
+        """``to_env`` of every row of ``values`` (same types), converted in one go."""
+        if isinstance(self.space, gym.spaces.Discrete):
+            # tolist() gives Python ints, as int() does; bools become 0/1 first.
+            return (values.astype(np.int64) if values.dtype.kind == "b" else values).tolist()
+        if isinstance(self.space, gym.spaces.Box):
+            clipped = np.clip(values, self.low, self.high).astype(self.space.dtype, copy=False)
+            return [row.reshape(self.space.shape) for row in clipped]
+        return list(values)
 
     def zeros(self, rows: int) -> np.ndarray:
         """A valid filler batch: the lowest action (0 for Box), one row per agent."""

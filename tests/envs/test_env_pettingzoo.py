@@ -1,4 +1,5 @@
-"""PettingZooEnv: pursuit_v5, and a tiny parallel env of our own where agents leave early."""
+"""PettingZooEnv: pursuit_v5, a tiny parallel env of our own where agents leave early, and
+the fast path (every agent present, dicts in row order) pinned to the general one."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from pettingzoo.sisl import pursuit_v5
 
 from coltra.buffers import Action
 from coltra.envs import PettingZooEnv
+from coltra.envs.base import StepBatch
+from coltra.envs.spaces import ActionCodec, ObservationCodec
 
 Closer = Callable[[Any], Any]
 AssertGone = Callable[[Iterable[int]], None]
@@ -335,3 +338,306 @@ def test_all_agents_must_share_spaces() -> None:
 
     with pytest.raises(ValueError, match="agent 'late' has spaces"):
         PettingZooEnv(Mixed)
+
+
+# ----------------------------------------------------------------------------- fast path
+# PettingZooEnv's fast path (every agent present, dicts in row order) gives exactly what
+# its general path (agents missing, leaving, joining, or dicts in another order) gives.
+#
+# ``ScriptedEnv`` returns the same values whatever order it lists its agents in, so running
+# one script with ``order="rows"`` and ``order="reversed"`` pins one path to the other.
+
+
+class ScriptedEnv(ParallelEnv):
+    """``n_agents`` agents ``a0``, ``a1``, ... whose outputs depend only on (step, agent).
+
+    ``leave`` maps a name to ``(step, how)``: after that step the agent is terminated,
+    truncated, or (``"vanish"``) just gone from the agent list and from every dict.
+    ``join`` maps a name to the step after which it (re)appears; ``absent`` agents are not
+    there at reset. Everybody left is truncated after step ``length``. ``order`` is the
+    order of every returned dict: ``"rows"`` (possible_agents) or ``"reversed"``. ``obs``
+    picks float64 vectors of 3 (converted to float32) or uint8 images of shape (2, 2, 3).
+    """
+
+    metadata = {"name": "scripted_v0"}
+
+    def __init__(
+        self,
+        n_agents: int = 5,
+        length: int = 4,
+        leave: dict[str, tuple[int, str]] | None = None,
+        join: dict[str, int] | None = None,
+        absent: tuple[str, ...] = (),
+        order: str = "rows",
+        obs: str = "vector",
+    ) -> None:
+        self.possible_agents = [f"a{k}" for k in range(n_agents)]
+        self.length = length
+        self.leave = leave or {}
+        self.join = join or {}
+        self.absent = absent
+        self.order = order
+        self.obs_kind = obs
+        self.agents: list[str] = []
+        self.t = 0
+        self.received: list[list[tuple[str, Any]]] = []
+        if obs == "vector":
+            self._space: gym.Space = gym.spaces.Box(-np.inf, np.inf, (3,), np.float64)
+        else:
+            self._space = gym.spaces.Box(0, 255, (2, 2, 3), np.uint8)
+
+    def observation_space(self, agent: str) -> gym.Space:
+        return self._space
+
+    def action_space(self, agent: str) -> gym.Space:
+        return gym.spaces.Discrete(4)
+
+    def _ordered(self, names: list[str]) -> list[str]:
+        rows = sorted(names, key=self.possible_agents.index)
+        return rows if self.order == "rows" else rows[::-1]
+
+    def _obs(self, name: str) -> np.ndarray:
+        k = self.possible_agents.index(name)
+        if self.obs_kind == "vector":
+            return np.array([self.t, k, k * self.t + 0.1], np.float64)
+        return ((np.arange(12) + 7 * self.t + 3 * k) % 256).astype(np.uint8).reshape(2, 2, 3)
+
+    def reset(
+        self, seed: int | None = None, options: dict | None = None
+    ) -> tuple[dict[str, np.ndarray], dict[str, dict]]:
+        self.t = 0
+        self.agents = self._ordered([n for n in self.possible_agents if n not in self.absent])
+        return {n: self._obs(n) for n in self.agents}, {n: {} for n in self.agents}
+
+    def step(self, actions: dict[str, Any]) -> tuple[dict, dict, dict, dict, dict]:
+        assert set(actions) == set(self.agents), (actions, self.agents)
+        self.received.append(list(actions.items()))
+        self.t += 1
+        vanished = {n for n in self.agents if self.leave.get(n) == (self.t, "vanish")}
+        acting = self._ordered([n for n in self.agents if n not in vanished])
+        end = self.t >= self.length
+        terminated = {n: self.leave.get(n) == (self.t, "terminated") for n in acting}
+        truncated = {n: end or self.leave.get(n) == (self.t, "truncated") for n in acting}
+        rewards = {n: self.possible_agents.index(n) + self.t / 10 for n in acting}
+        staying = [n for n in acting if not (terminated[n] or truncated[n])]
+        joining = [n for n, step in self.join.items() if step == self.t and not end]
+        self.agents = self._ordered(staying + joining)
+        # The last observation of those done, the first of those joining.
+        obs = {n: self._obs(n) for n in self._ordered(acting + joining)}
+        return obs, rewards, terminated, truncated, {n: {} for n in acting}
+
+
+def run(steps: int, seed: int = 0, **kwargs: Any) -> tuple[list[StepBatch], ScriptedEnv]:
+    """Reset, then ``steps`` random actions (junk in inactive rows), resetting when all
+    are done; returns every StepBatch (reset ones included)."""
+    env = PettingZooEnv(ScriptedEnv, **kwargs)
+    rng = np.random.default_rng(seed)
+    batches = [env.reset_batch(seed=0)]
+    for _ in range(steps):
+        values = np.where(batches[-1].active, rng.integers(0, 4, env.num_agents), 99)
+        batch = env.step_batch(Action(discrete=values))
+        batches.append(batch)
+        if not batch.active.any():
+            batches.append(env.reset_batch())
+    inner = env.env
+    assert isinstance(inner, ScriptedEnv)
+    return batches, inner
+
+
+def assert_same_batch(got: StepBatch, expected: StepBatch) -> None:
+    assert got.obs.keys() == expected.obs.keys()
+    for name in expected.obs.keys():
+        assert got.obs[name].dtype == expected.obs[name].dtype
+        np.testing.assert_array_equal(got.obs[name], expected.obs[name])
+    for name in ("reward", "terminated", "truncated", "active"):
+        assert getattr(got, name).dtype == getattr(expected, name).dtype, name
+        np.testing.assert_array_equal(getattr(got, name), getattr(expected, name), name)
+    assert (got.final_obs is None) == (expected.final_obs is None)
+    if expected.final_obs is not None and got.final_obs is not None:
+        done = expected.done
+        for name in expected.final_obs.keys():
+            np.testing.assert_array_equal(got.final_obs[name][done], expected.final_obs[name][done])
+    assert got.metrics.keys() == expected.metrics.keys()
+    for key, value in expected.metrics.items():
+        assert got.metrics[key].dtype == value.dtype
+        np.testing.assert_array_equal(got.metrics[key], value)
+
+
+SCRIPTS = {
+    "all_present": {},
+    "leave_and_join": {
+        "leave": {"a0": (1, "terminated"), "a2": (2, "truncated"), "a4": (2, "vanish")},
+        "join": {"a3": 1},
+        "absent": ("a3",),
+    },
+    "come_back": {"leave": {"a1": (1, "vanish"), "a0": (2, "terminated")}, "join": {"a1": 2}},
+}
+
+
+@pytest.mark.parametrize("obs", ["vector", "image"])
+@pytest.mark.parametrize("script", sorted(SCRIPTS))
+def test_row_order_and_any_order_give_the_same_batches(script: str, obs: str) -> None:
+    kwargs: dict[str, Any] = {**SCRIPTS[script], "obs": obs, "length": 4}
+    fast, fast_env = run(10, order="rows", **kwargs)
+    general, general_env = run(10, order="reversed", **kwargs)
+    assert len(fast) == len(general)
+    for got, expected in zip(fast, general):
+        assert_same_batch(got, expected)
+    # The env gets the same actions, as Python ints, listed in row order.
+    assert fast_env.received == general_env.received
+    for actions in fast_env.received:
+        assert all(type(value) is int for _, value in actions)
+        names = [name for name, _ in actions]
+        assert names == sorted(names, key=fast_env.possible_agents.index)
+
+
+def test_a_full_crowd_takes_the_stacked_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With every agent present in row order, no observation is encoded one by one."""
+    env = PettingZooEnv(ScriptedEnv, n_agents=6, length=3)
+    env.reset_batch(seed=0)
+
+    def one_by_one(*args: Any) -> None:
+        raise AssertionError("ObservationCodec.write called on the fast path")
+
+    monkeypatch.setattr(ObservationCodec, "write", one_by_one)
+    for _ in range(3):
+        batch = env.step_batch(Action(discrete=np.zeros(6, np.int64)))
+    assert not batch.active.any() and batch.truncated.all()
+    np.testing.assert_array_equal(batch.metrics["e_episode_length"], [3.0] * 6)
+
+
+def test_leave_and_join_values() -> None:
+    """What the leave_and_join script gives (either path): who is done how, and when."""
+    batches, _ = run(4, order="rows", **SCRIPTS["leave_and_join"])  # type: ignore[arg-type]
+    reset, first, second, third = batches[:4]
+    assert reset.active.tolist() == [True, True, True, False, True]
+    assert first.terminated.tolist() == [True, False, False, False, False]
+    assert first.active.tolist() == [False, True, True, True, True]  # a3 joined
+    np.testing.assert_array_equal(first.obs.vector[3], np.array([1, 3, 3.1], np.float32))
+    np.testing.assert_allclose(first.reward, [0.1, 1.1, 2.1, 0.0, 4.1], rtol=1e-6)
+    # a4 vanished without a flag: terminated; a2 truncated.
+    assert second.terminated.tolist() == [False, False, False, False, True]
+    assert second.truncated.tolist() == [False, False, True, False, False]
+    assert second.active.tolist() == [False, True, False, True, False]
+    np.testing.assert_array_equal(second.metrics["e_episode_length"], [2.0, 2.0])
+    np.testing.assert_allclose(second.metrics["e_episode_reward"], [4.3, 4.1], rtol=1e-6)
+    assert second.final_obs is not None
+    np.testing.assert_array_equal(second.final_obs.vector[2], np.array([2, 2, 4.1], np.float32))
+    # a4 returned nothing in the step it vanished: its last observation is from step 1.
+    np.testing.assert_array_equal(second.final_obs.vector[4], np.array([1, 4, 4.1], np.float32))
+    assert not third.done.any() and third.active.tolist() == [False, True, False, True, False]
+
+
+def test_unknown_agent_in_a_full_length_dict_is_an_error() -> None:
+    class Renamed(ScriptedEnv):
+        def step(self, actions: dict[str, Any]) -> tuple[dict, dict, dict, dict, dict]:
+            obs, *rest = super().step(actions)
+            obs["intruder"] = obs.pop("a4")
+            return (obs, *rest)  # type: ignore[return-value]
+
+    env = PettingZooEnv(Renamed)
+    env.reset_batch(seed=0)
+    with pytest.raises(ValueError, match="'intruder', which is not in possible_agents"):
+        env.step_batch(Action(discrete=np.zeros(5, np.int64)))
+
+
+def test_unknown_agent_in_the_rewards_is_an_error_naming_it() -> None:
+    class Renamed(ScriptedEnv):
+        def step(self, actions: dict[str, Any]) -> tuple[dict, dict, dict, dict, dict]:
+            obs, rewards, *rest = super().step(actions)
+            rewards["intruder"] = rewards.pop("a4")
+            return (obs, rewards, *rest)  # type: ignore[return-value]
+
+    env = PettingZooEnv(Renamed)
+    env.reset_batch(seed=0)
+    with pytest.raises(ValueError, match="reward for 'intruder', which is not in possible_agents"):
+        env.step_batch(Action(discrete=np.zeros(5, np.int64)))
+
+
+# ---------------------------------------------------------------------------- codecs
+
+
+IMAGES = list(np.arange(48, dtype=np.uint8).reshape(4, 2, 2, 3))
+
+
+def write_one_by_one(codec: ObservationCodec, raws: list[Any], rows: Any) -> dict:
+    buffers = codec.zeros(6)
+    for row, raw in zip(np.arange(6)[rows], raws):
+        codec.write(buffers, int(row), raw)
+    return buffers
+
+
+@pytest.mark.parametrize(
+    ("space", "raws"),
+    [
+        (gym.spaces.Box(-1, 1, (3,), np.float32), [np.full(3, 0.1 * k) for k in range(4)]),
+        (gym.spaces.Box(-1, 1, (3,), np.float32), [[0.1 * k, k, -k] for k in range(4)]),
+        # Broadcast by write, so taken one by one.
+        (gym.spaces.Box(-1, 1, (3,), np.float32), [np.array([0.5 * k]) for k in range(4)]),
+        (gym.spaces.Box(-1, 1, (2, 3), np.float64), [np.full((2, 3), k) for k in range(4)]),
+        (gym.spaces.Box(-1, 1, (2, 3), np.float32), [np.arange(6.0) * k for k in range(4)]),
+        (gym.spaces.Box(0, 255, (2, 2, 3), np.uint8), IMAGES),
+        (gym.spaces.Box(-1, 1, (), np.float32), [0.25 * k for k in range(4)]),
+        (gym.spaces.MultiBinary(3), [np.array([k % 2, 1, 0], np.int8) for k in range(4)]),
+        (gym.spaces.Discrete(3, start=1), [1, 2, 3, 1]),
+        (
+            gym.spaces.Dict(
+                {
+                    "image": gym.spaces.Box(0, 1, (2, 2, 1), np.float32),
+                    "rays": gym.spaces.Box(0, 1, (2, 2), np.float64),
+                }
+            ),
+            [{"image": np.full((2, 2, 1), k), "rays": np.eye(2) * k} for k in range(4)],
+        ),
+    ],
+    ids=[
+        "vector", "lists", "broadcast", "box2d", "box2d_flat_raws", "image", "scalar",
+        "multibinary", "discrete", "dict",
+    ],
+)  # fmt: skip
+@pytest.mark.parametrize("rows", [slice(1, 5), np.array([4, 0, 5, 2])], ids=["slice", "indices"])
+def test_write_rows_is_write_row_by_row(space: gym.Space, raws: list[Any], rows: Any) -> None:
+    codec = ObservationCodec(space)
+    buffers = codec.zeros(6)
+    codec.write_rows(buffers, rows, raws)
+    expected = write_one_by_one(codec, raws, rows)
+    assert buffers.keys() == expected.keys()
+    for name, value in expected.items():
+        assert buffers[name].dtype == value.dtype
+        np.testing.assert_array_equal(buffers[name], value)
+
+
+def test_write_rows_fails_as_write_does() -> None:
+    codec = ObservationCodec(gym.spaces.Box(-1, 1, (3,), np.float32))
+    buffers = codec.zeros(2)
+    with pytest.raises(ValueError, match="could not broadcast"):
+        codec.write_rows(buffers, slice(None), [np.zeros(3), np.zeros(4)])
+
+
+@pytest.mark.parametrize(
+    ("space", "values"),
+    [
+        (gym.spaces.Discrete(4), np.array([0, 3, 2], np.int64)),
+        (gym.spaces.Discrete(4, start=2), np.array([2, 5, 3], np.uint8)),
+        (gym.spaces.Discrete(2), np.array([True, False, True])),
+        (gym.spaces.MultiDiscrete([3, 2]), np.array([[2, 1], [0, 0], [1, 1]])),
+        (gym.spaces.MultiBinary(2), np.array([[1, 0], [0, 1], [1, 1]], np.int8)),
+        (gym.spaces.Box(-1, 1, (2,), np.float32), np.array([[2.0, -0.5], [0, 0], [-3, 1]])),
+        (gym.spaces.Box(-1, 1, (2, 2), np.float64), np.linspace(-2, 2, 12).reshape(3, 4)),
+        (gym.spaces.Box(-1, 1, (), np.float32), np.array([[0.5], [-2.0], [3.0]], np.float32)),
+    ],
+    ids=[
+        "discrete", "discrete_uint8", "discrete_bool", "multidiscrete", "multibinary", "box",
+        "box2d", "box_scalar",
+    ],
+)  # fmt: skip
+def test_to_env_rows_is_to_env_row_by_row(space: gym.Space, values: np.ndarray) -> None:
+    codec = ActionCodec(space)
+    got = codec.to_env_rows(values)
+    expected = [codec.to_env(row) for row in values]
+    assert len(got) == len(expected)
+    for one, other in zip(got, expected):
+        assert type(one) is type(other)
+        if isinstance(other, np.ndarray):
+            assert one.dtype == other.dtype and one.shape == other.shape
+        np.testing.assert_array_equal(one, other)
