@@ -29,7 +29,6 @@ import math
 import numbers
 import os
 import re
-import tempfile
 import types
 import typing
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -38,6 +37,8 @@ from pathlib import Path
 from typing import Any, Literal, NamedTuple, TypeVar, Union
 
 import yaml
+
+from coltra.files import atomic_write_text
 
 __all__ = [
     "Check",
@@ -261,7 +262,7 @@ class Config:
         """The config as YAML text, also written to ``path`` (atomically) when given."""
         text = yaml.dump(self.to_dict(), Dumper=_Dumper, sort_keys=False)
         if path is not None:
-            _write_atomically(Path(path), text)
+            atomic_write_text(Path(path), text)
         return text
 
     @classmethod
@@ -727,19 +728,6 @@ def _yaml_inline(value: Any) -> str:
     """A value as it would be written in a YAML file, on one line."""
     text = yaml.dump(_copy_plain(value), Dumper=_Dumper, default_flow_style=True, width=10**9)
     return text.removesuffix("\n...\n").strip()
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    """Write via a temporary file and rename, so a crash never leaves half a config.yaml."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as file:
-            file.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # ----------------------------------------------------------------------------- Coltra's configs

@@ -12,11 +12,12 @@ import json
 import os
 import pickle
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from coltra.files import atomic_write_bytes
 
 _UNSAFE_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
 _UNSAFE_OPCODE = re.compile(r"Unsupported operand (\d+)")
@@ -33,22 +34,6 @@ __all__ = [
 
 class CheckpointError(ValueError):
     """A checkpoint file is missing, corrupted, unsafe or does not fit what loads it."""
-
-
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the new, never half."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
 
 
 def save_json(path: str | os.PathLike[str], data: Any) -> None:
