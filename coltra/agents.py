@@ -54,6 +54,27 @@ def action_item(actions: Action, index: int) -> Action:
     return actions[index].map(np.asarray)
 
 
+def agent_class_name(cls: type) -> str:
+    """The name a checkpoint records for an agent class: the bare name for Coltra's own
+    classes, ``module.QualName`` for others, so a user's class that happens to be called
+    ``DAgent`` can neither replace Coltra's on load nor be mistaken for it."""
+    if cls.__module__.split(".")[0] == "coltra":
+        return cls.__name__
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _agent_class(name: object) -> type[Agent] | None:
+    """The registered class a checkpoint names. Checkpoints written before classes outside
+    Coltra were recorded by their full name hold a bare name: it is accepted when exactly
+    one registered class has it."""
+    if not isinstance(name, str):
+        return None
+    if name in AGENT_CLASSES:
+        return AGENT_CLASSES[name]
+    matches = [cls for cls in AGENT_CLASSES.values() if cls.__name__ == name]
+    return matches[0] if len(matches) == 1 else None
+
+
 def register_model(name: str, from_description: Callable[[dict[str, Any]], BaseModel]) -> None:
     """Allow checkpoints of a custom model class to load (by its ``describe()`` output)."""
     MODEL_CLASSES[name] = from_description
@@ -70,7 +91,7 @@ class Agent:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        AGENT_CLASSES[cls.__name__] = cls
+        AGENT_CLASSES[agent_class_name(cls)] = cls
 
     def __init__(self, model: BaseModel) -> None:
         if not isinstance(model, BaseModel):
@@ -189,7 +210,11 @@ class Agent:
         directory = Path(path)
         directory.mkdir(parents=True, exist_ok=True)
         if self.model is None:
-            meta = {"format": AGENT_FORMAT, "version": AGENT_VERSION, "agent": type(self).__name__}
+            meta = {
+                "format": AGENT_FORMAT,
+                "version": AGENT_VERSION,
+                "agent": agent_class_name(type(self)),
+            }
             save_json(directory / AGENT_FILE, {**meta, **self._meta()})
             return
         save_tensors(directory / WEIGHTS_FILE, self.model.state_dict())
@@ -198,7 +223,7 @@ class Agent:
             {
                 "format": AGENT_FORMAT,
                 "version": AGENT_VERSION,
-                "agent": type(self).__name__,
+                "agent": agent_class_name(type(self)),
                 "model": type(self.model).__name__,
                 "model_description": self.model.describe(),
             },
@@ -209,7 +234,8 @@ class Agent:
         """Rebuild an agent saved with ``save``; refuses unknown classes and pickled code."""
         directory = Path(path)
         meta = _read_agent_meta(directory)
-        agent_class = AGENT_CLASSES[meta["agent"]]
+        agent_class = _agent_class(meta["agent"])
+        assert agent_class is not None  # _read_agent_meta checked it
         if meta.get("model") is None:
             try:
                 agent = agent_class.from_meta(meta)
@@ -271,7 +297,7 @@ def _read_agent_meta(directory: Path) -> dict[str, Any]:
             f"{directory / AGENT_FILE} has format version {meta.get('version')!r}; this Coltra "
             f"reads version {AGENT_VERSION}"
         )
-    if meta.get("agent") not in AGENT_CLASSES:
+    if _agent_class(meta.get("agent")) is None:
         raise CheckpointError(
             f"{directory / AGENT_FILE} names agent class {meta.get('agent')!r}; known: "
             f"{sorted(AGENT_CLASSES)}"

@@ -16,6 +16,7 @@ from pettingzoo.sisl import pursuit_v5
 from torch.distributions import Categorical
 
 from coltra.agents import Agent, CAgent, ConstantAgent, DAgent, RandomAgent
+from coltra.agents import DAgent as DAgentOfColtra
 from coltra.buffers import Action, Observation
 from coltra.envs import MultiGymEnv, PettingZooEnv
 from coltra.models import BaseModel, MLPModel
@@ -314,6 +315,33 @@ def test_load_as_the_wrong_class(cartpole: Env, tmp_path: Path) -> None:
     _dagent(cartpole).save(tmp_path / "d")
     with pytest.raises(CheckpointError, match="holds a DAgent, not a CAgent"):
         CAgent.load(tmp_path / "d")
+
+
+def test_a_users_class_named_like_ours_does_not_replace_it(cartpole: Env, tmp_path: Path) -> None:
+    class DAgent(DAgentOfColtra):  # a user's subclass that happens to share the name
+        pass
+
+    ours, theirs = _dagent(cartpole), DAgent(_dagent(cartpole).model)  # type: ignore[arg-type]
+    ours.save(tmp_path / "ours")
+    theirs.save(tmp_path / "theirs")
+    assert json.loads((tmp_path / "ours" / "agent.json").read_text())["agent"] == "DAgent"
+    recorded = json.loads((tmp_path / "theirs" / "agent.json").read_text())["agent"]
+    assert recorded == f"{__name__}.{DAgent.__qualname__}"
+    assert type(Agent.load(tmp_path / "ours")) is DAgentOfColtra
+    assert type(Agent.load(tmp_path / "theirs")) is DAgent
+
+
+def test_a_users_class_saved_under_its_bare_name_still_loads(cartpole: Env, tmp_path: Path) -> None:
+    """Checkpoints from before full names were recorded name a user's class bare."""
+
+    class UniquelyNamedAgent(DAgentOfColtra):
+        pass
+
+    UniquelyNamedAgent(_dagent(cartpole).model).save(tmp_path / "old")  # type: ignore[arg-type]
+    meta_file = tmp_path / "old" / "agent.json"
+    meta = json.loads(meta_file.read_text())
+    meta_file.write_text(json.dumps({**meta, "agent": "UniquelyNamedAgent"}))
+    assert type(Agent.load(tmp_path / "old")) is UniquelyNamedAgent
 
 
 # ---------------------------------------------------------------------------- bad checkpoints
