@@ -58,9 +58,12 @@ StepResult = tuple[ObsDict, dict[str, float], dict[str, bool], dict[str, Any]]
 class EnvCrashedError(RuntimeError):
     """An environment copy raised, died or hung. Names the copy and carries its traceback."""
 
-    def __init__(self, message: str, env_index: int | None = None) -> None:
+    def __init__(
+        self, message: str, env_index: int | None = None, phase: str | None = None
+    ) -> None:
         super().__init__(message)
         self.env_index = env_index
+        self.phase = phase  # "step", "reset", ... when known
 
 
 @dataclass

@@ -107,6 +107,7 @@ def test_raise_in_autoreset(backend: str, assert_gone: AssertGone) -> None:
     with pytest.raises(EnvCrashedError, match="env copy 2 raised in reset") as caught:
         step_twice(env)  # the second step ends the episode, and the reset raises
     assert "reset failure number 2 in the bad copy" in str(caught.value)
+    assert (caught.value.env_index, caught.value.phase) == (2, "reset")
     check_stopped(env, pids, assert_gone)
 
 

@@ -40,8 +40,7 @@ def check_last_checkpoint_resumes(run_dir: Path, iteration: int) -> None:
     [
         ("raise_step", "subprocess", "raised in step: ValueError: step failure at step 10"),
         ("raise_step", "inprocess", "raised in step: ValueError: step failure at step 10"),
-        # In a worker the autoreset runs inside the step command, so the phase reads "step".
-        ("raise_reset", "subprocess", "ValueError: reset failure after 12 steps"),
+        ("raise_reset", "subprocess", "raised in reset: ValueError: reset failure after 12"),
         ("raise_reset", "inprocess", "raised in reset: ValueError: reset failure after 12"),
         ("exit", "subprocess", "died during step (exit code 3"),
         ("sigkill", "subprocess", "died during step (exit code -9"),

@@ -86,7 +86,7 @@ class InProcessVecEnv(VecEnv):
         except Exception as exc:
             index = self.first_index + copy
             error = EnvCrashedError(
-                f"env copy {index} raised in {phase}: {type(exc).__name__}: {exc}", index
+                f"env copy {index} raised in {phase}: {type(exc).__name__}: {exc}", index, phase
             )
             self._crash = error
             self._close_copies()

@@ -87,6 +87,9 @@ def _worker(
         return
     except BaseException as exc:
         index = exc.env_index if isinstance(exc, EnvCrashedError) else None
+        # An autoreset runs inside the "step" command: report the phase the copy was in.
+        if isinstance(exc, EnvCrashedError) and exc.phase:
+            phase = exc.phase
         # The in-process layer wraps the env's own error; report that one.
         cause = exc.__cause__ if isinstance(exc, EnvCrashedError) and exc.__cause__ else exc
         pickled = None
@@ -184,9 +187,11 @@ class SubprocVecEnv(VecEnv):
         shown = f"copy {copies[0]}" if len(copies) == 1 else f"copies {copies[0]}-{copies[-1]}"
         return f"env worker {worker} ({shown}, pid {self._processes[worker].pid})"
 
-    def _fail(self, message: str, env_index: int | None) -> EnvCrashedError:
+    def _fail(
+        self, message: str, env_index: int | None, phase: str | None = None
+    ) -> EnvCrashedError:
         """Record the crash, stop every worker, and return the error to raise."""
-        error = EnvCrashedError(message, env_index)
+        error = EnvCrashedError(message, env_index, phase)
         self._crash = error
         self._shutdown(graceful=False)
         return error
@@ -248,6 +253,7 @@ class SubprocVecEnv(VecEnv):
         raise self._fail(
             f"{where} raised in {phase}: {summary}\n--- worker traceback ---\n{worker_traceback}",
             index if index is not None else self._worker_copies[worker][0],
+            phase,
         )
 
     def _gather(self, phase: str) -> list[Any]:
