@@ -257,21 +257,24 @@ def sb3_kwargs(task: dict[str, Any], ppo: PPOConfig, budget: int) -> dict[str, A
 
 
 def sb3_evaluate(model: PPO, env: VecEnv, seed: int, max_steps: int = 1_000_000) -> float:
-    """Mean return of the first WINDOW episodes to end, as ``coltra.evaluation.evaluate``."""
+    """Mean return of WINDOW episodes chosen as ``coltra.evaluation.evaluate`` chooses them:
+    dealt out over the copies in order, each copy's episodes in the order they end."""
     env.seed(seed)
     obs = env.reset()
-    running = np.zeros(env.num_envs, dtype=np.float64)
-    finished: list[float] = []
+    copies = env.num_envs
+    needed = np.full(copies, WINDOW // copies) + (np.arange(copies) < WINDOW % copies)
+    running = np.zeros(copies, dtype=np.float64)
+    finished: list[list[float]] = [[] for _ in range(copies)]
     for _ in range(max_steps):
         actions, _ = model.predict(obs, deterministic=True)  # type: ignore[arg-type]
         obs, rewards, dones, _ = env.step(actions)
         running += rewards
-        for row in np.flatnonzero(dones):
-            finished.append(float(running[row]))
-            running[row] = 0.0
-        if len(finished) >= WINDOW:
-            return float(np.mean(finished[:WINDOW]))
-    raise RuntimeError(f"evaluation saw only {len(finished)} episodes end in {max_steps} steps")
+        for copy in np.flatnonzero(dones):
+            finished[copy].append(float(running[copy]))
+            running[copy] = 0.0
+        if all(len(done) >= n for done, n in zip(finished, needed)):
+            return float(np.mean([r for done, n in zip(finished, needed) for r in done[:n]]))
+    raise RuntimeError(f"evaluation did not see {WINDOW} episodes end in {max_steps} steps")
 
 
 def run_sb3(env_name: str, seed: int, budget: int, ppo: PPOConfig) -> SeedResult:

@@ -342,7 +342,7 @@ def _report(trainer: PPOCrowdTrainer, summary: dict[str, float]) -> None:
             f"{int(summary['eval/episodes'])} evaluation episodes (deterministic actions)."
         )
     elif "eval/episodes" in summary:
-        lines.append("Final score: none (no evaluation episode finished)")
+        lines.append("Final score: none (the evaluation episodes did not all end; see the warning)")
     run = trainer.run.path
     resume = f"coltra train --resume {run}"
     if not summary["interrupted"]:

@@ -1,6 +1,17 @@
-"""Evaluation: run a group in an env for whole episodes and report their returns."""
+"""Evaluation: run a group in an env for whole episodes and report their returns.
+
+Which episodes count matters. Taking "the first N episodes to end" from several env copies
+favours short episodes (they end first), so the mean return is biased low for a good policy
+and high for a bad one. Here every agent row contributes its episodes in order, and the
+evaluation waits for them: with ``rows`` agent rows, row ``r`` gives its episodes 0, 1, ...
+until the first ``num_episodes`` of the sequence (episode 0 of every row, then episode 1 of
+every row, ...) have ended. With as many rows as episodes, each row plays one episode and
+the copies run side by side; with one row, the episodes are simply the first ones in order.
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -8,7 +19,15 @@ from coltra.collectors import check_agents_fit_env, join_policy_actions, step_en
 from coltra.envs.base import MultiAgentEnv
 from coltra.groups import MacroAgent
 
-__all__ = ["evaluate"]
+__all__ = ["Episodes", "evaluate", "evaluate_episodes"]
+
+
+@dataclass(frozen=True)
+class Episodes:
+    """Returns and lengths (agent steps) of evaluated episodes. ``[episodes]`` each"""
+
+    returns: np.ndarray
+    lengths: np.ndarray
 
 
 def evaluate(
@@ -19,30 +38,61 @@ def evaluate(
     seed: int | None = None,
     max_steps: int = 1_000_000,
 ) -> np.ndarray:
-    """Returns of the first ``num_episodes`` agent-episodes that end in ``env``.
+    """Returns of ``num_episodes`` whole agent-episodes in ``env`` (see the module
+    docstring for which ones). The env is reset (with ``seed``) first, so pass an env that
+    is not being collected from. ``[num_episodes]``"""
+    return evaluate_episodes(agents, env, num_episodes, deterministic, seed, max_steps).returns
 
-    The env is reset (with ``seed``) first, so pass an env that is not being collected
-    from. Each agent of each copy counts as one episode; with several copies, the episodes
-    that end first are the ones counted. ``[num_episodes]``
-    """
+
+def evaluate_episodes(
+    agents: MacroAgent,
+    env: MultiAgentEnv,
+    num_episodes: int,
+    deterministic: bool = True,
+    seed: int | None = None,
+    max_steps: int = 1_000_000,
+) -> Episodes:
+    """``evaluate``, with the episodes' lengths too. ``max_steps`` counts env steps (of
+    all copies at once); reaching it before the episodes end is a RuntimeError."""
     if isinstance(num_episodes, bool) or not isinstance(num_episodes, int) or num_episodes < 1:
         raise ValueError(f"num_episodes must be a whole number >= 1, got {num_episodes!r}")
     field_name = check_agents_fit_env(agents, env)
     policy_rows = agents.policy_rows(env.agent_names)
     rows = len(env.agent_names)
-    running = np.zeros(rows, dtype=np.float64)
-    finished: list[float] = []
     batch = env.reset_batch(seed=seed)
+    # The rows present at the start owe the episodes, dealt out over them in row order
+    # (agents that join later are not waited for: they might never come).
+    players = np.flatnonzero(batch.active)
+    if not len(players):
+        raise ValueError("evaluation: no agent is active after the env's reset")
+    needed = np.zeros(rows, dtype=np.int64)
+    needed[players] = num_episodes // len(players)
+    needed[players[: num_episodes % len(players)]] += 1
+    running_return = np.zeros(rows, dtype=np.float64)
+    running_length = np.zeros(rows, dtype=np.int64)
+    returns: list[list[float]] = [[] for _ in range(rows)]
+    lengths: list[list[int]] = [[] for _ in range(rows)]
+    done_count = np.zeros(rows, dtype=np.int64)
     for _ in range(max_steps):
         outputs = agents.act_batch(batch.obs, policy_rows, deterministic=deterministic)
         acted = batch.active
         batch = step_env(env, join_policy_actions(outputs, policy_rows, rows, field_name))
-        running += np.where(acted, batch.reward, 0.0)
+        running_return += np.where(acted, batch.reward, 0.0)
+        running_length += acted
         for row in np.flatnonzero(acted & batch.done):
-            finished.append(float(running[row]))
-            running[row] = 0.0
-        if len(finished) >= num_episodes:
-            return np.asarray(finished[:num_episodes], dtype=np.float32)
+            returns[row].append(float(running_return[row]))
+            lengths[row].append(int(running_length[row]))
+            done_count[row] += 1
+            running_return[row], running_length[row] = 0.0, 0
+        if (done_count >= needed).all():
+            order = [(j, row) for j in range(int(needed.max())) for row in players]
+            kept = [(j, int(row)) for j, row in order if j < needed[row]]
+            return Episodes(
+                returns=np.array([returns[row][j] for j, row in kept], dtype=np.float32),
+                lengths=np.array([lengths[row][j] for j, row in kept], dtype=np.int64),
+            )
+    finished = int(np.minimum(done_count, needed).sum())
     raise RuntimeError(
-        f"evaluation saw only {len(finished)} of {num_episodes} episodes end in {max_steps} steps"
+        f"evaluation saw only {finished} of the {num_episodes} episodes it waits for end in "
+        f"{max_steps} steps"
     )

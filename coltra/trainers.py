@@ -67,6 +67,7 @@ from coltra.checks import FiniteCheckedEnv, drop_entries
 from coltra.collectors import CrowdCollector
 from coltra.configs import ConfigError, RunConfig, load_yaml_mapping
 from coltra.envs import EnvCrashedError, MultiAgentEnv
+from coltra.evaluation import evaluate_episodes
 from coltra.groups import MacroAgent
 from coltra.policy_optimization import CrowdPPOptimizer
 from coltra.serialization import CheckpointError, atomic_write_bytes, load_tensors, save_tensors
@@ -91,6 +92,7 @@ TIMING_METRICS = ("charts/SPS", "charts/agent_SPS", "time/")
 STATE_FORMAT = "coltra-trainer-state"
 PLAIN_LOG_INTERVAL_S = 10.0  # seconds between progress lines when stderr is not a terminal
 EVAL_MAX_STEPS = 100_000  # env steps after which an evaluation gives up waiting for episodes
+MAX_EVAL_COPIES = 32  # more evaluation episodes than this are played in turns
 #: Bytes written (and synced) to a new run directory at start-up: a full disk fails here.
 WRITE_PROBE_BYTES = 64 * 1024
 #: Free space a run needs besides its checkpoints (config, metrics.csv, TensorBoard events).
@@ -771,9 +773,14 @@ class PPOCrowdTrainer:
         if build_seed is not None:
             seed_everything(build_seed)  # the initial weights depend on the seed too
         env = make_env(run_config.env, seed=build_seed)
-        # Evaluation on one fresh in-process copy: episodes in order, none of training's.
+        # Evaluation on fresh in-process copies, enough for one episode per agent row.
+        agents_per_copy = max(len(env.agent_names) // int(getattr(env, "num_envs", 1)), 1)
+        eval_copies = -(-run_config.trainer.eval_episodes // agents_per_copy)
         eval_cfg = dataclasses.replace(
-            run_config.env, workers=1, envs_per_worker=1, backend="inprocess"
+            run_config.env,
+            workers=min(max(eval_copies, 1), MAX_EVAL_COPIES),
+            envs_per_worker=1,
+            backend="inprocess",
         )
         try:
             agents = make_agents(run_config.model, env)
@@ -1097,49 +1104,38 @@ class PPOCrowdTrainer:
 
     # ------------------------------------------------------------------ evaluation
     def evaluate(self, episodes: int) -> dict[str, float]:
-        """Mean, std, min and max return of ``episodes`` finished agent-episodes with
-        deterministic actions, on a fresh env copy (so training's env is not disturbed).
-
-        With one copy the episodes are the first ones in order, not biased towards short
-        episodes as collecting from many copies would be.
+        """Mean, std, min and max return of ``episodes`` agent-episodes with deterministic
+        actions on a fresh env (so training's env is not disturbed), chosen without a bias
+        towards short episodes (:mod:`coltra.evaluation`). ``from_config`` builds that env
+        with enough copies for every agent row to play one episode, side by side.
         """
         if self.eval_env is None:
             raise TrainerError("evaluate() needs the eval_env= the trainer was built with")
         owned = not isinstance(self.eval_env, MultiAgentEnv)
         env = self.eval_env if isinstance(self.eval_env, MultiAgentEnv) else self.eval_env()
+        max_steps = max(EVAL_MAX_STEPS // int(getattr(env, "num_envs", 1)), 1)
         try:
-            collector = CrowdCollector(
-                self.agents, FiniteCheckedEnv(env), seed=_derived_seed(self.seed, 2**31)
+            played = evaluate_episodes(
+                self.agents,
+                FiniteCheckedEnv(env),
+                episodes,
+                seed=_derived_seed(self.seed, 2**31),
+                max_steps=max_steps,
             )
-            returns: list[np.ndarray] = []
-            lengths: list[np.ndarray] = []
-            steps = 0
-            chunk = 256
-            while sum(map(len, returns)) < episodes and steps < EVAL_MAX_STEPS:
-                _, collected, _ = collector.collect(chunk, deterministic=True)
-                returns.append(collected["episode_return"])
-                lengths.append(collected["episode_length"])
-                steps += chunk * int(getattr(env, "num_envs", 1))
+        except RuntimeError as exc:  # episodes that never end: say so, do not stop the run
+            warnings.warn(f"{exc}; no evaluation score", stacklevel=2)
+            return {"eval/episodes": 0.0}
         finally:
             if owned:
                 env.close()
-        done = np.concatenate(returns)[:episodes] if returns else np.zeros(0)
-        if len(done) < episodes:
-            warnings.warn(
-                f"evaluation stopped after {steps} env steps with {len(done)} of {episodes} "
-                "episodes finished",
-                stacklevel=2,
-            )
-        if not len(done):
-            return {"eval/episodes": 0.0}
-        length = np.concatenate(lengths)[:episodes]
+        done = played.returns
         return {
             "eval/episodes": float(len(done)),
             "eval/return_mean": float(done.mean()),
             "eval/return_std": float(done.std()),
             "eval/return_min": float(done.min()),
             "eval/return_max": float(done.max()),
-            "eval/length_mean": float(length.mean()),
+            "eval/length_mean": float(played.lengths.mean()),
         }
 
     # ------------------------------------------------------------------ checkpoints

@@ -9,7 +9,8 @@ from coltra.agents import ConstantAgent, RandomAgent
 from coltra.buffers import Action
 from coltra.envs import MultiGymEnv
 from coltra.envs.probe_envs import ActionRewardEnv, ConstantRewardEnv
-from coltra.evaluation import evaluate
+from coltra.envs.vector import InProcessVecEnv
+from coltra.evaluation import evaluate, evaluate_episodes
 from coltra.groups import HomogeneousGroup
 
 
@@ -41,3 +42,27 @@ def test_bad_episode_count() -> None:
     agents = HomogeneousGroup(ConstantAgent(Action(discrete=np.int64(0))))
     with pytest.raises(ValueError, match="num_episodes must be a whole number >= 1, got 0"):
         evaluate(agents, env, 0)
+
+
+def short_and_long_copies() -> InProcessVecEnv:
+    """Copy 0's episodes last 1 step, copy 1's 3 steps; reward 1 per step."""
+    return InProcessVecEnv(
+        [lambda: ConstantRewardEnv(episode_length=1), lambda: ConstantRewardEnv(episode_length=3)]
+    )
+
+
+def test_every_row_plays_its_share_so_short_episodes_are_not_favoured() -> None:
+    agents = HomogeneousGroup(ConstantAgent(Action(discrete=np.int64(0))))
+    # Episode 0 of each row, then episode 1 of each row. Taking the first 4 episodes to end
+    # would give [1, 1, 1, 3]: copy 0 ends three episodes while copy 1 plays one.
+    played = evaluate_episodes(agents, short_and_long_copies(), 4)
+    assert played.returns.tolist() == [1.0, 3.0, 1.0, 3.0]
+    assert played.lengths.tolist() == [1, 3, 1, 3]
+    assert evaluate(agents, short_and_long_copies(), 3).tolist() == [1.0, 3.0, 1.0]
+
+
+def test_episodes_that_never_end_are_an_error_naming_the_count() -> None:
+    env = ConstantRewardEnv(episode_length=50)
+    agents = HomogeneousGroup(ConstantAgent(Action(discrete=np.int64(0))))
+    with pytest.raises(RuntimeError, match="only 0 of the 2 episodes it waits for end in 10 steps"):
+        evaluate(agents, env, 2, max_steps=10)

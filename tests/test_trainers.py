@@ -198,6 +198,15 @@ def test_stop_at_return_and_the_final_evaluation(tmp_path: Path) -> None:
     assert float(read_csv(run_dir)[-1]["eval/return_mean"]) == 1.0
 
 
+def test_the_evaluation_env_has_a_copy_per_episode(tmp_path: Path) -> None:
+    cfg = config(PROBE, tmp_path / "run", eval_episodes=5)
+    with PPOCrowdTrainer.from_config(cfg) as trainer:
+        assert callable(trainer.eval_env)
+        eval_env = trainer.eval_env()
+        assert eval_env.num_envs == 5  # type: ignore[attr-defined]
+        eval_env.close()
+
+
 def test_progress_lines_go_to_stderr_when_it_is_not_a_terminal(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
