@@ -988,7 +988,7 @@ class TrainerConfig(Config):
     )
     eval_episodes: int = option(
         0,
-        doc="Episodes of deterministic evaluation on a fresh env copy at the end; 0 = none.",
+        doc="Episodes of deterministic evaluation at the end, on fresh env copies; 0 = none.",
         check=non_negative,
     )
     seed: int | None = option(
