@@ -125,6 +125,12 @@ class PettingZooEnv(MultiAgentEnv):
         if isinstance(agents, list) and (not agents or agents == self.agent_names):
             return np.full(len(self.agent_names), bool(agents))  # nobody or everyone
         present = set(agents)
+        unknown = present.difference(self._row)
+        if unknown:
+            raise ValueError(
+                f"PettingZoo env lists agents {sorted(unknown)} in env.agents, which are not "
+                f"in possible_agents {self.agent_names}"
+            )
         return np.array([name in present for name in self.agent_names])
 
     def _observation(self) -> Observation:
@@ -135,9 +141,7 @@ class PettingZooEnv(MultiAgentEnv):
         for buffer in self._obs.values():
             buffer.fill(0)
         self._write_obs(observations)
-        self._active[:] = False
-        for name in self.env.agents:
-            self._active[self._row[name]] = True
+        self._active[:] = self._present()
         self._episode_reward[:] = 0.0
         self._episode_length[:] = 0
         return self._remember(StepBatch.first(self._observation(), self._active.copy()))

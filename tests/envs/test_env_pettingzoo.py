@@ -641,3 +641,15 @@ def test_to_env_rows_is_to_env_row_by_row(space: gym.Space, values: np.ndarray) 
         if isinstance(other, np.ndarray):
             assert one.dtype == other.dtype and one.shape == other.shape
         np.testing.assert_array_equal(one, other)
+
+
+def test_an_unknown_agent_in_the_env_agents_list_is_an_error_naming_it() -> None:
+    class Stranger(ScriptedEnv):
+        def reset(self, seed: int | None = None, options: dict | None = None) -> Any:
+            out = super().reset(seed=seed, options=options)
+            self.agents = [*self.agents, "stranger"]
+            return out
+
+    env = PettingZooEnv(Stranger)
+    with pytest.raises(ValueError, match=r"\['stranger'\] in env.agents, which are not in"):
+        env.reset_batch(seed=0)
