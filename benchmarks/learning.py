@@ -50,7 +50,7 @@ from coltra.agents import CAgent, DAgent
 from coltra.collectors import CrowdCollector
 from coltra.configs import MLPConfig, PPOConfig
 from coltra.envs import MultiGymEnv
-from coltra.evaluation import evaluate
+from coltra.evaluation import episodes_per_row, evaluate
 from coltra.groups import HomogeneousGroup
 from coltra.models import MLPModel
 from coltra.policy_optimization import CrowdPPOptimizer
@@ -262,7 +262,7 @@ def sb3_evaluate(model: PPO, env: VecEnv, seed: int, max_steps: int = 1_000_000)
     env.seed(seed)
     obs = env.reset()
     copies = env.num_envs
-    needed = np.full(copies, WINDOW // copies) + (np.arange(copies) < WINDOW % copies)
+    needed = episodes_per_row(WINDOW, copies)
     running = np.zeros(copies, dtype=np.float64)
     finished: list[list[float]] = [[] for _ in range(copies)]
     for _ in range(max_steps):

@@ -775,6 +775,14 @@ def _best(*values: float | None) -> float | None:
     return max((v for v in values if v), default=None)
 
 
+def _coltra_pursuit_best(sps: Lookup) -> float | None:
+    """Coltra's pursuit rate with its better backend."""
+    return _best(
+        sps("pursuit", "coltra-subprocess", None, "loop"),
+        sps("pursuit", "coltra-inprocess", None, "loop"),
+    )
+
+
 #: name, required value, unit, and how to compute it from samples/s figures.
 TARGETS: list[tuple[str, float, str, Callable[[Lookup], float | None]]] = [
     (
@@ -798,10 +806,7 @@ TARGETS: list[tuple[str, float, str, Callable[[Lookup], float | None]]] = [
         1.25,
         "x",
         lambda sps: _ratio(
-            _best(
-                sps("pursuit", "coltra-subprocess", None, "loop"),
-                sps("pursuit", "coltra-inprocess", None, "loop"),
-            ),
+            _coltra_pursuit_best(sps),
             _best(
                 sps("pursuit", "sb3-ss-cpus0", None, "loop"),
                 sps("pursuit", "sb3-ss-cpus2", None, "loop"),
@@ -813,10 +818,7 @@ TARGETS: list[tuple[str, float, str, Callable[[Lookup], float | None]]] = [
         85.0,
         "%",
         lambda sps: _ratio(
-            _best(
-                sps("pursuit", "coltra-subprocess", None, "loop"),
-                sps("pursuit", "coltra-inprocess", None, "loop"),
-            ),
+            _coltra_pursuit_best(sps),
             sps("pursuit", "raw-1proc", None, "loop"),
             scale=100 / 2,
         ),

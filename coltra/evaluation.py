@@ -19,7 +19,7 @@ from coltra.collectors import check_agents_fit_env, join_policy_actions, step_en
 from coltra.envs.base import MultiAgentEnv
 from coltra.groups import MacroAgent
 
-__all__ = ["Episodes", "evaluate", "evaluate_episodes"]
+__all__ = ["Episodes", "episodes_per_row", "evaluate", "evaluate_episodes"]
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,14 @@ class Episodes:
 
     returns: np.ndarray
     lengths: np.ndarray
+
+
+def episodes_per_row(num_episodes: int, rows: int) -> np.ndarray:
+    """How many of ``num_episodes`` each of ``rows`` rows plays when they are dealt out in
+    row order: the first ``num_episodes % rows`` rows play one more. ``[rows]``"""
+    return np.full(rows, num_episodes // rows, dtype=np.int64) + (
+        np.arange(rows) < num_episodes % rows
+    )
 
 
 def evaluate(
@@ -66,8 +74,7 @@ def evaluate_episodes(
     if not len(players):
         raise ValueError("evaluation: no agent is active after the env's reset")
     needed = np.zeros(rows, dtype=np.int64)
-    needed[players] = num_episodes // len(players)
-    needed[players[: num_episodes % len(players)]] += 1
+    needed[players] = episodes_per_row(num_episodes, len(players))
     running_return = np.zeros(rows, dtype=np.float64)
     running_length = np.zeros(rows, dtype=np.int64)
     returns: list[list[float]] = [[] for _ in range(rows)]
@@ -85,8 +92,7 @@ def evaluate_episodes(
             done_count[row] += 1
             running_return[row], running_length[row] = 0.0, 0
         if (done_count >= needed).all():
-            order = [(j, row) for j in range(int(needed.max())) for row in players]
-            kept = [(j, int(row)) for j, row in order if j < needed[row]]
+            kept = [(j, row) for j in range(needed.max()) for row in players if j < needed[row]]
             return Episodes(
                 returns=np.array([returns[row][j] for j, row in kept], dtype=np.float32),
                 lengths=np.array([lengths[row][j] for j, row in kept], dtype=np.int64),

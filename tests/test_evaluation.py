@@ -10,7 +10,7 @@ from coltra.buffers import Action
 from coltra.envs import MultiGymEnv
 from coltra.envs.probe_envs import ActionRewardEnv, ConstantRewardEnv
 from coltra.envs.vector import InProcessVecEnv
-from coltra.evaluation import evaluate, evaluate_episodes
+from coltra.evaluation import episodes_per_row, evaluate, evaluate_episodes
 from coltra.groups import HomogeneousGroup
 
 
@@ -66,3 +66,9 @@ def test_episodes_that_never_end_are_an_error_naming_the_count() -> None:
     agents = HomogeneousGroup(ConstantAgent(Action(discrete=np.int64(0))))
     with pytest.raises(RuntimeError, match="only 0 of the 2 episodes it waits for end in 10 steps"):
         evaluate(agents, env, 2, max_steps=10)
+
+
+def test_episodes_are_dealt_out_over_the_rows_in_order() -> None:
+    assert episodes_per_row(10, 4).tolist() == [3, 3, 2, 2]
+    assert episodes_per_row(3, 5).tolist() == [1, 1, 1, 0, 0]
+    assert episodes_per_row(20, 4).tolist() == [5, 5, 5, 5]
