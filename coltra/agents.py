@@ -10,7 +10,6 @@ tensors, which loads without unpickling anything.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +18,10 @@ import numpy as np
 import torch
 
 from coltra.buffers import Action, Observation
-from coltra.models import BaseModel, MLPModel
+from coltra.models import BaseModel, register_model
 from coltra.models.base import State, space_from_dict, space_to_dict
 from coltra.models.distributions import distribution_mode
+from coltra.models.registry import model_class, model_name, registered_models
 from coltra.serialization import CheckpointError, load_json, load_tensors, save_json, save_tensors
 
 __all__ = [
@@ -39,10 +39,8 @@ AGENT_FILE = "agent.json"
 WEIGHTS_FILE = "weights.pt"
 AGENT_VERSION = 1
 
-#: Model classes a checkpoint may name; loading never imports anything else.
-MODEL_CLASSES: dict[str, Callable[[dict[str, Any]], BaseModel]] = {
-    "MLPModel": MLPModel.from_description,
-}
+#: Agent classes a checkpoint may name (every Agent subclass registers itself); model
+#: classes are looked up in coltra.models.registry. Loading never imports anything.
 AGENT_CLASSES: dict[str, type[Agent]] = {}
 
 Extra = dict[str, np.ndarray]
@@ -73,11 +71,6 @@ def _agent_class(name: object) -> type[Agent] | None:
         return AGENT_CLASSES[name]
     matches = [cls for cls in AGENT_CLASSES.values() if cls.__name__ == name]
     return matches[0] if len(matches) == 1 else None
-
-
-def register_model(name: str, from_description: Callable[[dict[str, Any]], BaseModel]) -> None:
-    """Allow checkpoints of a custom model class to load (by its ``describe()`` output)."""
-    MODEL_CLASSES[name] = from_description
 
 
 class Agent:
@@ -224,7 +217,7 @@ class Agent:
                 "format": AGENT_FORMAT,
                 "version": AGENT_VERSION,
                 "agent": agent_class_name(type(self)),
-                "model": type(self.model).__name__,
+                "model": model_name(self.model),
                 "model_description": self.model.describe(),
             },
         )
@@ -247,15 +240,16 @@ class Agent:
                     f"{type(exc).__name__}: {exc}"
                 ) from None
         else:
-            model_name = meta.get("model")
-            if not isinstance(model_name, str) or model_name not in MODEL_CLASSES:
+            name = meta.get("model")
+            if not isinstance(name, str) or name not in registered_models():
                 raise CheckpointError(
-                    f"{directory / AGENT_FILE} names model class {model_name!r}; known model "
-                    f"classes are {sorted(MODEL_CLASSES)} (register custom ones with "
-                    "coltra.agents.register_model)"
+                    f"{directory / AGENT_FILE} names model class {name!r}, which is not "
+                    f"registered (registered: {', '.join(registered_models())}; register yours "
+                    "with coltra.agents.register_model)"
                 )
+            cls_of_model = model_class(name)
             try:
-                model = MODEL_CLASSES[model_name](meta["model_description"])
+                model = cls_of_model.from_description(meta["model_description"])
             except (KeyError, TypeError, ValueError, AttributeError) as exc:
                 raise CheckpointError(
                     f"{directory / AGENT_FILE} has an invalid model description: "
@@ -312,6 +306,8 @@ def load_weights(model: torch.nn.Module, state_dict: Any, source: object) -> Non
         for key, value in state_dict.items()
     ):
         raise CheckpointError(f"{source} does not hold a state dict (names -> tensors)")
+    if isinstance(model, BaseModel):
+        state_dict = model.upgrade_state_dict(state_dict)
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(expected))

@@ -2,7 +2,8 @@
 
 ``coltra train -c CONFIG`` trains with a YAML config (see ``scripts/configs/``);
 ``coltra train --resume RUN_DIR`` continues a run; ``coltra config`` prints the config
-that a file and overrides give, or every key with its default (``--markdown``).
+that a file and overrides give, every key with its default (``--markdown``), or the JSON
+Schema of config files (``--schema``, for editors).
 
 Mistakes (a missing or invalid config file, an unknown key or env id, a directory that is
 not a run, an unwritable run directory or a full disk) end with one line on stderr,
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 # Torch and the rest load only when a command needs them, so `coltra --help` is instant.
 if TYPE_CHECKING:
+    from coltra.callbacks import Callback
     from coltra.configs import RunConfig
     from coltra.trainers import PPOCrowdTrainer
 
@@ -43,8 +45,8 @@ def _error_types() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseExce
     the env or the update), a disk that filled up while training."""
     from coltra.configs import ConfigError
     from coltra.envs import EnvCrashedError
+    from coltra.run_dir import TrainerError
     from coltra.serialization import CheckpointError
-    from coltra.trainers import TrainerError
 
     return (UsageError, ConfigError, CheckpointError, TrainerError), (
         EnvCrashedError,
@@ -129,7 +131,20 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="profile the first N iterations with cProfile: RUN_DIR/profile.prof and profile.txt",
     )
+    _add_import_argument(parser)
     parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+
+
+def _add_import_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--import",
+        dest="imports",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import MODULE first (repeatable), e.g. one that registers your model classes "
+        "with coltra.agents.register_model",
+    )
 
 
 def build_parser(prog: str = "coltra") -> argparse.ArgumentParser:
@@ -155,7 +170,12 @@ def build_parser(prog: str = "coltra") -> argparse.ArgumentParser:
     show.add_argument(
         "-s", "--set", dest="overrides", action="extend", nargs="+", default=[], metavar="KEY=VALUE"
     )
-    show.add_argument("--markdown", action="store_true", help="the table of every key")
+    shown = show.add_mutually_exclusive_group()
+    shown.add_argument("--markdown", action="store_true", help="the table of every key")
+    shown.add_argument(
+        "--schema", action="store_true", help="the JSON Schema of config files (for editors)"
+    )
+    _add_import_argument(show)
     show.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     return parser
 
@@ -258,8 +278,20 @@ def _flag_overrides(args: argparse.Namespace) -> list[str]:
     return overrides
 
 
+def _import_modules(names: Sequence[str]) -> None:
+    """The modules named with --import: code the user asked for on the command line."""
+    import importlib
+
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            raise UsageError(f"--import {name}: cannot import it ({exc})") from None
+
+
 def _run_config(args: argparse.Namespace, default_config: str | Path | None) -> RunConfig:
-    from coltra.trainers import RunDirectory, load_run_config
+    from coltra.configs import RunConfig
+    from coltra.run_dir import RunDirectory
 
     overrides = [*args.overrides, *_flag_overrides(args)]
     if args.resume is not None:
@@ -274,46 +306,67 @@ def _run_config(args: argparse.Namespace, default_config: str | Path | None) -> 
             "the following arguments are required: -c/--config (or --resume RUN_DIR to "
             "continue a run)"
         )
-    return load_run_config(config_path, overrides)
+    return RunConfig.from_yaml(config_path, overrides)
 
 
 def _train(args: argparse.Namespace, default_config: str | Path | None) -> int:
     from coltra.trainers import PPOCrowdTrainer
 
+    _import_modules(args.imports)
     config = _run_config(args, default_config)
-    trainer = PPOCrowdTrainer.from_config(config, resume_from=args.resume)
+    callbacks = [_profiler(args.profile)] if args.profile else []
+    trainer = PPOCrowdTrainer.from_config(config, resume_from=args.resume, callbacks=callbacks)
     with trainer:
-        summary = _train_profiled(trainer, args.profile) if args.profile else None
-        if summary is None or not (summary["solved"] or summary["interrupted"]):
-            summary = trainer.train()
+        summary = trainer.train()
     _report(trainer, summary)
     if trainer.stop_signal is not None:
         return 128 + int(trainer.stop_signal)
     return EXIT_OK
 
 
-def _train_profiled(trainer: PPOCrowdTrainer, iterations: int) -> dict[str, float]:
-    """Train ``iterations`` iterations under cProfile; write the raw profile (for snakeviz or
-    pstats) and the top functions by cumulative time into the run directory."""
+def _profiler(iterations: int) -> Callback:
+    """A callback that profiles the first ``iterations`` iterations of ``train()`` with
+    cProfile and writes the raw profile (for snakeviz or pstats) and the top functions by
+    cumulative time into the run directory; training goes on unprofiled."""
     import cProfile
     import io
     import pstats
 
-    profiler = cProfile.Profile()
-    profiler.enable()
-    try:
-        summary = trainer.train(iterations)
-    finally:
-        profiler.disable()
-        profiler.dump_stats(trainer.run.path / "profile.prof")
-        text = io.StringIO()
-        pstats.Stats(profiler, stream=text).sort_stats("cumulative").print_stats(40)
-        (trainer.run.path / "profile.txt").write_text(text.getvalue())
-        print(
-            f"profile of {iterations} iteration(s): {trainer.run.path / 'profile.txt'}",
-            file=sys.stderr,
-        )
-    return summary
+    from coltra.callbacks import Callback
+
+    class Profiler(Callback):
+        def __init__(self) -> None:
+            self.profiler: cProfile.Profile | None = None
+            self.first = 0
+
+        def on_train_start(self, trainer: PPOCrowdTrainer) -> None:
+            self.first = trainer.counters.iteration
+            self.profiler = cProfile.Profile()
+            self.profiler.enable()
+
+        def on_update_end(self, trainer: PPOCrowdTrainer, metrics: dict[str, float]) -> None:
+            if trainer.counters.iteration - self.first >= iterations:
+                self.finish(trainer)
+
+        def on_train_end(self, trainer: PPOCrowdTrainer, summary: dict[str, float]) -> None:
+            self.finish(trainer)
+
+        def finish(self, trainer: PPOCrowdTrainer) -> None:
+            if self.profiler is None:
+                return
+            profiler, self.profiler = self.profiler, None
+            profiler.disable()
+            profiler.dump_stats(trainer.run.path / "profile.prof")
+            text = io.StringIO()
+            pstats.Stats(profiler, stream=text).sort_stats("cumulative").print_stats(40)
+            (trainer.run.path / "profile.txt").write_text(text.getvalue())
+            done = trainer.counters.iteration - self.first
+            print(
+                f"profile of {done} iteration(s): {trainer.run.path / 'profile.txt'}",
+                file=sys.stderr,
+            )
+
+    return Profiler()
 
 
 def _report(trainer: PPOCrowdTrainer, summary: dict[str, float]) -> None:
@@ -344,9 +397,9 @@ def _report(trainer: PPOCrowdTrainer, summary: dict[str, float]) -> None:
     elif "eval/episodes" in summary:
         lines.append("Final score: none (the evaluation episodes did not all end; see the warning)")
     run = trainer.run.path
-    resume = f"coltra train --resume {run}"
+    resume = trainer.resume_hint(bool(summary["solved"]))
     if not summary["interrupted"]:
-        resume += " -i N  (N > iterations done, to train further)"
+        resume += "  (to train further)"
     lines += [
         f"Run directory: {run}",
         f"TensorBoard:   tensorboard --logdir {run}",
@@ -357,14 +410,19 @@ def _report(trainer: PPOCrowdTrainer, summary: dict[str, float]) -> None:
 
 
 def _show_config(args: argparse.Namespace) -> int:
-    from coltra.configs import RunConfig
-    from coltra.trainers import load_run_config
+    import json
 
+    from coltra.configs import RunConfig
+
+    _import_modules(args.imports)
     if args.markdown:
         print(RunConfig.describe_markdown(), end="")
         return EXIT_OK
+    if args.schema:
+        print(json.dumps(RunConfig.json_schema(), indent=2))
+        return EXIT_OK
     if args.config is not None:
-        config = load_run_config(args.config, args.overrides)
+        config = RunConfig.from_yaml(args.config, args.overrides)
     else:
         config = RunConfig().override(args.overrides)
     print(config.to_yaml(), end="")

@@ -8,10 +8,14 @@ Episodes continue across calls: the collector remembers the env's last observati
 the env is reset only on the first call and episodes longer than one rollout still end
 and are counted.
 
-``CrowdCollector.timing`` says where the last call's time went: env stepping (``env_s``,
-resets and the env's own checks included), policy forward passes (``forward_s``, acting and
-the value estimates used to bootstrap) and the whole call (``total_s``); the rest is the
-collector's own bookkeeping.
+Every step is checked for NaN and inf as it comes out of the env (:mod:`coltra.checks`):
+an error naming the agent and the step, or with ``on_nonfinite="drop"`` the bad values are
+zeroed and the entries they spoil are masked out of training right here, in the rollout.
+
+``CrowdCollector.timing`` (a :class:`~coltra.timing.PhaseTimes`) says where the last call's
+time went: ``env`` (stepping and resetting the env), ``forward`` (policy forward passes:
+acting, and the values used to bootstrap) and ``collect_other`` (the collector's own
+bookkeeping: storing the rollout, episode returns, the NaN checks).
 """
 
 from __future__ import annotations
@@ -19,18 +23,28 @@ from __future__ import annotations
 import time
 import weakref
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from coltra.agents import Agent
 from coltra.buffers import Action, MemoryRecord, Observation, to_numpy
+from coltra.checks import (
+    NonFinite,
+    NonFiniteError,
+    NonFiniteMode,
+    find_nonfinite,
+    nonfinite_message,
+    zero_nonfinite,
+)
 from coltra.envs.base import MultiAgentEnv, StepBatch
 from coltra.envs.spaces import ActionCodec
 from coltra.envs.vector import VecEnv
 from coltra.envs.vector.base import autoreset
+from coltra.episodes import EpisodeTracker, FinishedEpisodes
 from coltra.groups import MacroAgent
+from coltra.timing import PhaseTimes
 
 __all__ = [
     "CrowdCollector",
@@ -100,72 +114,65 @@ class _PolicyStorage:
         )
 
 
-@dataclass
-class _EpisodeTracker:
-    """Running return and length of every row's current episode, across rollouts."""
-
-    returns: np.ndarray
-    lengths: np.ndarray
-    finished_returns: list[np.ndarray] = field(default_factory=list)
-    finished_lengths: list[np.ndarray] = field(default_factory=list)
-
-    def update(self, batch: StepBatch, acted: np.ndarray) -> None:
-        # Rows that did not act have zero reward and no done flag (StepBatch's contract).
-        self.returns += batch.reward
-        self.lengths += acted
-        ended = batch.done
-        if ended.any():
-            self.finished_returns.append(self.returns[ended].copy())
-            self.finished_lengths.append(self.lengths[ended].copy())
-            self.returns[ended] = 0.0
-            self.lengths[ended] = 0
-
-    def drain(self) -> Metrics:
-        out = {
-            "episode_return": np.concatenate(self.finished_returns or [np.zeros(0)]),
-            "episode_length": np.concatenate(self.finished_lengths or [np.zeros(0)]),
-        }
-        self.finished_returns, self.finished_lengths = [], []
-        return {key: value.astype(np.float32) for key, value in out.items()}
-
-
 class CrowdCollector:
-    """Collects rollouts of ``agents`` in ``env``, keeping the episode state between calls."""
+    """Collects rollouts of ``group`` in ``env``, keeping the episodes running between calls.
 
-    def __init__(self, agents: MacroAgent, env: MultiAgentEnv, seed: int | None = None) -> None:
-        self.agents = agents
+    After each :meth:`collect`: ``finished`` holds the episodes that ended in it (with the
+    row each ended on), ``timing`` where its time went, and ``nonfinite_dropped`` how many
+    entries ``on_nonfinite="drop"`` left out. ``episodes`` is the running tracker.
+    """
+
+    def __init__(
+        self,
+        group: MacroAgent,
+        env: MultiAgentEnv,
+        seed: int | None = None,
+        on_nonfinite: NonFiniteMode = "raise",
+    ) -> None:
+        if on_nonfinite not in ("raise", "drop"):
+            raise ValueError(f"on_nonfinite must be 'raise' or 'drop', got {on_nonfinite!r}")
+        self.group = group
         self.env = env
         self.seed = seed
+        self.on_nonfinite: NonFiniteMode = on_nonfinite
+        self.episodes = EpisodeTracker(len(getattr(env, "agent_names", ())))
+        self.finished = FinishedEpisodes.none()
+        self.timing = PhaseTimes()
+        self.nonfinite_dropped = 0
         self._batch: StepBatch | None = None
-        self.timing: dict[str, float] = {"env_s": 0.0, "forward_s": 0.0, "total_s": 0.0}
+        # [rows] bool: rows whose next entry acts on a bad observation (drop mode).
+        self._spoiled_next: np.ndarray | None = None
         self._forward_s = 0.0  # policy forward time of the running collect() call
-        rows = len(env.agent_names) if hasattr(env, "agent_names") else 0
-        self._episodes = _EpisodeTracker(np.zeros(rows, np.float64), np.zeros(rows, np.int64))
 
     def _start(self) -> StepBatch:
         batch = self.env.reset_batch(seed=self.seed)
         rows = len(self.env.agent_names)
-        if len(self._episodes.returns) != rows:
-            self._episodes = _EpisodeTracker(np.zeros(rows, np.float64), np.zeros(rows, np.int64))
+        if self.episodes.rows != rows:
+            self.episodes = EpisodeTracker(rows)
+        found = find_nonfinite(batch, None, self.env.agent_names)
+        if found:
+            batch, _ = self._nonfinite(found, batch, None, None)
         return batch
 
     def collect(
-        self, num_steps: int, deterministic: bool = False
+        self, num_steps: int, deterministic: bool = False, label: str = ""
     ) -> tuple[dict[str, MemoryRecord], Metrics, tuple[int, int]]:
-        """Run ``num_steps`` steps; returns ``(records by policy, metrics, shape)``."""
+        """Run ``num_steps`` steps; returns ``(records by policy, metrics, shape)``.
+        ``label`` (e.g. "iteration 3") names the rollout in error messages."""
         if isinstance(num_steps, bool) or not isinstance(num_steps, int | np.integer):
             raise TypeError(f"num_steps must be a whole number >= 1, got {num_steps!r}")
         if num_steps < 1:
             raise ValueError(f"num_steps must be >= 1, got {num_steps}")
-        env, agents = self.env, self.agents
+        env, group = self.env, self.group
         clock = time.perf_counter
         started = clock()
         batch = self._batch if self._batch is not None else self._start()
         env_s = clock() - started
         self._forward_s = 0.0
+        self.nonfinite_dropped = 0
         names = list(env.agent_names)
-        policy_rows = agents.policy_rows(names)
-        action_codec_field = check_agents_fit_env(agents, env)
+        policy_rows = group.policy_rows(names)
+        action_codec_field = check_agents_fit_env(group, env)
         storages: dict[str, _PolicyStorage] = {}
         env_metrics: dict[str, list[np.ndarray]] = {}
 
@@ -174,7 +181,7 @@ class CrowdCollector:
         selectors = {policy: _selector(rows) for policy, rows in policy_rows.items()}
         for t in range(num_steps):
             before_forward = clock()
-            outputs = agents.act_batch(batch.obs, policy_rows, deterministic, get_value=True)
+            outputs = group.act_batch(batch.obs, policy_rows, deterministic, get_value=True)
             before_env = clock()
             actions = join_policy_actions(outputs, policy_rows, len(names), action_codec_field)
             acted = batch.active
@@ -182,7 +189,14 @@ class CrowdCollector:
             after_env = clock()
             self._forward_s += before_env - before_forward
             env_s += after_env - before_env
-            self._episodes.update(next_batch, acted)
+            # Entries left out of training: rows that act on a bad observation now, or
+            # whose step returned one (drop mode; None in the common case).
+            spoiled, self._spoiled_next = self._spoiled_next, None
+            found = find_nonfinite(next_batch, acted, names)
+            if found:
+                next_batch, now = self._nonfinite(found, next_batch, t + 1, label)
+                spoiled = now if spoiled is None else spoiled | now
+            self.episodes.step(next_batch.reward, acted, next_batch.done)
             for key, value in next_batch.metrics.items():
                 env_metrics.setdefault(key, []).append(value)
             any_truncated = next_batch.truncated.any()
@@ -209,6 +223,8 @@ class CrowdCollector:
                     self._bootstrap_truncated(
                         policy, policy_rows[policy], store, t, next_batch, acted
                     )
+                if spoiled is not None:
+                    self._drop(store, t, spoiled[rows])
             batch = next_batch
 
         self._batch = batch
@@ -220,11 +236,54 @@ class CrowdCollector:
             )
             for policy, rows in policy_rows.items()
         }
-        metrics = self._episodes.drain()
+        self.finished = self.episodes.drain()
+        metrics: Metrics = {
+            "episode_return": self.finished.returns.astype(np.float32),
+            "episode_length": self.finished.lengths.astype(np.float32),
+        }
         metrics.update({key: np.concatenate(values) for key, values in env_metrics.items()})
-        self.timing = {"env_s": env_s, "forward_s": self._forward_s, "total_s": clock() - started}
+        self.timing = PhaseTimes()
+        self.timing.add("env", env_s)
+        self.timing.add("forward", self._forward_s)
+        self.timing.add("collect_other", clock() - started - env_s - self._forward_s)
         main_policy = next(iter(records))
         return records, metrics, records[main_policy].shape
+
+    def _nonfinite(
+        self, found: list[NonFinite], batch: StepBatch, step: int | None, label: str | None
+    ) -> tuple[StepBatch, np.ndarray]:
+        """NaN/inf in a step: an error, or (drop mode) the batch zeroed and the rows whose
+        entry this step spoils ``[rows]``. A bad observation also spoils the next entry,
+        the one that acts on it."""
+        if self.on_nonfinite == "raise":
+            where = f"the rollout of {label}" if label else "the rollout"
+            raise NonFiniteError(nonfinite_message(found[0], len(found), step, where))
+        rows = len(batch.active)
+        spoiled_now = np.zeros(rows, dtype=bool)
+        spoiled_next = np.zeros(rows, dtype=bool)
+        for item in found:
+            if item.kind == "observation":
+                spoiled_next[item.row] = True
+            if step is not None:  # a reset's observation spoils no entry of its own
+                spoiled_now[item.row] = True
+        self._spoiled_next = spoiled_next
+        return zero_nonfinite(batch), spoiled_now
+
+    def _drop(self, store: _PolicyStorage, t: int, spoiled: np.ndarray) -> None:
+        """Mask out entry ``t`` of the ``spoiled`` rows (``[policy rows]`` bool). The kept
+        entry before a dropped one, unless its episode ended there, is bootstrapped from the
+        value of the dropped entry's observation, which is finite: an entry acting on a bad
+        observation is dropped together with the one before it."""
+        dropped = spoiled & store.mask[t]
+        if not dropped.any():
+            return
+        store.mask[t, dropped] = False
+        self.nonfinite_dropped += int(dropped.sum())
+        if t > 0:
+            before = (
+                dropped & store.mask[t - 1] & ~(store.terminated[t - 1] | store.truncated[t - 1])
+            )
+            store.bootstrap_value[t - 1, before] = store.value[t, before]
 
     def _bootstrap_truncated(
         self,
@@ -247,7 +306,7 @@ class CrowdCollector:
     def _values(self, policy: str, obs: Observation) -> np.ndarray:
         started = time.perf_counter()
         with torch.inference_mode():
-            values = self.agents.agents[policy].value(obs).cpu().numpy()
+            values = self.group.policies[policy].value(obs).cpu().numpy()
         self._forward_s += time.perf_counter() - started
         return values
 
@@ -290,11 +349,11 @@ def _selector(rows: np.ndarray) -> slice | np.ndarray:
     return rows
 
 
-def check_agents_fit_env(agents: MacroAgent, env: MultiAgentEnv) -> str:
+def check_agents_fit_env(group: MacroAgent, env: MultiAgentEnv) -> str:
     """Refuse, before the first step, policies whose models do not fit the env's spaces.
     Returns the Action field the env takes."""
     codec = ActionCodec(env.action_space)
-    for policy, agent in agents.agents.items():
+    for policy, agent in group.policies.items():
         _check_agent_fits(policy, agent, env, codec.field)
     return codec.field
 
@@ -328,7 +387,7 @@ def collect_crowd_data(
     num_steps: int,
     deterministic: bool = False,
 ) -> tuple[dict[str, MemoryRecord], Metrics, tuple[int, int]]:
-    """Collect ``num_steps`` steps of every agent in ``env`` with ``agents``.
+    """Collect ``num_steps`` steps of every agent in ``env`` with the group ``agents``.
 
     Returns ``(data, metrics, shape)``: ``data[policy]`` is that policy's
     ``MemoryRecord`` (``[agents, steps]`` arrays); ``metrics`` holds returns and lengths of
@@ -343,5 +402,5 @@ def collect_crowd_data(
     if collector is None:
         collector = CrowdCollector(agents, env)
         _COLLECTORS[env] = collector
-    collector.agents = agents
+    collector.group = agents
     return collector.collect(num_steps, deterministic)

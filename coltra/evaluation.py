@@ -15,8 +15,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from coltra.checks import NonFiniteError, find_nonfinite, nonfinite_message
 from coltra.collectors import check_agents_fit_env, join_policy_actions, step_env
-from coltra.envs.base import MultiAgentEnv
+from coltra.envs.base import MultiAgentEnv, StepBatch
+from coltra.episodes import EpisodeTracker
 from coltra.groups import MacroAgent
 
 __all__ = ["Episodes", "episodes_per_row", "evaluate", "evaluate_episodes"]
@@ -65,9 +67,10 @@ def evaluate_episodes(
     if isinstance(num_episodes, bool) or not isinstance(num_episodes, int) or num_episodes < 1:
         raise ValueError(f"num_episodes must be a whole number >= 1, got {num_episodes!r}")
     field_name = check_agents_fit_env(agents, env)
-    policy_rows = agents.policy_rows(env.agent_names)
-    rows = len(env.agent_names)
-    batch = env.reset_batch(seed=seed)
+    names = env.agent_names
+    policy_rows = agents.policy_rows(names)
+    rows = len(names)
+    batch = _checked(env.reset_batch(seed=seed), None, names, None)
     # The rows present at the start owe the episodes, dealt out over them in row order
     # (agents that join later are not waited for: they might never come).
     players = np.flatnonzero(batch.active)
@@ -75,30 +78,39 @@ def evaluate_episodes(
         raise ValueError("evaluation: no agent is active after the env's reset")
     needed = np.zeros(rows, dtype=np.int64)
     needed[players] = episodes_per_row(num_episodes, len(players))
-    running_return = np.zeros(rows, dtype=np.float64)
-    running_length = np.zeros(rows, dtype=np.int64)
+    tracker = EpisodeTracker(rows)
     returns: list[list[float]] = [[] for _ in range(rows)]
     lengths: list[list[int]] = [[] for _ in range(rows)]
     done_count = np.zeros(rows, dtype=np.int64)
-    for _ in range(max_steps):
+    for step in range(1, max_steps + 1):
         outputs = agents.act_batch(batch.obs, policy_rows, deterministic=deterministic)
         acted = batch.active
         batch = step_env(env, join_policy_actions(outputs, policy_rows, rows, field_name))
-        running_return += np.where(acted, batch.reward, 0.0)
-        running_length += acted
-        for row in np.flatnonzero(acted & batch.done):
-            returns[row].append(float(running_return[row]))
-            lengths[row].append(int(running_length[row]))
-            done_count[row] += 1
-            running_return[row], running_length[row] = 0.0, 0
+        batch = _checked(batch, acted, names, step)
+        tracker.step(batch.reward, acted, batch.done)
+        finished = tracker.drain()
+        for row, value, length in zip(finished.rows, finished.returns, finished.lengths):
+            returns[row].append(float(value))
+            lengths[row].append(int(length))
+        np.add.at(done_count, finished.rows, 1)
         if (done_count >= needed).all():
             kept = [(j, row) for j in range(needed.max()) for row in players if j < needed[row]]
             return Episodes(
                 returns=np.array([returns[row][j] for j, row in kept], dtype=np.float32),
                 lengths=np.array([lengths[row][j] for j, row in kept], dtype=np.int64),
             )
-    finished = int(np.minimum(done_count, needed).sum())
+    finished_count = int(np.minimum(done_count, needed).sum())
     raise RuntimeError(
-        f"evaluation saw only {finished} of the {num_episodes} episodes it waits for end in "
-        f"{max_steps} steps"
+        f"evaluation saw only {finished_count} of the {num_episodes} episodes it waits for end "
+        f"in {max_steps} steps"
     )
+
+
+def _checked(
+    batch: StepBatch, acted: np.ndarray | None, names: list[str], step: int | None
+) -> StepBatch:
+    """``batch``, or a NonFiniteError for NaN/inf in it (evaluation never drops steps)."""
+    found = find_nonfinite(batch, acted, names)
+    if found:
+        raise NonFiniteError(nonfinite_message(found[0], len(found), step, "the evaluation"))
+    return batch

@@ -1,10 +1,12 @@
-"""Build the environment and the agents a :class:`~coltra.configs.RunConfig` describes.
+"""Build the environment and the group a :class:`~coltra.configs.RunConfig` describes.
 
 ``make_env(config.env, seed)`` and ``make_agents(config.model, env)`` are what the command
 line and :meth:`coltra.trainers.PPOCrowdTrainer.from_config` use; call them yourself to get
-the same env and agents in a notebook. Every problem with the config (an unknown env id, a
-PettingZoo module that does not exist, env keywords the env does not take) is a
-:class:`~coltra.configs.ConfigError` naming the key.
+the same env and group in a notebook. ``model.class`` picks the model among those
+registered with :func:`coltra.agents.register_model`. Every problem with the config (an
+unknown env id, a PettingZoo module that does not exist, env keywords the env does not
+take, model sizes that contradict the env) is a :class:`~coltra.configs.ConfigError`
+naming the key.
 """
 
 from __future__ import annotations
@@ -17,13 +19,16 @@ from typing import Any
 import gymnasium as gym
 
 from coltra.agents import Agent, CAgent, DAgent
-from coltra.configs import ConfigError, EnvConfig, MLPConfig
+from coltra.configs import ConfigError, EnvConfig, ModelConfig
 from coltra.envs import MultiAgentEnv, MultiGymEnv, PettingZooEnv
 from coltra.envs.probe_envs import PROBE_ENVS
 from coltra.groups import HomogeneousGroup
-from coltra.models import MLPModel
+from coltra.models import build_model
 
-__all__ = ["make_agents", "make_env", "pettingzoo_env_fn"]
+__all__ = ["eval_env_config", "make_agents", "make_env", "pettingzoo_env_fn"]
+
+#: More evaluation episodes than this many env copies are played in turns.
+MAX_EVAL_COPIES = 32
 
 # A config file names a module to import; only PettingZoo's own modules may be imported, so a
 # config cannot make Coltra import (and so run) arbitrary code.
@@ -108,10 +113,10 @@ def pettingzoo_env_fn(module_path: str) -> Any:
     return env_fn
 
 
-def make_agents(model_cfg: MLPConfig, env: MultiAgentEnv) -> HomogeneousGroup:
+def make_agents(model_cfg: ModelConfig, env: MultiAgentEnv) -> HomogeneousGroup:
     """One policy shared by every agent of ``env``: a ``DAgent`` for Discrete and
-    MultiDiscrete actions, a ``CAgent`` for Box actions, on an ``MLPModel`` sized from the
-    env's spaces."""
+    MultiDiscrete actions, a ``CAgent`` for Box actions, on the model ``model_cfg`` names
+    (``model.class``), sized from the env's spaces."""
     space = env.action_space
     agent_class: type[Agent]
     if isinstance(space, gym.spaces.Discrete | gym.spaces.MultiDiscrete):
@@ -123,13 +128,26 @@ def make_agents(model_cfg: MLPConfig, env: MultiAgentEnv) -> HomogeneousGroup:
             f"no agent for the action space {space}; expected Discrete, MultiDiscrete or Box",
             key="env",
         )
+    model = build_model(model_cfg, env.observation_space, env.action_space)
     try:
-        model = MLPModel(
-            model_cfg, observation_space=env.observation_space, action_space=env.action_space
-        )
-    except ValueError as exc:  # sizes in the config that contradict the env's spaces
+        return HomogeneousGroup(agent_class(model))
+    except TypeError as exc:  # a model whose actions do not suit the agent
         raise ConfigError(str(exc), key="model") from None
-    return HomogeneousGroup(agent_class(model))
+
+
+def eval_env_config(env_cfg: EnvConfig, env: MultiAgentEnv, episodes: int) -> EnvConfig:
+    """The env of an evaluation of ``episodes`` episodes: fresh in-process copies, enough
+    for every agent row to play one episode side by side (at most ``MAX_EVAL_COPIES``)."""
+    agents_per_copy = max(len(env.agent_names) // int(getattr(env, "num_envs", 1)), 1)
+    copies = -(-episodes // agents_per_copy)
+    return env_cfg.update(
+        {
+            "workers": min(max(copies, 1), MAX_EVAL_COPIES),
+            "envs_per_worker": 1,
+            "backend": "inprocess",
+            "step_timeout": None,
+        }
+    )
 
 
 def _check_gym_id(env_name: str) -> None:

@@ -68,22 +68,22 @@ class MacroAgent:
 
     def __init__(
         self,
-        agents: Mapping[str, Agent],
+        policies: Mapping[str, Agent],
         policy_mapping: Mapping[str, str],
         frozen: Iterable[str] = (),
     ) -> None:
-        if not isinstance(agents, Mapping) or not agents:
+        if not isinstance(policies, Mapping) or not policies:
             raise ValueError(
-                f"a group needs a non-empty dict of policy name -> Agent, got {agents!r}"
+                f"a group needs a non-empty dict of policy name -> Agent, got {policies!r}"
             )
         if not isinstance(policy_mapping, Mapping) or not policy_mapping:
             raise ValueError(
                 "policy_mapping must be a non-empty dict of agent-name prefix -> policy name "
-                f'(e.g. {{"": "{next(iter(agents))}"}}), got {policy_mapping!r}'
+                f'(e.g. {{"": "{next(iter(policies))}"}}), got {policy_mapping!r}'
             )
         if isinstance(frozen, str):
             raise TypeError(f"frozen takes a list of policy names, got the string {frozen!r}")
-        for name, agent in agents.items():
+        for name, agent in policies.items():
             _check_policy_name(name)
             if not isinstance(agent, Agent):
                 raise TypeError(
@@ -92,18 +92,18 @@ class MacroAgent:
         for prefix, policy in policy_mapping.items():
             if not isinstance(prefix, str):
                 raise TypeError(f"policy_mapping keys are name prefixes (str), got {prefix!r}")
-            if not isinstance(policy, str) or policy not in agents:
+            if not isinstance(policy, str) or policy not in policies:
                 raise ValueError(
                     f"policy_mapping sends prefix {prefix!r} to policy {policy!r}, which is not "
-                    f"one of the policies {sorted(agents)}"
+                    f"one of the policies {sorted(policies)}"
                 )
-        self.agents: dict[str, Agent] = dict(agents)
+        self.policies: dict[str, Agent] = dict(policies)
         self._policy_mapping: dict[str, str] = dict(policy_mapping)
         # Longest *prefix* (key) first, not longest policy name (value): the most specific
         # match wins, so {"pursuer": "a", "": "bbbbbbbb"} sends pursuer_0 to "a".
         self._prefixes = sorted(self._policy_mapping, key=len, reverse=True)
         self.frozen: set[str] = set(frozen)
-        unknown_frozen = self.frozen - set(self.agents)
+        unknown_frozen = self.frozen - set(self.policies)
         if unknown_frozen:
             raise ValueError(f"frozen policies {sorted(unknown_frozen)} are not in the group")
         self._rows_cache: dict[tuple[str, ...], dict[str, np.ndarray]] = {}
@@ -120,12 +120,12 @@ class MacroAgent:
 
     @property
     def policy_names(self) -> list[str]:
-        return list(self.agents)
+        return list(self.policies)
 
     @property
     def trainable_policies(self) -> list[str]:
         """Policies the optimizer updates (all but the frozen ones)."""
-        return [name for name in self.agents if name not in self.frozen]
+        return [name for name in self.policies if name not in self.frozen]
 
     def policy_for(self, agent_name: str) -> str:
         """The policy that acts for ``agent_name`` (longest matching prefix)."""
@@ -180,7 +180,7 @@ class MacroAgent:
         """One forward pass per policy over its rows of the stacked ``obs``."""
         outputs: dict[str, PolicyOutput] = {}
         for policy, policy_rows in rows.items():
-            if policy not in self.agents:
+            if policy not in self.policies:
                 raise KeyError(
                     f"rows given for unknown policy '{policy}'; policies: {self.policy_names}"
                 )
@@ -189,7 +189,7 @@ class MacroAgent:
             )
             policy_obs = obs if all_rows else obs[policy_rows]
             state = () if states is None else states.get(policy, ())
-            outputs[policy] = self.agents[policy].act(
+            outputs[policy] = self.policies[policy].act(
                 policy_obs, state, deterministic=deterministic, get_value=get_value
             )
         return outputs
@@ -217,7 +217,7 @@ class MacroAgent:
             state = (
                 _stack_states([state_dict.get(name, ()) for name in names]) if state_dict else ()
             )
-            action, next_state, policy_extra = self.agents[policy].act(
+            action, next_state, policy_extra = self.policies[policy].act(
                 stacked, state, deterministic=deterministic, get_value=get_value
             )
             for index, name in enumerate(names):
@@ -243,7 +243,7 @@ class MacroAgent:
         ``obs`` and ``actions`` are keyed by policy name (one batch each, as in the
         collector's records), not by agent name.
         """
-        unknown = sorted(set(obs) - set(self.agents))
+        unknown = sorted(set(obs) - set(self.policies))
         if unknown:
             raise KeyError(
                 f"evaluate got observations for unknown policies {unknown}; the group's "
@@ -255,7 +255,7 @@ class MacroAgent:
                 f"{sorted(obs)}, actions for {sorted(actions)}"
             )
         return {
-            policy: self.agents[policy].evaluate(obs[policy], actions[policy]) for policy in obs
+            policy: self.policies[policy].evaluate(obs[policy], actions[policy]) for policy in obs
         }
 
     def value(self, obs_dict: Mapping[str, Observation]) -> dict[str, float]:
@@ -264,7 +264,7 @@ class MacroAgent:
         with torch.no_grad():
             for policy, names in self._names_by_policy(obs_dict).items():
                 stacked = Observation.stack([obs_dict[name] for name in names])
-                estimates = self.agents[policy].value(stacked).cpu().numpy()
+                estimates = self.policies[policy].value(stacked).cpu().numpy()
                 values.update({name: float(v) for name, v in zip(names, estimates)})
         return values
 
@@ -272,12 +272,12 @@ class MacroAgent:
         """Parameters of the trainable policies, each once."""
         seen: dict[int, torch.nn.Parameter] = {}
         for policy in self.trainable_policies:
-            for parameter in self.agents[policy].parameters():
+            for parameter in self.policies[policy].parameters():
                 seen.setdefault(id(parameter), parameter)
         return list(seen.values())
 
     def to(self, device: str | torch.device) -> MacroAgent:
-        for agent in self.agents.values():
+        for agent in self.policies.values():
             agent.to(device)
         return self
 
@@ -285,7 +285,7 @@ class MacroAgent:
     def save(self, path: str | os.PathLike[str]) -> None:
         """``group.json`` (mapping, frozen policies) and one agent directory per policy."""
         directory = Path(path)
-        for policy, agent in self.agents.items():
+        for policy, agent in self.policies.items():
             agent.save(directory / "policies" / policy)
         save_json(
             directory / GROUP_FILE,
@@ -294,7 +294,7 @@ class MacroAgent:
                 "version": GROUP_VERSION,
                 "type": type(self).__name__,
                 "policy_mapping": self.policy_mapping,
-                "policies": list(self.agents),
+                "policies": list(self.policies),
                 "frozen": sorted(self.frozen),
             },
         )
@@ -318,16 +318,16 @@ class MacroAgent:
             frozen = list(meta.get("frozen", []))
         except (KeyError, TypeError, ValueError) as exc:
             raise CheckpointError(f"{directory / GROUP_FILE} is invalid: {exc}") from None
-        agents = {
+        loaded = {
             name: Agent.load(directory / "policies" / name, device=device) for name in policies
         }
         try:
-            if meta.get("type") == "HomogeneousGroup" and len(agents) == 1:
-                ((name, agent),) = agents.items()
+            if meta.get("type") == "HomogeneousGroup" and len(loaded) == 1:
+                ((name, agent),) = loaded.items()
                 group: MacroAgent = HomogeneousGroup(agent, policy_name=name)
                 group.frozen = set(frozen)
             else:
-                group = MultiPolicyGroup(agents, mapping, frozen=frozen)
+                group = MultiPolicyGroup(loaded, mapping, frozen=frozen)
         except (TypeError, ValueError) as exc:
             raise CheckpointError(f"{directory / GROUP_FILE} is invalid: {exc}") from None
         if not isinstance(group, cls):
@@ -363,7 +363,7 @@ class HomogeneousGroup(MacroAgent):
 
     @property
     def agent(self) -> Agent:
-        return self.agents[self.policy_name]
+        return self.policies[self.policy_name]
 
 
 class MultiPolicyGroup(MacroAgent):

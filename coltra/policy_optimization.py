@@ -3,15 +3,21 @@
 Defaults follow CleanRL's ``ppo.py`` (Huang et al. 2022, "The 37 Implementation Details of
 Proximal Policy Optimization"); see ``coltra.configs.PPOConfig`` for each value and its
 source. Metrics use CleanRL's names (``losses/approx_kl``, ``losses/clipfrac``, ...).
-``CrowdPPOptimizer.timing`` says where the last update's time went: ``gae_s`` (advantage
-estimation) and ``total_s`` (the whole of ``train_on_data``).
+
+Extra loss terms (``loss_terms={"name": fn}``) are added to PPO's loss on every minibatch:
+``fn`` gets the :class:`Minibatch` (its observations, actions, the current log-probabilities,
+values and entropies with gradients, the old ones, advantages and returns) and returns a
+scalar tensor, logged as ``losses/<name>``.
+
+``CrowdPPOptimizer.timing`` (a :class:`~coltra.timing.PhaseTimes`) says where the last
+update's time went: ``gae`` (advantage estimation) and ``update`` (the rest).
 """
 
 from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,11 +25,13 @@ import numpy as np
 import torch
 
 from coltra.advantages import compute_gae, explained_variance
-from coltra.buffers import MemoryRecord
+from coltra.agents import Agent
+from coltra.buffers import Action, MemoryRecord, Observation
 from coltra.configs import ConfigError, PPOConfig
 from coltra.groups import MacroAgent
+from coltra.timing import PhaseTimes
 
-__all__ = ["CrowdPPOptimizer", "PPOLoss", "ppo_loss"]
+__all__ = ["CrowdPPOptimizer", "LossTerm", "Minibatch", "PPOLoss", "minibatch_size", "ppo_loss"]
 
 
 @dataclass
@@ -76,6 +84,59 @@ def ppo_loss(
     return PPOLoss(total, policy_loss, value_loss, entropy_loss, approx_kl, old_approx_kl, clipfrac)
 
 
+@dataclass(frozen=True)
+class Minibatch:
+    """One minibatch of one policy's update, as an extra loss term sees it. ``[batch]``
+    tensors, on the policy's device; the first three carry gradients."""
+
+    policy: str
+    agent: Agent
+    logprob: torch.Tensor  # of the taken actions under the current policy
+    value: torch.Tensor  # current value estimates
+    entropy: torch.Tensor
+    obs: Observation  # [batch, ...]
+    actions: Action  # [batch, ...]
+    old_logprob: torch.Tensor
+    old_value: torch.Tensor
+    advantages: torch.Tensor  # GAE, before per-minibatch normalisation
+    returns: torch.Tensor  # value targets
+    loss: PPOLoss  # PPO's own loss terms on this minibatch
+
+
+#: An extra loss term: a scalar tensor from a minibatch, added to PPO's loss.
+LossTerm = Callable[[Minibatch], torch.Tensor]
+
+
+def minibatch_size(config: PPOConfig, batch_size: int) -> int:
+    """Samples per minibatch for a batch of ``batch_size`` samples; a ConfigError when the
+    config asks for minibatches that do not fit in it."""
+    if batch_size == 0:
+        raise ValueError("no valid samples to train on: every entry of the rollout is masked")
+    if config.minibatch_size is not None:
+        if config.minibatch_size > batch_size:
+            raise ConfigError(
+                f"{config.minibatch_size} is larger than the batch of {batch_size} samples "
+                "collected per iteration",
+                key="ppo.minibatch_size",
+            )
+        return config.minibatch_size
+    if config.num_minibatches > batch_size:
+        raise ConfigError(
+            f"{config.num_minibatches} minibatches do not fit in a batch of {batch_size} "
+            "samples collected per iteration",
+            key="ppo.num_minibatches",
+        )
+    return batch_size // config.num_minibatches
+
+
+def _scalar(name: str, value: Any) -> torch.Tensor:
+    """A loss term's value, checked: one number, as a tensor (so it can be backpropagated)."""
+    if not isinstance(value, torch.Tensor) or value.numel() != 1:
+        shown = list(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+        raise TypeError(f"loss term {name!r} must return a scalar tensor, got {shown}")
+    return value.reshape(())
+
+
 def _adam(parameters: list[torch.nn.Parameter], config: PPOConfig) -> torch.optim.Adam:
     """Adam with the fused kernel when every parameter sits on one device that has it:
     one kernel for all parameters instead of a Python loop over them."""
@@ -88,23 +149,43 @@ class CrowdPPOptimizer:
     """PPO for every trainable policy of a group, each on its own data.
 
     ``config`` is a ``PPOConfig`` or a (partial) dict of its keys; ``{}`` means defaults.
+    ``loss_terms`` maps names to extra loss terms (see the module docstring).
     """
 
-    def __init__(self, agents: MacroAgent, config: Mapping[str, Any] | PPOConfig | None = None):
+    def __init__(
+        self,
+        agents: MacroAgent,
+        config: Mapping[str, Any] | PPOConfig | None = None,
+        loss_terms: Mapping[str, LossTerm] | None = None,
+    ) -> None:
         if isinstance(config, PPOConfig):
             self.config = config
         elif config is None or isinstance(config, Mapping):
             self.config = PPOConfig.from_dict(dict(config or {}))
         else:
             raise TypeError(f"CrowdPPOptimizer config must be a dict or PPOConfig, got {config!r}")
-        self.agents = agents
+        cfg = self.config
+        if (cfg.anneal_lr or cfg.ent_coef_final is not None) and cfg.anneal_iterations is None:
+            why = "anneal_lr is true" if cfg.anneal_lr else "ent_coef_final is set"
+            raise ConfigError(
+                f"must be set when {why}: the number of iterations to anneal over (a training "
+                "run sets it to trainer.iterations)",
+                key="ppo.anneal_iterations",
+            )
+        self.loss_terms: dict[str, LossTerm] = dict(loss_terms or {})
+        for name, term in self.loss_terms.items():
+            if not isinstance(name, str) or not name or not callable(term):
+                raise TypeError(
+                    f"loss_terms maps names to functions of a Minibatch, got {name!r}: {term!r}"
+                )
+        self.group = agents  # the seed's keyword is `agents`; it is a group
         self.optimizers = {
-            policy: _adam(agents.agents[policy].parameters(), self.config)
+            policy: _adam(agents.policies[policy].parameters(), self.config)
             for policy in agents.trainable_policies
         }
         self.iteration = 0  # completed calls of train_on_data
         self.rng = np.random.default_rng(self.config.seed)
-        self.timing: dict[str, float] = {"gae_s": 0.0, "total_s": 0.0}  # of the last update
+        self.timing = PhaseTimes()  # of the last update
 
     def schedule(self) -> tuple[float, float]:
         """Learning rate and entropy coefficient for the current iteration (linear)."""
@@ -124,10 +205,10 @@ class CrowdPPOptimizer:
         """One PPO update of each policy in ``data_dict`` on its rollout. Returns metrics,
         prefixed with ``<policy>/`` when the group has several policies."""
         cfg = self.config
-        unknown = [policy for policy in data_dict if policy not in self.agents.agents]
+        unknown = [policy for policy in data_dict if policy not in self.group.policies]
         if unknown:
             raise KeyError(
-                f"data for unknown policies {unknown}; the group has {self.agents.policy_names}"
+                f"data for unknown policies {unknown}; the group has {self.group.policy_names}"
             )
         lr, ent_coef = self.schedule()
         metrics: dict[str, float] = {}
@@ -136,10 +217,10 @@ class CrowdPPOptimizer:
         for policy, record in data_dict.items():
             if policy not in self.optimizers:  # a frozen policy acts but does not learn
                 continue
-            agent, optimizer = self.agents.agents[policy], self.optimizers[policy]
-            params = [p for group in optimizer.param_groups for p in group["params"]]
-            for group in optimizer.param_groups:
-                group["lr"] = lr
+            agent, optimizer = self.group.policies[policy], self.optimizers[policy]
+            params = [p for param_group in optimizer.param_groups for p in param_group["params"]]
+            for param_group in optimizer.param_groups:
+                param_group["lr"] = lr
 
             # 1. Advantages and value targets on [agents, steps], truncation-aware.
             gae_started = time.perf_counter()
@@ -170,15 +251,15 @@ class CrowdPPOptimizer:
             batch_advantages = torch.as_tensor(flat(advantages), device=device)
             batch_returns = torch.as_tensor(flat(returns), device=device)
             batch_size = len(valid)
-            minibatch_size = self._minibatch_size(batch_size)
+            size = minibatch_size(cfg, batch_size)
 
             # 3. Epochs of shuffled minibatches of the clipped PPO loss.
             sums: dict[str, float] = {}
             updates, epochs_done, stopped_early = 0, 0, False
             for _ in range(cfg.epochs):
                 order = torch.as_tensor(self.rng.permutation(batch_size), device=device)
-                for start in range(0, batch_size - minibatch_size + 1, minibatch_size):
-                    index = order[start : start + minibatch_size]
+                for start in range(0, batch_size - size + 1, size):
+                    index = order[start : start + size]
                     logprob, value, entropy = agent.evaluate(obs[index], actions[index])
                     loss = ppo_loss(
                         logprob,
@@ -194,9 +275,28 @@ class CrowdPPOptimizer:
                     if cfg.target_kl is not None and loss.approx_kl.item() > cfg.target_kl:
                         stopped_early = True  # stop before a step that goes too far
                         break
-                    self._check_finite(policy, "loss", loss.total)
+                    total, extra_losses = loss.total, {}
+                    if self.loss_terms:  # the user's extra terms, added to PPO's loss
+                        minibatch = Minibatch(
+                            policy=policy,
+                            agent=agent,
+                            logprob=logprob,
+                            value=value,
+                            entropy=entropy,
+                            obs=obs[index],
+                            actions=actions[index],
+                            old_logprob=old_logprob[index],
+                            old_value=old_value[index],
+                            advantages=batch_advantages[index],
+                            returns=batch_returns[index],
+                            loss=loss,
+                        )
+                        for name, term in self.loss_terms.items():
+                            extra_losses[name] = _scalar(name, term(minibatch))
+                            total = total + extra_losses[name]
+                    self._check_finite(policy, "loss", total)
                     optimizer.zero_grad(set_to_none=True)
-                    loss.total.backward()
+                    total.backward()
                     grad_norm = torch.nn.utils.clip_grad_norm_(
                         params, cfg.max_grad_norm, foreach=True
                     )
@@ -212,6 +312,7 @@ class CrowdPPOptimizer:
                         ("old_approx_kl", loss.old_approx_kl),
                         ("clipfrac", loss.clipfrac),
                         ("grad_norm", grad_norm),
+                        *extra_losses.items(),
                     ):
                         sums[key] = sums.get(key, 0.0) + float(tensor.item())
                 if stopped_early:
@@ -219,9 +320,9 @@ class CrowdPPOptimizer:
                 epochs_done += 1
 
             # 4. Metrics: minibatch means, plus how well the values explained the returns.
-            prefix = f"{policy}/" if len(self.agents.agents) > 1 else ""
-            for key, total in sums.items():
-                metrics[f"{prefix}losses/{key}"] = total / max(updates, 1)
+            prefix = f"{policy}/" if len(self.group.policies) > 1 else ""
+            for key, summed in sums.items():
+                metrics[f"{prefix}losses/{key}"] = summed / max(updates, 1)
             metrics[f"{prefix}losses/explained_variance"] = explained_variance(
                 flat(record.value), flat(returns)
             )
@@ -232,27 +333,11 @@ class CrowdPPOptimizer:
 
         metrics["charts/learning_rate"] = lr
         metrics["charts/ent_coef"] = ent_coef
-        self.timing = {"gae_s": gae_s, "total_s": time.perf_counter() - started}
+        self.timing = PhaseTimes()
+        self.timing.add("gae", gae_s)
+        self.timing.add("update", time.perf_counter() - started - gae_s)
         self.iteration += 1
         return metrics
-
-    def _minibatch_size(self, batch_size: int) -> int:
-        cfg = self.config
-        if batch_size == 0:
-            raise ValueError("no valid samples to train on: every entry of the rollout is masked")
-        if cfg.minibatch_size is not None:
-            if cfg.minibatch_size > batch_size:
-                raise ConfigError(
-                    f"ppo.minibatch_size: {cfg.minibatch_size} is larger than the batch of "
-                    f"{batch_size} samples collected per iteration"
-                )
-            return cfg.minibatch_size
-        if cfg.num_minibatches > batch_size:
-            raise ConfigError(
-                f"ppo.num_minibatches: {cfg.num_minibatches} minibatches do not fit in a batch "
-                f"of {batch_size} samples"
-            )
-        return batch_size // cfg.num_minibatches
 
     def _check_finite(self, policy: str, quantity: str, value: torch.Tensor) -> None:
         """Stop before a NaN/inf reaches the weights, naming where it appeared."""

@@ -412,9 +412,9 @@ def test_load_weights_of_a_different_architecture(saved: Path, cartpole: Env) ->
         CheckpointError, match=r"do not fit the MLPModel.*shape mismatches"
     ) as error:
         Agent.load(saved)
-    assert "hidden.0.weight: checkpoint (2, 4, 32) vs model (2, 4, 64)" in str(error.value)
+    assert "hidden.layers.0.weight: checkpoint (2, 4, 32) vs model (2, 4, 64)" in str(error.value)
     torch.save({"something": torch.zeros(1)}, saved / "weights.pt")
-    with pytest.raises(CheckpointError, match=r"missing \['hidden.0.bias'"):
+    with pytest.raises(CheckpointError, match=r"missing \['hidden.layers.0.bias'"):
         Agent.load(saved)
     torch.save({"hidden.0.weight": 3}, saved / "weights.pt")
     with pytest.raises(CheckpointError, match="names -> tensors"):

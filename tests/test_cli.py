@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import importlib.util
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -18,6 +19,7 @@ import pytest
 
 from coltra.cli import main
 from coltra.configs import ConfigError
+from coltra.run_dir import RunDirectory
 
 ROOT = Path(__file__).resolve().parents[1]
 PROBE_CONFIG = str(ROOT / "scripts" / "configs" / "probe_config.yaml")
@@ -293,7 +295,12 @@ def test_resume_with_another_model_or_a_finished_run_is_one_line(
 
     assert main(["train", "--resume", str(run_dir)]) == 2
     line = one_error_line(capsys.readouterr().err)
-    assert "has done 1 of its 1 iterations" in line and "-i N" in line
+    assert "has done 1 of its 1 iterations" in line
+    # The command the error names works as written.
+    command = re.search(r"\((coltra train [^)]*)\)", line)
+    assert command is not None and command[1] == f"coltra train --resume {run_dir} -i 2"
+    assert main([*command[1].split()[1:], "--no-progress"]) == 0
+    assert RunDirectory.open(run_dir).read_config().trainer.iterations == 2
 
 
 def test_a_checkpoint_that_does_not_fit_is_one_line(

@@ -142,7 +142,7 @@ def test_homogeneous_group_maps_everything_to_one_policy() -> None:
     agent = ConstantAgent(Action(discrete=0))
     group = HomogeneousGroup(agent)
     assert group.policy_mapping == {"": "crowd"} and group.policy_names == ["crowd"]
-    assert group.agent is agent and group.agents == {"crowd": agent}
+    assert group.agent is agent and group.policies == {"crowd": agent}
     assert group.policy_for("anything&env=5") == "crowd"
     named = HomogeneousGroup(agent, policy_name="shared")
     assert named.policy_mapping == {"": "shared"}

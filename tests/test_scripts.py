@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from coltra.configs import RunConfig, finish_run_config
 from coltra.factory import pettingzoo_env_fn
-from coltra.trainers import load_run_config
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 
@@ -91,14 +91,15 @@ def test_train_pursuit_runs_with_the_long_flags(scripts: Path, tmp_path: Path) -
 
 @pytest.mark.parametrize("path", sorted(SCRIPTS.glob("configs/*.yaml")), ids=lambda p: p.name)
 def test_every_shipped_config_loads(path: Path) -> None:
-    config = load_run_config(path)
+    config = RunConfig.from_yaml(path)
+    assert config.env is not None
     if config.env.kind == "pettingzoo":
         assert callable(pettingzoo_env_fn(config.env.env_name))
 
 
 def test_the_shipped_cartpole_config_trains_until_solved() -> None:
-    config = load_run_config(SCRIPTS / "configs" / "gym_config.yaml")
-    assert config.env.env_name == "CartPole-v1"
+    config = finish_run_config(RunConfig.from_yaml(SCRIPTS / "configs" / "gym_config.yaml"))
+    assert config.env is not None and config.env.env_name == "CartPole-v1"
     assert config.trainer.stop_at_return == 475
     assert config.trainer.eval_episodes > 0
     assert config.ppo.anneal_iterations == config.trainer.iterations

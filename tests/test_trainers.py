@@ -21,21 +21,14 @@ import torch
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-import coltra.trainers as trainers_module
-from coltra.configs import ConfigError, RunConfig
+import coltra.run_dir as run_dir_module
+from coltra.configs import ConfigError, RunConfig, finish_run_config
 from coltra.factory import make_agents, make_env
+from coltra.logs import TIMING_METRICS
+from coltra.run_dir import RunDirectory
+from coltra.runtime import resolve_device
 from coltra.serialization import CheckpointError
-from coltra.trainers import (
-    TIMING_METRICS,
-    MetricsCSV,
-    PPOCrowdTrainer,
-    RunDirectory,
-    RunDirError,
-    TrainerError,
-    load_run_config,
-    resolve_device,
-    timing_summary,
-)
+from coltra.trainers import PPOCrowdTrainer, RunDirError, TrainerError
 
 PROBE: dict[str, Any] = {
     "trainer": {
@@ -164,21 +157,6 @@ def test_tensorboard_holds_every_metric_and_the_config(tmp_path: Path) -> None:
     assert "env_name: CartPole-v1" in text
 
 
-def test_metrics_csv_widens_its_header_when_a_metric_appears(tmp_path: Path) -> None:
-    log = MetricsCSV(tmp_path / "metrics.csv")
-    log.write({"iteration": 1, "a": 0.5})
-    log.write({"iteration": 2, "a": 0.25, "b": 3})
-    log.write({"iteration": 3, "b": 4})
-    with (tmp_path / "metrics.csv").open(newline="") as file:
-        rows = list(csv.reader(file))
-    assert rows == [
-        ["iteration", "a", "b"],
-        ["1.0", "0.5", ""],
-        ["2.0", "0.25", "3.0"],
-        ["3.0", "", "4.0"],
-    ]
-
-
 def test_stop_at_return_and_the_final_evaluation(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     cfg = config(
@@ -246,23 +224,6 @@ def test_time_is_split_into_the_parts_of_an_iteration(
 TIME_PART_NAMES = ("env", "forward", "collect_other", "gae", "update")
 
 
-def test_timing_summary_names_each_part_with_its_share() -> None:
-    summary = {
-        "time_s": 10.0,
-        "time/env_s": 4.0,
-        "time/forward_s": 2.5,
-        "time/collect_other_s": 0.5,
-        "time/gae_s": 0.04,
-        "time/update_s": 2.5,
-        "time/other_s": 0.46,
-    }
-    assert timing_summary(summary) == (
-        "time: 10.0 s = env stepping 4.0 s (40%), policy forward 2.5 s (25%), collector "
-        "bookkeeping 0.5 s (5%), advantages (GAE) 0.0 s (0%), PPO update 2.5 s (25%), "
-        "logging, checkpoints, evaluation 0.5 s (5%)"
-    )
-
-
 # ----------------------------------------------------------------------------- seeding
 
 
@@ -293,7 +254,11 @@ def test_resume_continues_counters_schedule_csv_and_tensorboard(tmp_path: Path) 
     train(config(anneal, run_dir))
 
     with PPOCrowdTrainer.resume(run_dir, config=config(anneal, run_dir, iterations=5)) as trainer:
-        assert (trainer.iteration, trainer.env_steps, trainer.optimizer.iteration) == (3, 48, 3)
+        assert (
+            trainer.counters.iteration,
+            trainer.counters.env_steps,
+            trainer.optimizer.iteration,
+        ) == (3, 48, 3)
         assert trainer.run.path == run_dir
         summary = trainer.train()
     assert summary["iterations"] == 5 and summary["env_steps"] == 80
@@ -366,7 +331,7 @@ def test_resume_refuses_another_env_or_model(tmp_path: Path) -> None:
         # ... while the right ones resume.
         agents = make_agents(RunConfig.from_dict(PROBE).model, env)
         trainer = PPOCrowdTrainer.resume(run_dir, agents, env, config={**PROBE})
-        assert trainer.iteration == 3
+        assert trainer.counters.iteration == 3
         trainer.close()
     finally:
         env.close()
@@ -389,7 +354,7 @@ def test_a_crash_while_saving_leaves_the_previous_checkpoint(
 ) -> None:
     run_dir = tmp_path / "run"
     calls = {"n": 0}
-    real_save = trainers_module.save_tensors
+    real_save = run_dir_module.save_tensors
 
     def failing_save(path: Path, tensors: dict[str, Any]) -> None:
         calls["n"] += 1
@@ -397,7 +362,7 @@ def test_a_crash_while_saving_leaves_the_previous_checkpoint(
             raise OSError(28, "No space left on device")
         real_save(path, tensors)
 
-    monkeypatch.setattr(trainers_module, "save_tensors", failing_save)
+    monkeypatch.setattr(run_dir_module, "save_tensors", failing_save)
     with pytest.raises(OSError, match="No space left"):
         train(config(PROBE, run_dir, iterations=4, save_every=1))
     checkpoints = run_dir / "checkpoints"
@@ -405,7 +370,7 @@ def test_a_crash_while_saving_leaves_the_previous_checkpoint(
     assert sorted(p.name for p in checkpoints.iterdir()) == ["iter_000001", "latest"]
     monkeypatch.undo()
     with PPOCrowdTrainer.resume(run_dir) as trainer:
-        assert trainer.iteration == 1
+        assert trainer.counters.iteration == 1
 
 
 def test_only_the_newest_checkpoints_are_kept(tmp_path: Path) -> None:
@@ -424,7 +389,7 @@ def _signal_during_collect(
     real_collect = trainer.collector.collect
 
     def collect(*args: Any, **kwargs: Any) -> Any:
-        if trainer.iteration + 1 == at_iteration:
+        if trainer.counters.iteration + 1 == at_iteration:
             for _ in range(times):
                 os.kill(os.getpid(), signal.SIGINT)
         return real_collect(*args, **kwargs)
@@ -507,12 +472,16 @@ def test_library_use_with_your_own_env(tmp_path: Path) -> None:
 def test_a_file_that_anneals_anneals_over_the_whole_run(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump({"trainer": {"iterations": 40}, "ppo": {"anneal_lr": True}}))
-    assert load_run_config(path).ppo.anneal_iterations == 40
-    assert load_run_config(path, ["trainer.iterations=7"]).ppo.anneal_iterations == 7
-    assert load_run_config(path, ["ppo.anneal_iterations=5"]).ppo.anneal_iterations == 5
+
+    def length(*overrides: str) -> int | None:
+        return finish_run_config(RunConfig.from_yaml(path, overrides)).ppo.anneal_iterations
+
+    assert length() == 40
+    assert length("trainer.iterations=7") == 7
+    assert length("ppo.anneal_iterations=5") == 5
     path.write_text(yaml.safe_dump({"trainer": {"iterations": 40}}))
-    assert load_run_config(path).ppo.anneal_iterations is None
-    assert load_run_config(path, ["ppo.anneal_lr=true"]).ppo.anneal_iterations == 40
+    assert length() is None
+    assert length("ppo.anneal_lr=true") == 40
 
 
 def test_device_auto_picks_cuda_only_when_present() -> None:
@@ -530,6 +499,7 @@ def test_run_directory_open_names_the_newest_checkpoint(tmp_path: Path) -> None:
     run = RunDirectory.open(run_dir)
     assert run.latest_checkpoint() == run_dir / "checkpoints" / "iter_000003"
     _path, group, state = run.load_checkpoint()
-    assert state["iteration"] == 3 and state["env_steps"] == 48
-    assert math.isfinite(state["best_return"])
+    counters = state["counters"]
+    assert counters["iteration"] == 3 and counters["env_steps"] == 48
+    assert math.isfinite(counters["best_return"])
     assert group.policy_names == ["crowd"]

@@ -2,5 +2,14 @@
 
 from coltra.models.base import BaseModel, State
 from coltra.models.mlp import MLPModel
+from coltra.models.registry import build_model, model_class, register_model, registered_models
 
-__all__ = ["BaseModel", "MLPModel", "State"]
+__all__ = [
+    "BaseModel",
+    "MLPModel",
+    "State",
+    "build_model",
+    "model_class",
+    "register_model",
+    "registered_models",
+]

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -11,6 +12,7 @@ from torch import nn
 from torch.distributions import Distribution
 
 from coltra.buffers import Observation
+from coltra.configs import ModelConfig
 
 __all__ = ["BaseModel", "State", "space_from_dict", "space_to_dict"]
 
@@ -24,8 +26,16 @@ class BaseModel(nn.Module):
     ``forward(obs, state, get_value)`` returns the action distribution for the batch, the
     next recurrent state, and ``extra`` (``extra["value"]``, shape ``[batch]``, when
     ``get_value``). ``value(obs, state)`` returns values alone, ``[batch]``.
+
+    A model that a config can name (``model.class``) sets ``config_class`` to its
+    :class:`~coltra.configs.ModelConfig`, takes ``(config, observation_space=...,
+    action_space=...)`` and keeps the config it was built with as ``self.config``; it is then
+    registered with :func:`coltra.agents.register_model`, and :meth:`describe` /
+    :meth:`from_description` save and rebuild it for checkpoints.
     """
 
+    #: The config section of this model class (``model:`` in a run config).
+    config_class: ClassVar[type[ModelConfig] | None] = None
     #: True for categorical actions (Discrete / MultiDiscrete), False for continuous ones.
     discrete: bool
     observation_space: gym.Space | None
@@ -50,8 +60,36 @@ class BaseModel(nn.Module):
         return torch.device("cpu")
 
     def describe(self) -> dict[str, Any]:
-        """Plain data (JSON-safe) that rebuilds this model with ``type(self)(**describe())``."""
-        raise NotImplementedError
+        """Plain data (JSON-safe) that :meth:`from_description` rebuilds this model from:
+        its config and its spaces."""
+        config = getattr(self, "config", None)
+        if not isinstance(config, ModelConfig):
+            raise NotImplementedError(
+                f"{type(self).__name__} keeps no ModelConfig in self.config: override describe() "
+                "and from_description() to save it in checkpoints"
+            )
+        return {
+            "config": config.to_dict(),
+            "observation_space": space_to_dict(self.observation_space),
+            "action_space": space_to_dict(self.action_space),
+        }
+
+    @classmethod
+    def from_description(cls, description: Mapping[str, Any]) -> BaseModel:
+        """The model :meth:`describe` described (weights are loaded separately)."""
+        if cls.config_class is None:
+            raise NotImplementedError(f"{cls.__name__} has no config_class to rebuild it from")
+        return cls(
+            cls.config_class.from_dict(description["config"]),
+            observation_space=space_from_dict(description.get("observation_space")),
+            action_space=space_from_dict(description.get("action_space")),
+        )
+
+    @classmethod
+    def upgrade_state_dict(cls, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Weights saved by an older layout of this class, renamed to the current one (the
+        default: unchanged)."""
+        return state_dict
 
 
 def space_to_dict(space: gym.Space | None) -> dict[str, Any] | None:

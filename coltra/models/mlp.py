@@ -3,19 +3,15 @@
 Sizes come from the config or from the spaces; when both are given they must agree.
 Observation fields are flattened and concatenated in their order (``image`` may go
 through a small CNN instead, shared by both networks).
-
-The two networks share no weights but have the same hidden sizes, so their hidden layers
-are stored side by side (``StackedLinear``) and computed together: one batched matrix
-product per layer for both networks instead of one per network, which halves the torch
-ops of a forward pass (issue 7, "Making it fast").
 """
 
 from __future__ import annotations
 
 import itertools
 import math
+import re
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 import gymnasium as gym
 import numpy as np
@@ -25,10 +21,11 @@ from torch.distributions import Distribution
 
 from coltra.buffers import Observation
 from coltra.configs import MLPConfig
-from coltra.models.base import BaseModel, State, space_from_dict, space_to_dict
+from coltra.models.base import BaseModel, State
 from coltra.models.distributions import Categorical, DiagNormal, MultiCategorical, ScaledBeta
+from coltra.models.fused import TwinMLP
 
-__all__ = ["MLPModel", "StackedLinear"]
+__all__ = ["MLPModel", "mlp_layers"]
 
 L = TypeVar("L", nn.Linear, nn.Conv2d)
 
@@ -82,39 +79,6 @@ def mlp_layers(
     ]
     layers.append(_init_linear(nn.Linear(sizes[-1], out_size), initializer, out_gain))
     return layers
-
-
-class StackedLinear(nn.Module):
-    """Several independent linear layers of the same shape, applied in one batched matmul.
-
-    Layer ``i`` computes ``x @ weight[i] + bias[i]``: ``weight[i]`` is ``[in, out]`` (the
-    transpose of an ``nn.Linear``'s weight) and ``bias[i]`` a ``[1, out]`` row, stored so
-    that the forward pass is a single ``baddbmm`` with no reshaping of the parameters. The
-    input is ``[layers, batch, in]`` (row ``i`` goes through layer ``i``) or ``[batch, in]``
-    (every layer sees the same rows); the output is ``[layers, batch, out]``.
-    """
-
-    def __init__(self, layers: list[nn.Linear]) -> None:
-        super().__init__()
-        self.weight = nn.Parameter(torch.stack([layer.weight.detach().T for layer in layers]))
-        self.bias = nn.Parameter(torch.stack([layer.bias.detach()[None] for layer in layers]))
-
-    @property
-    def in_features(self) -> int:
-        return self.weight.shape[1]
-
-    @property
-    def out_features(self) -> int:
-        return self.weight.shape[2]
-
-    def single(self, x: torch.Tensor, index: int) -> torch.Tensor:
-        """Layer ``index`` alone on ``[batch, in]``. ``[batch, out]``"""
-        return torch.addmm(self.bias[index], x, self.weight[index])
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() == 2:
-            x = x.expand(len(self.weight), *x.shape)  # a view: no copy of the input
-        return torch.baddbmm(self.bias, x, self.weight)
 
 
 class ImageEncoder(nn.Module):
@@ -204,42 +168,27 @@ def _resolve_config(
                 "MLPModel needs the action layout: set num_actions and discrete in the "
                 "config or pass action_space="
             )
-    if config.shared_backbone:
-        # Reserved in MLPConfig; refusing it beats silently training separate networks.
-        raise ValueError(
-            "model config shared_backbone=True is not implemented yet: MLPModel builds "
-            "separate policy and value networks (set shared_backbone=False)"
-        )
     return config.update(updates)
 
 
-#: Index of each network in the stacked hidden layers (``hidden[k].weight[POLICY]``).
-POLICY, VALUE = 0, 1
-#: Batches of up to this many rows go through both networks at once (one batched matmul
-#: per layer): there torch's fixed cost per op dominates, and fusing halves the op count
-#: (acting on a few env copies: 2x faster; PPO minibatches of 256: ~10%). Larger batches
-#: are bound by memory traffic, where two passes over ``[batch, hidden]`` beat one over
-#: ``[2, batch, hidden]`` (~25% at 32k rows). Measured on CPU, issue 7.
-FUSED_MAX_ROWS = 4096
-
-
 class MLPModel(BaseModel):
-    """Separate policy and value MLPs (``hidden_sizes`` each) over the observation features.
+    """A policy network and a value network over the observation's features::
+
+        policy: features -> hidden_sizes (activation) -> policy_head -> action distribution
+        value:  features -> hidden_sizes (activation) -> value_head  -> V(s), one number
 
     ``MLPModel({"input_size": 4, "num_actions": 2, "discrete": True}, action_space=space)``
     or ``MLPModel({}, observation_space=..., action_space=...)``.
 
-    The networks share no weights; they are only stored and computed together:
-
-    - ``hidden[k]`` is hidden layer ``k`` of both networks (a ``StackedLinear``):
-      ``hidden[k].weight[POLICY]`` and ``.bias[POLICY]`` belong to the policy network,
-      index ``VALUE`` to the value network;
-    - ``policy_head`` (logits, or the parameters of the continuous distribution) and
-      ``value_head`` (one value) are their output layers.
-
-    Both networks are initialised exactly as two separate ``nn.Sequential`` MLPs would be
-    (orthogonal, CleanRL's gains), and ``heads(features)`` evaluates both in one pass.
+    By default the two networks share no weights (CleanRL's PPO). Their hidden layers live in
+    ``hidden``, a :class:`~coltra.models.fused.TwinMLP` that computes both networks' layers
+    together (a speed path; ``hidden.layer(k, POLICY)`` is policy layer ``k``). With
+    ``shared_backbone`` one stack of hidden layers (``trunk``) feeds both heads. Layers are
+    initialised as two separate MLPs would be: orthogonal, gain sqrt(2), heads with
+    ``policy_head_gain`` and ``value_head_gain`` (CleanRL).
     """
+
+    config_class = MLPConfig
 
     def __init__(
         self,
@@ -292,18 +241,21 @@ class MLPModel(BaseModel):
         two_heads = not self.discrete and cfg.continuous_mode in ("std_head", "beta")
         policy_out = cfg.num_actions * (2 if two_heads else 1)
         hidden = list(cfg.hidden_sizes)
-        # Built (and so initialised, in this order) as two separate MLPs, then stacked.
+        activation = ACTIVATIONS[cfg.activation]
+        # Built (and so initialised, in this order) as two separate MLPs.
         policy_layers = mlp_layers(
             features, hidden, policy_out, cfg.initializer, cfg.policy_head_gain
         )
         value_layers = mlp_layers(features, hidden, 1, cfg.initializer, cfg.value_head_gain)
-        self.hidden = nn.ModuleList(
-            StackedLinear([policy_layer, value_layer])
-            for policy_layer, value_layer in zip(policy_layers[:-1], value_layers[:-1])
-        )
+        self.hidden: TwinMLP | None = None
+        self.trunk: nn.ModuleList | None = None
+        if cfg.shared_backbone:
+            self.trunk = nn.ModuleList(policy_layers[:-1])
+        else:
+            self.hidden = TwinMLP(policy_layers[:-1], value_layers[:-1], activation)
         self.policy_head = policy_layers[-1]
         self.value_head = value_layers[-1]
-        self.activation = ACTIVATIONS[cfg.activation]
+        self.activation = activation
         if not self.discrete and cfg.continuous_mode == "logstd":
             self.log_std = nn.Parameter(torch.full((cfg.num_actions,), math.log(cfg.sigma0)))
         if isinstance(action_space, gym.spaces.Box):
@@ -391,30 +343,16 @@ class MLPModel(BaseModel):
 
     def heads(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Both networks on encoded features ``[batch, features]``: the policy head's output
-        ``[batch, policy_out]`` and the values ``[batch]``.
-
-        Up to ``FUSED_MAX_ROWS`` rows, each hidden layer is one batched matmul for both
-        networks, so the value costs little extra even when only the policy is wanted.
-        """
-        if not self.hidden:  # no hidden layers: both heads read the features
-            policy_x = value_x = features
-        elif len(features) <= FUSED_MAX_ROWS:
+        ``[batch, policy_out]`` and the values ``[batch]``."""
+        if self.trunk is not None:  # shared_backbone: one stack of layers under both heads
             x = features
-            for layer in self.hidden:
-                x = self.activation(layer(x))  # [2, batch, hidden]: both networks
-            # x[POLICY], x[VALUE] by unbind: its gradient is one stack, where each index's
-            # would be a zero-filled [2, batch, hidden] tensor.
-            policy_x, value_x = x.unbind(0)
+            for layer in self.trunk:
+                x = self.activation(layer(x))
+            policy_x = value_x = x
         else:
-            policy_x, value_x = (self._hidden_of(features, net) for net in (POLICY, VALUE))
+            assert self.hidden is not None
+            policy_x, value_x = self.hidden(features)
         return self.policy_head(policy_x), self.value_head(value_x).squeeze(-1)
-
-    def _hidden_of(self, features: torch.Tensor, network: int) -> torch.Tensor:
-        """The hidden layers of one network (``POLICY`` or ``VALUE``) alone. ``[batch, hidden]``"""
-        x = features
-        for layer in cast("list[StackedLinear]", self.hidden):
-            x = self.activation(layer.single(x, network))
-        return x
 
     def forward(
         self, obs: Observation, state: State = (), get_value: bool = False
@@ -431,17 +369,14 @@ class MLPModel(BaseModel):
     def device(self) -> torch.device:
         return self.value_head.weight.device
 
-    def describe(self) -> dict[str, Any]:
-        return {
-            "config": self.config.to_dict(),
-            "observation_space": space_to_dict(self.observation_space),
-            "action_space": space_to_dict(self.action_space),
-        }
-
     @classmethod
-    def from_description(cls, description: Mapping[str, Any]) -> MLPModel:
-        return cls(
-            description["config"],
-            observation_space=space_from_dict(description.get("observation_space")),
-            action_space=space_from_dict(description.get("action_space")),
-        )
+    def upgrade_state_dict(cls, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Checkpoints from before the hidden layers moved into ``TwinMLP`` (``hidden.0.weight``
+        is now ``hidden.layers.0.weight``)."""
+        old = re.compile(r"hidden\.(\d+)\.(weight|bias)")
+        return {
+            (
+                f"hidden.layers.{match[1]}.{match[2]}" if (match := old.fullmatch(key)) else key
+            ): value
+            for key, value in state_dict.items()
+        }

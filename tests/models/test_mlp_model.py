@@ -16,9 +16,9 @@ from torch.distributions import Categorical
 from coltra.buffers import Observation
 from coltra.configs import ConfigError, MLPConfig
 from coltra.envs import MultiAgentEnv, MultiGymEnv, PettingZooEnv
-from coltra.models import BaseModel, MLPModel, mlp
+from coltra.models import BaseModel, MLPModel, fused
 from coltra.models.distributions import DiagNormal, MultiCategorical, ScaledBeta
-from coltra.models.mlp import POLICY, VALUE
+from coltra.models.fused import POLICY, VALUE
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -95,10 +95,10 @@ def test_sizes_come_from_the_spaces(cartpole: tuple, pendulum: tuple, pursuit: t
 def test_config_may_be_a_typed_config_or_none(cartpole: tuple) -> None:
     obs_space, action_space, _ = cartpole
     typed = MLPModel(MLPConfig(hidden_sizes=[8]), obs_space, action_space)
-    assert typed.hidden[0].out_features == 8
+    assert typed.hidden is not None and typed.hidden.sizes == [8]
     default = MLPModel(None, observation_space=obs_space, action_space=action_space)
-    sizes = [layer.out_features for layer in default.hidden]
-    assert [*sizes, default.policy_head.out_features] == [64, 64, 2]
+    assert default.hidden is not None
+    assert [*default.hidden.sizes, default.policy_head.out_features] == [64, 64, 2]
 
 
 @pytest.mark.parametrize(
@@ -155,8 +155,6 @@ def test_unsupported_spaces_and_options_are_refused(pursuit: tuple) -> None:
         MLPModel({"input_size": 4}, action_space=gym.spaces.MultiBinary(3))
     with pytest.raises(TypeError, match="1-D nvec"):
         MLPModel({"input_size": 4}, action_space=gym.spaces.MultiDiscrete([[2, 3], [4, 5]]))
-    with pytest.raises(ValueError, match="shared_backbone"):
-        MLPModel({"input_size": 4, "shared_backbone": True}, action_space=gym.spaces.Discrete(2))
     with pytest.raises(ValueError, match="finite bounds"):
         MLPModel(
             {"input_size": 4, "continuous_mode": "beta"},
@@ -176,17 +174,18 @@ def test_orthogonal_init_with_a_small_policy_head(cartpole: tuple) -> None:
     model = MLPModel({}, observation_space=obs_space, action_space=action_space)
     # Linear(4, 64) of each network: orthogonal columns scaled by sqrt(2) (CleanRL's
     # layer_init), drawn separately for the policy and the value network.
-    first = model.hidden[0].weight  # [2, in, out]: x @ weight, nn.Linear's weight transposed
-    for network in (POLICY, VALUE):
-        gram = first[network] @ first[network].T
-        torch.testing.assert_close(gram, 2.0 * torch.eye(4), atol=1e-5, rtol=0)
+    assert model.hidden is not None
+    first = {network: model.hidden.layer(0, network)[0] for network in (POLICY, VALUE)}
+    for weight in first.values():  # [out, in], as in nn.Linear
+        assert weight.shape == (64, 4)
+        torch.testing.assert_close(weight.T @ weight, 2.0 * torch.eye(4), atol=1e-5, rtol=0)
     assert not torch.equal(first[POLICY], first[VALUE])
     # Policy head Linear(64, 2), gain 0.01: orthonormal rows scaled by 0.01.
     head = model.policy_head
     torch.testing.assert_close(head.weight @ head.weight.T, 1e-4 * torch.eye(2), atol=1e-8, rtol=0)
     assert head.weight.abs().max() <= 0.01 + 1e-7
     assert model.value_head.weight.norm().item() == pytest.approx(1.0, rel=1e-5)
-    for layer in [*model.hidden, model.policy_head, model.value_head]:
+    for layer in [*model.hidden.layers, model.policy_head, model.value_head]:
         assert torch.count_nonzero(layer.bias) == 0
 
 
@@ -212,15 +211,15 @@ def test_activation_choices(cartpole: tuple, activation: str, module: type) -> N
     model = MLPModel(
         {"activation": activation, "hidden_sizes": [32, 16, 8]}, obs_space, action_space
     )
-    assert [layer.out_features for layer in model.hidden] == [32, 16, 8]
+    assert model.hidden is not None and model.hidden.sizes == [32, 16, 8]
     # Each network is Linear -> activation per hidden layer -> head, as nn.Sequential would be.
     features = model.encode(obs)
     for network, head in ((POLICY, model.policy_head), (VALUE, model.value_head)):
         layers: list[nn.Module] = []
-        for stacked in model.hidden:
-            linear = nn.Linear(stacked.in_features, stacked.out_features)
-            linear.weight.data = stacked.weight[network].T
-            linear.bias.data = stacked.bias[network, 0]
+        for k in range(len(model.hidden.sizes)):
+            weight, bias = model.hidden.layer(k, network)
+            linear = nn.Linear(weight.shape[1], weight.shape[0])
+            linear.weight.data, linear.bias.data = weight.detach(), bias.detach()
             layers += [linear, module()]
         expected = nn.Sequential(*layers, head)(features)
         torch.testing.assert_close(model.heads(features)[network].reshape(expected.shape), expected)
@@ -241,7 +240,8 @@ def test_policy_and_value_networks_are_separate(cartpole: tuple) -> None:
     # The value touches no policy weight: the policy's halves of the stacked hidden layers
     # get zero gradients, its head none at all.
     assert model.policy_head.weight.grad is None
-    for layer in model.hidden:
+    assert model.hidden is not None
+    for layer in model.hidden.layers:
         assert torch.count_nonzero(layer.weight.grad[POLICY]) == 0
         assert torch.count_nonzero(layer.bias.grad[POLICY]) == 0
         assert torch.count_nonzero(layer.weight.grad[VALUE]) > 0
@@ -364,7 +364,8 @@ def test_pursuit_images_are_flattened(pursuit: tuple) -> None:
     obs_space, action_space, obs = pursuit
     assert obs.keys() == ["image"] and obs.image.shape == (8, 7, 7, 3)
     model = MLPModel({}, obs_space, action_space)
-    assert model.image_encoder is None and model.hidden[0].in_features == 147
+    assert model.image_encoder is None and model.hidden is not None
+    assert model.hidden.layer(0, POLICY)[0].shape[1] == 147
     distribution, _, extra = model(obs.tensor(), get_value=True)
     assert distribution.logits.shape == (8, 5) and extra["value"].shape == (8,)
 
@@ -373,7 +374,7 @@ def test_pursuit_images_through_a_cnn(pursuit: tuple) -> None:
     obs_space, action_space, obs = pursuit
     model = MLPModel({"image_encoder": "cnn", "cnn_channels": [4, 8]}, obs_space, action_space)
     assert model.image_encoder is not None
-    assert model.hidden[0].in_features == 8 * 7 * 7
+    assert model.hidden is not None and model.hidden.layer(0, POLICY)[0].shape[1] == 8 * 7 * 7
     convs = [m for m in model.image_encoder.modules() if isinstance(m, nn.Conv2d)]
     assert [conv.out_channels for conv in convs] == [4, 8]
     distribution, _, extra = model(obs.tensor(), get_value=True)
@@ -461,10 +462,10 @@ def test_large_batches_give_the_same_outputs_as_fused_ones(
     """Above FUSED_MAX_ROWS the networks run one after the other: same numbers, same grads."""
     obs_space, action_space, _ = cartpole
     model = MLPModel({"hidden_sizes": [16, 8]}, obs_space, action_space)
-    features = torch.randn(mlp.FUSED_MAX_ROWS + 1, 4)
+    features = torch.randn(fused.FUSED_MAX_ROWS + 1, 4)
     results = []
-    for fused_max_rows in (0, mlp.FUSED_MAX_ROWS + 1):  # per network, then fused
-        monkeypatch.setattr(mlp, "FUSED_MAX_ROWS", fused_max_rows)
+    for fused_max_rows in (0, fused.FUSED_MAX_ROWS + 1):  # per network, then fused
+        monkeypatch.setattr(fused, "FUSED_MAX_ROWS", fused_max_rows)
         model.zero_grad()
         logits, value = model.heads(features)
         (logits.sum() + value.sum()).backward()
@@ -474,3 +475,80 @@ def test_large_batches_give_the_same_outputs_as_fused_ones(
     torch.testing.assert_close(value_a, value_b)
     for grad_a, grad_b in zip(grads_a, grads_b):  # sums over 4097 rows, in other orders
         torch.testing.assert_close(grad_a, grad_b, rtol=1e-4, atol=1e-4)
+
+
+# ---------------------------------------------------------------------------- layouts
+
+
+def test_a_shared_backbone_is_one_trunk_under_both_heads(cartpole: tuple) -> None:
+    obs_space, action_space, obs = cartpole
+    model = MLPModel({"shared_backbone": True, "hidden_sizes": [32, 16]}, obs_space, action_space)
+    assert model.hidden is None and model.trunk is not None
+    assert [layer.out_features for layer in model.trunk] == [32, 16]
+    separate = MLPModel({"hidden_sizes": [32, 16]}, obs_space, action_space)
+    count = sum(p.numel() for p in model.parameters())
+    assert count == sum(p.numel() for p in separate.parameters()) - (4 * 32 + 32 + 32 * 16 + 16)
+    # Trunk -> head, as nn.Sequential would compute it.
+    features = model.encode(obs)
+    trunk = nn.Sequential(*(module for layer in model.trunk for module in (layer, nn.Tanh())))
+    logits, value = model.heads(features)
+    torch.testing.assert_close(logits, model.policy_head(trunk(features)))
+    torch.testing.assert_close(value, model.value_head(trunk(features)).squeeze(-1))
+    # The value loss trains the trunk (the policy's layers too: they are the same).
+    model.value(obs).sum().backward()
+    assert all(layer.weight.grad is not None for layer in model.trunk)
+    assert model.policy_head.weight.grad is None
+
+
+def test_a_shared_backbone_round_trips_and_learns(cartpole: tuple) -> None:
+    from coltra.agents import DAgent
+    from coltra.collectors import CrowdCollector
+    from coltra.envs.probe_envs import ObsActionRewardEnv
+    from coltra.groups import HomogeneousGroup
+    from coltra.policy_optimization import CrowdPPOptimizer
+
+    torch.manual_seed(0)
+    env = ObsActionRewardEnv(num_agents=16)
+    model = MLPModel(
+        {"shared_backbone": True, "hidden_sizes": [16]}, env.observation_space, env.action_space
+    )
+    twin = MLPModel.from_description(model.describe())
+    assert twin.trunk is not None and twin.config.shared_backbone
+    group = HomogeneousGroup(DAgent(model))
+    collector = CrowdCollector(group, env, seed=0)
+    optimizer = CrowdPPOptimizer(group, {"lr": 1e-2})
+    for _ in range(30):
+        records, _, _ = collector.collect(16)
+        optimizer.train_on_data(records)
+    assert records["crowd"].reward.mean() > 0.9  # follows the observed sign
+
+
+def test_weights_of_the_layout_before_twin_mlp_still_load(cartpole: tuple) -> None:
+    """Checkpoints from before issue 12 stored the hidden layers as hidden.<k>.*."""
+    obs_space, action_space, obs = cartpole
+    model = MLPModel({}, obs_space, action_space)
+    old = {
+        key.replace("hidden.layers.", "hidden."): value for key, value in model.state_dict().items()
+    }
+    assert "hidden.0.weight" in old
+    twin = MLPModel({}, obs_space, action_space)
+    from coltra.agents import load_weights
+
+    load_weights(twin, old, "an old checkpoint")
+    torch.testing.assert_close(twin(obs.tensor())[0].logits, model(obs.tensor())[0].logits)
+
+
+def test_twin_mlp_computes_two_separate_networks() -> None:
+    torch.manual_seed(0)
+    policy = [nn.Linear(3, 5), nn.Linear(5, 4)]
+    value = [nn.Linear(3, 5), nn.Linear(5, 4)]
+    twin = fused.TwinMLP(policy, value, torch.relu)
+    x = torch.randn(7, 3)
+    policy_x, value_x = twin(x)
+    for layers, got in ((policy, policy_x), (value, value_x)):
+        expected = x
+        for layer in layers:
+            expected = torch.relu(layer(expected))
+        torch.testing.assert_close(got, expected)
+    with pytest.raises(ValueError, match="same sizes"):
+        fused.TwinMLP(policy, [nn.Linear(3, 6), nn.Linear(6, 4)], torch.relu)

@@ -22,7 +22,7 @@ DIE_MID_WRITE = r"""
 import os, sys, tempfile
 from pathlib import Path
 import coltra.serialization as serialization
-import coltra.trainers as trainers
+import coltra.run_dir as run_dir
 from coltra.cli import main
 
 target, nth = sys.argv[1], int(sys.argv[2])
@@ -40,7 +40,7 @@ def dying(path, data):
     real(path, data)
 
 serialization.atomic_write_bytes = dying
-trainers.atomic_write_bytes = dying
+run_dir.atomic_write_bytes = dying
 sys.exit(main(["train", *sys.argv[3:]]))
 """
 
@@ -99,11 +99,11 @@ def test_a_crash_mid_checkpoint_leaves_the_previous_one_loadable(
         assert complete == ["iter_000001"]
 
     path, group, state = RunDirectory.open(run_dir).load_checkpoint()
-    assert path.name == "iter_000001" and state["iteration"] == 1
+    assert path.name == "iter_000001" and state["counters"]["iteration"] == 1
     assert group.policy_names == ["crowd"]
     with PPOCrowdTrainer.resume(run_dir) as trainer:
         assert not any(leftover.exists() for leftover in half_written)  # cleaned up
-        assert trainer.iteration == 1 and trainer.env_steps == COPIES * STEPS
+        assert trainer.counters.iteration == 1 and trainer.counters.env_steps == COPIES * STEPS
         assert trainer.train(1)["iterations"] == 2  # writes iter_000002 anew
     assert (checkpoints / "latest").read_text().strip() == "iter_000002"
     RunDirectory.open(run_dir).load_checkpoint()

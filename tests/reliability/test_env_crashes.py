@@ -30,8 +30,8 @@ def check_last_checkpoint_resumes(run_dir: Path, iteration: int) -> None:
     cfg = RunDirectory.open(run_dir).read_config()
     cfg = cfg.update({"env": {"backend": "inprocess", "step_timeout": None}})
     with PPOCrowdTrainer.resume(run_dir, config=cfg) as trainer:
-        assert trainer.iteration == trainer.optimizer.iteration == iteration
-        assert trainer.env_steps == iteration * WORKERS * STEPS
+        assert trainer.counters.iteration == trainer.optimizer.iteration == iteration
+        assert trainer.counters.env_steps == iteration * WORKERS * STEPS
 
 
 @pytest.mark.timeout(60)
@@ -71,7 +71,7 @@ def test_a_crashing_env_copy_stops_the_trainer_and_leaves_a_checkpoint_and_no_wo
     assert "training stopped in iteration 3" in notes
     assert "iter_000002 (iteration 2), is intact" in notes
     assert f"coltra train --resume {run_dir}" in notes
-    assert trainer.iteration == 2
+    assert trainer.counters.iteration == 2
     assert_gone(pids)
     check_last_checkpoint_resumes(run_dir, 2)
 
@@ -135,7 +135,7 @@ def test_restart_crashed_envs_rebuilds_the_env_warns_and_goes_on(
         assert set(new_pids).isdisjoint(first_pids)
     # The crash in iteration 3 cost a rebuild; the rebuilt env (new seeds) behaves.
     assert summary["iterations"] == 5 and summary["env_steps"] == 5 * WORKERS * STEPS
-    assert trainer.env_restarts == 1
+    assert trainer.counters.env_restarts == 1
     (warning,) = [record for record in caplog.records if record.levelno == logging.WARNING]
     assert f"env worker {BAD_COPY} (copy {BAD_COPY}" in warning.getMessage()
     assert "died during step" in warning.getMessage()
@@ -144,7 +144,7 @@ def test_restart_crashed_envs_rebuilds_the_env_warns_and_goes_on(
     assert_gone(new_pids)  # and, after close, the rebuilt env's
     assert checkpoint_names(run_dir)[-1] == "latest"
     with PPOCrowdTrainer.resume(run_dir) as resumed:
-        assert resumed.env_restarts == 1  # the count is part of the checkpoint
+        assert resumed.counters.env_restarts == 1  # the count is part of the checkpoint
 
 
 @pytest.mark.timeout(60)
@@ -162,7 +162,7 @@ def test_restart_crashed_envs_gives_up_after_its_limit(
     with PPOCrowdTrainer.from_config(cfg) as trainer:
         with pytest.raises(EnvCrashedError, match="raised in step") as caught:
             trainer.train()
-        assert trainer.env_restarts == 2
+        assert trainer.counters.env_restarts == 2
     assert "the env was rebuilt 2 times already" in " ".join(caught.value.__notes__)
 
 

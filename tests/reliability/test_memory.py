@@ -44,7 +44,7 @@ def test_a_long_run_does_not_grow_memory_after_warm_up(tmp_path: Path) -> None:
         for _ in range(5):
             trainer.train(MEASURED // 5)
             samples.append(rss_and_objects())
-        assert trainer.iteration == WARM_UP + MEASURED
+        assert trainer.counters.iteration == WARM_UP + MEASURED
     (rss_warm, objects_warm), (rss_end, objects_end) = samples[0], samples[-1]
     trend = ", ".join(f"{rss / 2**20:.1f} MB / {count} objects" for rss, count in samples)
     assert rss_end <= 1.10 * rss_warm, f"RSS grew more than 10% after warm-up: {trend}"

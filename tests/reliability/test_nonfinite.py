@@ -22,7 +22,7 @@ from coltra.trainers import PPOCrowdTrainer
 def all_weights_finite(trainer: PPOCrowdTrainer) -> bool:
     return all(
         bool(parameter.isfinite().all())
-        for agent in trainer.agents.agents.values()
+        for agent in trainer.group.policies.values()
         if agent.model is not None
         for parameter in agent.model.parameters()
     )
@@ -41,7 +41,7 @@ def record_updates(
     real_update = trainer.optimizer.train_on_data
 
     def spy(records: dict[str, MemoryRecord], *args: Any, **kwargs: Any) -> Any:
-        seen[trainer.iteration + 1] = records["crowd"]
+        seen[trainer.counters.iteration + 1] = records["crowd"]
         return real_update(records, *args, **kwargs)
 
     monkeypatch.setattr(trainer.optimizer, "train_on_data", spy)
@@ -74,7 +74,7 @@ def test_nan_or_inf_from_the_env_is_an_error_naming_the_agent_and_step(
         with pytest.raises(NonFiniteError) as caught:
             trainer.train()  # the bad copy's 10th step: step 2 of iteration 3's rollout
         assert all_weights_finite(trainer)
-        assert trainer.iteration == 2
+        assert trainer.counters.iteration == 2
     message = str(caught.value)
     assert expected.format(agent=BAD_AGENT) in message
     assert "step 2 of the rollout of iteration 3" in message

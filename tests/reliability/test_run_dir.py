@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 import pytest
 from faulty_envs import FaultyProbeEnv, run_config
 
-import coltra.trainers as trainers_module
+import coltra.run_dir as run_dir_module
 from coltra.cli import main
 from coltra.collectors import CrowdCollector
 from coltra.trainers import PPOCrowdTrainer, RunDirError
@@ -63,7 +63,7 @@ def test_a_full_disk_fails_at_start_up(
     def full(fd: int) -> None:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(trainers_module.os, "fsync", full)
+    monkeypatch.setattr(run_dir_module.os, "fsync", full)
     with pytest.raises(RunDirError, match=r"No space left on device \(free some space\)"):
         PPOCrowdTrainer.from_config(run_config(tmp_path / "run"))
 
@@ -81,7 +81,7 @@ def test_too_little_free_space_fails_at_start_up_and_on_resume(
         total, used, _ = real_usage(path)
         return Usage(total, used, 200 * 1024)
 
-    monkeypatch.setattr(trainers_module.shutil, "disk_usage", almost_full)
+    monkeypatch.setattr(run_dir_module.shutil, "disk_usage", almost_full)
     message = r"not enough free space for the run directory .*: 0\.2 MB free, the run needs"
     with pytest.raises(RunDirError, match=message):
         PPOCrowdTrainer.from_config(run_config(tmp_path / "new_run"))
@@ -112,7 +112,7 @@ def test_a_disk_that_fills_up_while_training_keeps_the_last_checkpoint_and_says_
     run_dir = tmp_path / "run"
     config_path = tmp_path / "config.yaml"
     run_config(run_dir).to_yaml(config_path)
-    real_save = trainers_module.save_tensors
+    real_save = run_dir_module.save_tensors
     saves = {"count": 0}
 
     def save_until_full(path: Path, tensors: dict[str, Any]) -> None:
@@ -122,11 +122,11 @@ def test_a_disk_that_fills_up_while_training_keeps_the_last_checkpoint_and_says_
         real_save(path, tensors)
 
     with monkeypatch.context() as patched:
-        patched.setattr(trainers_module, "save_tensors", save_until_full)
+        patched.setattr(run_dir_module, "save_tensors", save_until_full)
         assert main(["train", "-c", str(config_path), "--no-progress"]) == 1
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1
     assert "No space left on device" in lines[0]
     assert "iter_000002 (iteration 2), is intact" in lines[0]
     with PPOCrowdTrainer.resume(run_dir) as trainer:
-        assert trainer.iteration == 2
+        assert trainer.counters.iteration == 2

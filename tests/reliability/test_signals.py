@@ -116,8 +116,8 @@ def test_a_signal_saves_a_checkpoint_exits_and_resume_continues_the_counters(
     assert not list(checkpoints.glob(".*.tmp"))
 
     with PPOCrowdTrainer.resume(run_dir) as trainer:
-        assert trainer.iteration == trainer.optimizer.iteration == 2
-        assert trainer.env_steps == 2 * COPIES * STEPS
+        assert trainer.counters.iteration == trainer.optimizer.iteration == 2
+        assert trainer.counters.env_steps == 2 * COPIES * STEPS
         summary = trainer.train(1)
     assert summary["iterations"] == 3 and summary["env_steps"] == 3 * COPIES * STEPS
     with (run_dir / "metrics.csv").open(newline="") as file:

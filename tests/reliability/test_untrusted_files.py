@@ -147,7 +147,11 @@ def test_a_yaml_file_with_python_tags_is_refused_and_never_runs(
     [
         (GROUP_JSON, {"policies": ["../../../tmp"]}, "policy name '../../../tmp' must be"),
         (AGENT_JSON, {"agent": "subprocess.Popen"}, "names agent class 'subprocess.Popen'"),
-        (AGENT_JSON, {"model": "os.system"}, "names model class 'os.system'; known model"),
+        (
+            AGENT_JSON,
+            {"model": "os.system"},
+            "names model class 'os.system', which is not registered",
+        ),
     ],
 )
 def test_checkpoint_json_naming_python_code_or_paths_is_refused(
@@ -191,7 +195,7 @@ def test_weights_of_another_architecture_are_an_error_naming_the_mismatch(
         PPOCrowdTrainer.resume(run_dir)
     message = str(caught.value)
     assert f"{run_dir / STATE} was saved for another model" in message
-    assert "policy 'crowd' parameter 'hidden.0.weight' has shape (2, 1, 16)" in message
+    assert "policy 'crowd' parameter 'hidden.layers.0.weight' has shape (2, 1, 16)" in message
     assert "the parameter has (2, 1, 8)" in message
 
 

@@ -1,0 +1,199 @@
+"""What a trainer checkpoint holds besides the group, and how a resumed run gets it back.
+
+``trainer_state.pt`` holds tensors and plain data only (loaded with ``weights_only=True``):
+the run's counters, the optimizer (Adam moments, schedule position, shuffling RNG), every
+global RNG state and the W&B run id. Resuming loads the checkpoint's weights into the
+group being trained, refusing policies, models or optimizer moments that do not fit it.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from coltra.configs.finish import first_difference
+from coltra.counters import RunCounters
+from coltra.groups import MacroAgent
+from coltra.policy_optimization import CrowdPPOptimizer
+from coltra.run_dir import RunDirectory
+from coltra.serialization import CheckpointError
+
+__all__ = [
+    "STATE_FORMAT",
+    "capture_rng",
+    "copy_weights",
+    "derived_seed",
+    "restore_rng",
+    "restore_trainer_state",
+    "trainer_state",
+]
+
+STATE_FORMAT = "coltra-trainer-state"
+STATE_VERSION = 2  # 2: the counters in one entry (version 1 had them at the top level)
+_COUNTER_KEYS = (
+    "iteration",
+    "env_steps",
+    "agent_steps",
+    "episodes",
+    "train_time",
+    "env_restarts",
+    "best_return",
+    "recent_returns",
+)
+
+
+def derived_seed(seed: int, salt: int) -> int:
+    """A seed for new episodes (a resumed run's env copies, a rebuilt env, an evaluation),
+    different from ``seed`` and reproducible from it."""
+    return int(np.random.SeedSequence([seed, salt]).generate_state(1)[0]) % 2**31
+
+
+def trainer_state(
+    counters: RunCounters, optimizer: CrowdPPOptimizer, wandb_run_id: str | None
+) -> dict[str, Any]:
+    """Everything a resumed run needs besides the group's weights."""
+    return {
+        "format": STATE_FORMAT,
+        "version": STATE_VERSION,
+        "counters": counters.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "rng": capture_rng(),
+        "wandb_run_id": wandb_run_id,
+    }
+
+
+def restore_trainer_state(
+    state: dict[str, Any],
+    path: Path,
+    group: MacroAgent,
+    counters: RunCounters,
+    optimizer: CrowdPPOptimizer,
+) -> str | None:
+    """Put a checkpoint's trainer state back (counters, optimizer, RNG states); returns the
+    W&B run id. A state that does not fit is a CheckpointError naming the file."""
+    where = path / RunDirectory.STATE
+    if state.get("format") != STATE_FORMAT or state.get("version") not in (1, STATE_VERSION):
+        raise CheckpointError(f"{where} is not a Coltra trainer state")
+    _check_optimizer_shapes(optimizer, group, state.get("optimizer"), where)
+    saved_counters = state["counters"] if state["version"] == 2 else state
+    try:
+        optimizer.load_state_dict(state["optimizer"])
+        counters.load_state_dict({key: saved_counters.get(key) for key in _COUNTER_KEYS})
+        restore_rng(state["rng"])
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
+        text = " ".join(str(exc).split())
+        raise CheckpointError(f"{where} does not fit this trainer: {text[:120]}") from None
+    run_id = state.get("wandb_run_id")
+    return str(run_id) if run_id is not None else None
+
+
+def capture_rng() -> dict[str, Any]:
+    """Every global RNG state, as tensors and plain data (loadable with weights_only)."""
+    name, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
+    state: dict[str, Any] = {
+        "python": random.getstate(),
+        "numpy": {
+            "name": str(name),
+            "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached),
+        },
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state: Mapping[str, Any]) -> None:
+    random.setstate(state["python"])
+    numpy_state = state["numpy"]
+    np.random.set_state(
+        (
+            numpy_state["name"],
+            numpy_state["keys"].numpy().astype(np.uint32),
+            numpy_state["pos"],
+            numpy_state["has_gauss"],
+            numpy_state["cached_gaussian"],
+        )
+    )
+    torch.set_rng_state(state["torch"])
+    cuda_states = state.get("cuda")
+    if cuda_states is not None and torch.cuda.is_available():
+        if len(cuda_states) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(cuda_states)
+
+
+def copy_weights(saved: MacroAgent, group: MacroAgent, path: Path) -> None:
+    """Load a checkpoint's weights into ``group``, refusing policies or models that differ."""
+    if sorted(saved.policies) != sorted(group.policies):
+        raise CheckpointError(
+            f"the checkpoint {path} holds policies {sorted(saved.policies)}, the group given "
+            f"has {sorted(group.policies)}"
+        )
+    for name, agent in group.policies.items():
+        source = saved.policies[name]
+        if type(source) is not type(agent):
+            raise CheckpointError(
+                f"the checkpoint {path} holds a {type(source).__name__} for policy '{name}', "
+                f"the group given has a {type(agent).__name__}"
+            )
+        if source.model is None or agent.model is None:
+            continue
+        # Compare as JSON, the form in which the checkpoint stored the description.
+        old = json.loads(json.dumps(source.model.describe()))
+        new = json.loads(json.dumps(agent.model.describe()))
+        found = first_difference(old, new, "")
+        if found:
+            key, was, now = found
+            raise CheckpointError(
+                f"the checkpoint {path} does not fit the group: policy '{name}' was built "
+                f"with {key} = {json.dumps(was)}, the group given has {json.dumps(now)}"
+            )
+        agent.model.load_state_dict(source.model.state_dict())
+
+
+def _check_optimizer_shapes(
+    optimizer: CrowdPPOptimizer, group: MacroAgent, saved: Any, where: Path
+) -> None:
+    """Refuse optimizer moments whose shapes differ from the parameters they belong to (a
+    trainer state from another model): torch loads them without a look, and the updates
+    after would fail deep inside torch, or silently compute nonsense."""
+    if not isinstance(saved, Mapping) or not isinstance(saved.get("optimizers"), Mapping):
+        return  # the load that follows says what is missing
+    for policy, saved_state in saved["optimizers"].items():
+        current = optimizer.optimizers.get(policy)
+        if current is None or not isinstance(saved_state, Mapping):
+            continue
+        groups, moments = saved_state.get("param_groups"), saved_state.get("state")
+        if not isinstance(groups, list) or not isinstance(moments, Mapping):
+            continue
+        agent = group.policies.get(policy)
+        names = {}
+        if agent is not None and agent.model is not None:
+            names = {id(param): name for name, param in agent.model.named_parameters()}
+        for param_group, saved_group in zip(current.param_groups, groups):
+            ids = saved_group.get("params") if isinstance(saved_group, Mapping) else None
+            if not isinstance(ids, list):
+                continue
+            for param_id, param in zip(ids, param_group["params"]):
+                entry = moments.get(param_id)
+                if not isinstance(entry, Mapping):
+                    continue
+                for key, value in entry.items():
+                    if not isinstance(value, torch.Tensor) or value.dim() == 0:
+                        continue  # Adam's step count
+                    if value.shape != param.shape:
+                        raise CheckpointError(
+                            f"{where} was saved for another model: the optimizer's {key!r} "
+                            f"of policy '{policy}' parameter "
+                            f"'{names.get(id(param), param_id)}' has shape {tuple(value.shape)}, "
+                            f"the parameter has {tuple(param.shape)}"
+                        )

@@ -1,0 +1,457 @@
+"""Coltra's configs: the trainer, the PPO update, the model and the environment of a run.
+
+Each field has a type, a default, constraints and a one-line doc saying what it is, its unit
+and where the default comes from. ``RunConfig`` holds one section of each.
+
+The ``model`` section names its class (``model.class``, default ``MLPModel``): any model
+registered with :func:`coltra.agents.register_model` brings its own config class, and the
+rest of the section is read with it. Configs only know the registered config classes
+(:func:`register_model_config`), not the models.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import (
+    AfterValidator,
+    Field,
+    ValidatorFunctionWrapHandler,
+    field_validator,
+    model_validator,
+)
+
+from coltra.configs.base import Config, Float, Int, List, YamlValue, custom_error
+from coltra.configs.errors import show, suggest
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "EnvConfig",
+    "MLPConfig",
+    "ModelConfig",
+    "PPOConfig",
+    "RunConfig",
+    "TrainerConfig",
+    "model_config_class",
+    "register_model_config",
+    "registered_model_configs",
+]
+
+DEFAULT_MODEL = "MLPModel"
+
+PositiveInt = Annotated[Int, Field(gt=0)]
+Name = Annotated[str, Field(min_length=1)]
+
+
+def _check_device(value: str) -> str:
+    if re.fullmatch(r"auto|cpu|cuda(:[0-9]+)?|mps", value) is None:
+        raise custom_error(
+            "expected a str that is 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got " + show(value)
+        )
+    return value
+
+
+# ----------------------------------------------------------------------------- models
+
+
+class ModelConfig(Config):
+    """Base of model sections. A subclass holds one model class's keys; registering it
+    (:func:`register_model_config`) gives it the name its ``class`` key is written with."""
+
+    section_doc: ClassVar[str] = (
+        "Model class (registered with coltra.agents.register_model); the other model keys "
+        "are that class's."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _own_class_key(cls, data: Any) -> Any:
+        """A section's ``class`` key, when it names this config's own model, is no field."""
+        if isinstance(data, dict) and "class" in data and cls.section_name is not None:
+            if data["class"] != cls.section_name:
+                raise custom_error(
+                    f"{cls.__name__} is the config of model {cls.section_name!r}, got "
+                    f"{show(data['class'])}",
+                    "class",
+                )
+            data = {key: value for key, value in data.items() if key != "class"}
+        return data
+
+    @classmethod
+    def section_class(cls, data: Any) -> type[Config]:
+        if cls is not ModelConfig:
+            return cls
+        name = data.get("class", DEFAULT_MODEL) if isinstance(data, dict) else DEFAULT_MODEL
+        return _MODEL_CONFIGS.get(name, cls) if isinstance(name, str) else cls
+
+
+_MODEL_CONFIGS: dict[str, type[ModelConfig]] = {}
+
+
+def register_model_config(name: str, config_class: type[ModelConfig]) -> None:
+    """Let ``model: {class: <name>, ...}`` be read with ``config_class``. One config class
+    serves one model name (its ``class`` key is written from it)."""
+    if not isinstance(config_class, type) or not issubclass(config_class, ModelConfig):
+        raise TypeError(
+            f"the config of model {name!r} must subclass coltra.configs.ModelConfig, got "
+            f"{config_class!r}"
+        )
+    owner = config_class.section_name
+    if owner is not None and owner != name and _MODEL_CONFIGS.get(owner) is config_class:
+        raise ValueError(
+            f"{config_class.__name__} is already the config of model {owner!r}; give model "
+            f"{name!r} a config class of its own (a subclass will do)"
+        )
+    _MODEL_CONFIGS[name] = config_class
+    config_class.section_name = name
+
+
+def model_config_class(name: str) -> type[ModelConfig]:
+    """The config class of a registered model name."""
+    return _MODEL_CONFIGS[name]
+
+
+def registered_model_configs() -> dict[str, type[ModelConfig]]:
+    """Model name -> config class, for every registered model."""
+    return dict(_MODEL_CONFIGS)
+
+
+def _model_section(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+    """Read a ``model`` mapping with the config class its ``class`` key names."""
+    if value is None or isinstance(value, ModelConfig):
+        if isinstance(value, ModelConfig) and value.section_name is None:
+            raise custom_error(
+                f"{type(value).__name__} is not the config of a registered model; register "
+                "the model with coltra.agents.register_model"
+            )
+        return handler(value)
+    if not isinstance(value, dict):
+        return handler(value)  # pydantic says it is not a mapping
+    name = value.get("class", DEFAULT_MODEL)
+    if not isinstance(name, str) or name not in _MODEL_CONFIGS:
+        known = sorted(_MODEL_CONFIGS)
+        raise custom_error(
+            f"unknown model class {show(name)}{suggest(name, known)} (registered: "
+            f"{', '.join(known)}; register your own with coltra.agents.register_model)",
+            "class",
+        )
+    rest = {key: item for key, item in value.items() if key != "class"}
+    return _MODEL_CONFIGS[name].model_validate(rest)
+
+
+class MLPConfig(ModelConfig):
+    """The policy and value networks of ``coltra.models.MLPModel``."""
+
+    input_size: Int = Field(
+        0,
+        ge=0,
+        description="Length of the flat observation vector; 0 = derive it from the "
+        "observation space.",
+    )
+    num_actions: Int = Field(
+        0,
+        ge=0,
+        description="Discrete actions, or continuous action dimensions; 0 = derive "
+        "from the action space.",
+    )
+    discrete: bool | None = Field(
+        None,
+        description="Categorical (true) or continuous (false) policy; null = derive from the "
+        "action space.",
+    )
+    hidden_sizes: List[PositiveInt] = Field(
+        [64, 64],
+        description="Units per hidden layer, input to output ([64, 64] as in CleanRL and SB3).",
+    )
+    activation: Literal["tanh", "relu", "leaky_relu", "elu", "gelu"] = Field(
+        "tanh", description="Hidden-layer activation (tanh, as in CleanRL's ppo.py)."
+    )
+    initializer: Literal["orthogonal", "kaiming_uniform", "xavier_uniform", "default"] = Field(
+        "orthogonal",
+        description="Init of linear layers (orthogonal, gain sqrt(2), as CleanRL); 'default' = "
+        "PyTorch's.",
+    )
+    policy_head_gain: Float = Field(
+        0.01,
+        ge=0,
+        description="Orthogonal gain of the policy's last layer; small = near-uniform start "
+        "(CleanRL).",
+    )
+    value_head_gain: Float = Field(
+        1.0, ge=0, description="Orthogonal gain of the value network's last layer (CleanRL)."
+    )
+    continuous_mode: Literal["logstd", "std_head", "beta"] = Field(
+        "logstd",
+        description="Continuous actions: Gaussian with a learned log-std (CleanRL), std head, "
+        "or Beta.",
+    )
+    sigma0: Float = Field(
+        0.5,
+        gt=0,
+        description="Initial std of continuous actions, in action units (Coltra's choice; "
+        "CleanRL: 1).",
+    )
+    image_encoder: Literal["flatten", "cnn"] = Field(
+        "flatten",
+        description="Encoder for image observations: flatten into the MLP, or a small CNN first.",
+    )
+    cnn_channels: List[PositiveInt] = Field(
+        [16, 32],
+        description="Output channels of each conv layer when image_encoder is 'cnn' (Coltra's "
+        "choice).",
+    )
+    shared_backbone: bool = Field(
+        False,
+        description="One trunk of hidden layers under both heads (policy and value); false = "
+        "two separate networks (CleanRL).",
+    )
+
+
+register_model_config(DEFAULT_MODEL, MLPConfig)
+
+
+# ----------------------------------------------------------------------------- PPO
+
+
+class PPOConfig(Config):
+    """The PPO update (``coltra.policy_optimization``); defaults from CleanRL's ppo.py."""
+
+    lr: Float = Field(2.5e-4, gt=0, description="Adam learning rate (CleanRL ppo.py).")
+    gamma: Float = Field(0.99, ge=0, le=1, description="Discount factor per env step (CleanRL).")
+    gae_lambda: Float = Field(
+        0.95,
+        ge=0,
+        le=1,
+        description="GAE lambda, the bias/variance trade-off of advantages (CleanRL).",
+    )
+    epochs: PositiveInt = Field(
+        4, description="Passes over each rollout per iteration (update_epochs in CleanRL)."
+    )
+    num_minibatches: PositiveInt = Field(
+        4, description="Minibatches per epoch (CleanRL); ignored when minibatch_size is set."
+    )
+    minibatch_size: PositiveInt | None = Field(
+        None, description="Samples per minibatch; when set, overrides num_minibatches."
+    )
+    clip_coef: Float = Field(
+        0.2,
+        gt=0,
+        description="Clipping range epsilon of the PPO surrogate objective (CleanRL).",
+    )
+    clip_vloss: bool = Field(
+        True, description="Also clip the value loss around the old values (CleanRL)."
+    )
+    vf_coef: Float = Field(0.5, ge=0, description="Weight of the value loss (CleanRL).")
+    ent_coef: Float = Field(
+        0.0,
+        ge=0,
+        description="Weight of the entropy bonus (CleanRL: 0.01 for discrete/Atari, 0.0 for "
+        "MuJoCo).",
+    )
+    ent_coef_final: Float | None = Field(
+        None,
+        ge=0,
+        description="If set, entropy weight goes linearly from ent_coef to this over "
+        "anneal_iterations.",
+    )
+    max_grad_norm: Float = Field(
+        0.5, gt=0, description="Clip the global gradient norm to this (CleanRL)."
+    )
+    target_kl: Float | None = Field(
+        None,
+        gt=0,
+        description="Before each minibatch's step, stop the iteration's epochs if its approx KL "
+        "exceeds this (SB3's check, at 1x; CleanRL checks after each epoch); null = never.",
+    )
+    norm_adv: bool = Field(True, description="Normalise advantages per minibatch (CleanRL).")
+    anneal_lr: bool = Field(
+        False,
+        description="Decay lr linearly to 0 over anneal_iterations (CleanRL: on; off by default "
+        "here).",
+    )
+    anneal_iterations: PositiveInt | None = Field(
+        None,
+        description="Iterations to anneal lr/entropy over; null = the whole run "
+        "(trainer.iterations, extended when the run is).",
+    )
+    adam_eps: Float = Field(
+        1e-5, gt=0, description="Adam epsilon (CleanRL; PyTorch's default is 1e-8)."
+    )
+    seed: Int = Field(
+        0,
+        ge=0,
+        description="Seed of the minibatch shuffling; a training run sets it to trainer.seed.",
+    )
+
+
+# ----------------------------------------------------------------------------- environment
+
+
+class EnvConfig(Config):
+    """Which environment to train on and how its copies are vectorised (``coltra.envs``)."""
+
+    kind: Literal["gym", "pettingzoo", "probe"] = Field(
+        "gym",
+        description="Environment family: Gymnasium, PettingZoo, or one of Coltra's probe envs.",
+    )
+    env_name: Name = Field(
+        "CartPole-v1",
+        description="Gym id, PettingZoo module ('pettingzoo.sisl.pursuit_v5') or probe name "
+        "(CleanRL).",
+    )
+    env_kwargs: dict[str, YamlValue] = Field(
+        {},
+        description="Env keywords: gymnasium.make's, parallel_env's (PettingZoo) or the probe "
+        "class's.",
+    )
+    workers: PositiveInt = Field(
+        8,
+        description="Env workers; with the subprocess backend, one process each (Coltra's choice).",
+    )
+    envs_per_worker: PositiveInt = Field(
+        1, description="Env copies stepped one after another by each worker."
+    )
+    backend: Literal["auto", "inprocess", "subprocess"] = Field(
+        "auto",
+        description="Where copies run; 'auto' = the env's default (subprocess for PettingZoo, "
+        "else here).",
+    )
+    step_timeout: Float | None = Field(
+        None,
+        gt=0,
+        description="Seconds to wait for a worker's step before failing (subprocess backend); "
+        "null = wait forever.",
+    )
+
+
+# ----------------------------------------------------------------------------- trainer
+
+
+class TrainerConfig(Config):
+    """The training run: its length, saving, logging and device (``coltra.trainers``)."""
+
+    name: Name = Field("run", description="Run name, used in the run directory and logs.")
+    run_dir: str | None = Field(
+        None,
+        description="Directory for checkpoints, config.yaml and logs; null = "
+        "runs/<name>_<timestamp>.",
+    )
+    steps: PositiveInt = Field(
+        128, description="Env steps per env copy per iteration (num_steps in CleanRL)."
+    )
+    iterations: PositiveInt = Field(
+        100, description="Training iterations, each a rollout and an update."
+    )
+    save_every: PositiveInt = Field(
+        10,
+        description="Save a checkpoint every this many iterations (and always at the end).",
+    )
+    keep_checkpoints: PositiveInt = Field(
+        3, description="How many of the newest checkpoints to keep; older ones are deleted."
+    )
+    stop_at_return: Float | None = Field(
+        None,
+        description="Stop early once the mean return of the last return_window episodes "
+        "reaches this.",
+    )
+    return_window: PositiveInt = Field(
+        20,
+        description="Finished episodes averaged for the reported return and stop_at_return "
+        "(CleanRL: 20).",
+    )
+    eval_episodes: Int = Field(
+        0,
+        ge=0,
+        description="Episodes of deterministic evaluation at the end, on fresh env copies; "
+        "0 = none.",
+    )
+    seed: Int | None = Field(
+        0,
+        ge=0,
+        description="Seed of envs, torch, numpy, random and PPO shuffling; null = draw one "
+        "(saved).",
+    )
+    device: Annotated[str, AfterValidator(_check_device)] = Field(
+        "auto",
+        description="Torch device: 'auto' (CUDA if available, else CPU), 'cpu', 'cuda', "
+        "'cuda:N', 'mps'.",
+    )
+    torch_threads: PositiveInt | None = Field(
+        1,
+        description="torch.set_num_threads, set before the model is built (1 leaves cores to "
+        "env workers); null = as is.",
+    )
+    log_every: PositiveInt = Field(1, description="Log metrics every this many iterations.")
+    on_nonfinite: Literal["raise", "drop"] = Field(
+        "raise",
+        description="NaN/inf from the env: 'raise' an error naming agent and step, or 'drop' "
+        "the step (counted in charts/nonfinite_dropped).",
+    )
+    restart_crashed_envs: Int = Field(
+        0,
+        ge=0,
+        description="Rebuild a crashed env and go on (with a warning), at most this many times "
+        "per session; 0 = a crash stops the run.",
+    )
+    progress: bool = Field(
+        True,
+        description="Show progress: a bar on a terminal, else a log line every ~10 s (on stderr).",
+    )
+    wandb: bool = Field(
+        False,
+        description="Also log to Weights & Biases (pip install wandb; WANDB_MODE=offline: no "
+        "account).",
+    )
+    wandb_project: Name = Field("coltra", description="Weights & Biases project name.")
+    wandb_entity: str | None = Field(
+        None,
+        description="Weights & Biases entity (user or team); null = your default entity.",
+    )
+
+
+# ----------------------------------------------------------------------------- the run
+
+
+class RunConfig(Config):
+    """The full config of a training run, as saved to the run directory's config.yaml.
+
+    ``model`` and ``env`` are null in the config of a run whose agents and env were built in
+    Python (they cannot be rebuilt from a file).
+    """
+
+    trainer: TrainerConfig = Field(
+        default_factory=TrainerConfig, description="Run length, saving, logging and device."
+    )
+    ppo: PPOConfig = Field(default_factory=PPOConfig, description="PPO update hyperparameters.")
+    model: ModelConfig | None = Field(
+        default_factory=MLPConfig,
+        description="Policy and value networks; null = built in Python.",
+    )
+    env: EnvConfig | None = Field(
+        default_factory=EnvConfig,
+        description="Environment and vectorisation; null = built in Python.",
+    )
+
+    _model_section = field_validator("model", mode="wrap")(_model_section)
+
+    @classmethod
+    def json_schema(cls) -> dict[str, Any]:
+        """JSON Schema of a run config file, for editors that check YAML as you type; the
+        ``model`` section is one of the registered model configs."""
+        schema = cls.model_json_schema()
+        definitions = schema.setdefault("$defs", {})
+        variants = []
+        for name, config_class in sorted(_MODEL_CONFIGS.items()):
+            sub = config_class.model_json_schema(ref_template="#/$defs/{model}")
+            definitions.update(sub.pop("$defs", {}))
+            sub["properties"] = {"class": {"const": name, "type": "string"}, **sub["properties"]}
+            if name != DEFAULT_MODEL:
+                sub["required"] = ["class", *sub.get("required", [])]
+            definitions[config_class.__name__] = sub
+            variants.append({"$ref": f"#/$defs/{config_class.__name__}"})
+        schema["properties"]["model"] = {
+            "description": cls.model_fields["model"].description,
+            "anyOf": [{"oneOf": variants}, {"type": "null"}],
+        }
+        return schema

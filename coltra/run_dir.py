@@ -1,0 +1,247 @@
+"""The run directory: one run's files, and its checkpoints written so that a crash loses none.
+
+::
+
+    config.yaml                 the full RunConfig in force (coltra.configs.finish_run_config)
+    metrics.csv                 one row per logged iteration, one column per metric
+    events.out.tfevents.*       TensorBoard (``tensorboard --logdir <run dir>``)
+    checkpoints/latest          names the newest complete checkpoint
+    checkpoints/iter_000040/    agents/ (the group, MacroAgent.save) + trainer_state.pt
+    wandb/                      only with trainer.wandb
+
+A checkpoint is written to a temporary directory and renamed into place, then ``latest`` is
+rewritten atomically, so a crash mid-save leaves the previous checkpoint intact. The
+directory is probed for writes and free space when the run starts, so a full disk fails
+then, not at the first checkpoint an hour later. A run that stopped before its first
+checkpoint can be started again in the same directory.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from coltra.configs import RunConfig
+from coltra.groups import MacroAgent
+from coltra.serialization import CheckpointError, atomic_write_bytes, load_tensors, save_tensors
+
+__all__ = ["RunDirError", "RunDirectory", "TrainerError"]
+
+#: Bytes written (and synced) to a new run directory at start-up: a full disk fails here.
+WRITE_PROBE_BYTES = 64 * 1024
+#: Free space a run needs besides its checkpoints (config, metrics.csv, TensorBoard events).
+LOG_SPACE_BYTES = 1 << 20
+
+
+class TrainerError(RuntimeError):
+    """A training run that cannot start or go on; the message says why and what to do."""
+
+
+class RunDirError(TrainerError):
+    """A run directory that cannot be created, written or resumed from."""
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / 2**20:.1f} MB"
+
+
+class RunDirectory:
+    """The files of one run: config, metrics CSV, TensorBoard events, checkpoints."""
+
+    CONFIG = "config.yaml"
+    METRICS = "metrics.csv"
+    CHECKPOINTS = "checkpoints"
+    LATEST = "latest"
+    STATE = "trainer_state.pt"
+    AGENTS = "agents"
+    _CHECKPOINT_NAME = re.compile(r"iter_(\d{6,})")
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / self.CHECKPOINTS
+
+    def has_checkpoint(self) -> bool:
+        return (self.checkpoints / self.LATEST).is_file()
+
+    @classmethod
+    def create(cls, path: str | os.PathLike[str], need_bytes: int = 0) -> RunDirectory:
+        """The directory of a new run, checked writable with ``need_bytes`` free. A directory
+        that holds a run with a checkpoint is refused (resume it instead); one whose run
+        stopped before its first checkpoint is cleared and used again."""
+        run = cls(Path(path))
+        if (run.path / cls.CONFIG).exists():
+            if run.has_checkpoint():
+                raise RunDirError(
+                    f"{run.path} already holds a run (it has a {cls.CONFIG} and checkpoints); "
+                    f"continue it with coltra train --resume {run.path}, or choose another "
+                    "trainer.run_dir"
+                )
+            try:
+                run.clear_unsaved_run()
+            except OSError as exc:
+                raise RunDirError(
+                    f"cannot start the run again in {run.path}: {exc.strerror or exc}"
+                ) from None
+        try:
+            run.path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise RunDirError(
+                f"cannot write the run directory {run.path}: {exc.strerror or exc} "
+                "(set trainer.run_dir to a writable place)"
+            ) from None
+        run.check_writable(need_bytes)
+        return run
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str]) -> RunDirectory:
+        """An existing run that has at least one checkpoint."""
+        directory = Path(path)
+        if not directory.is_dir():
+            raise RunDirError(f"cannot resume from {directory}: it is not a directory")
+        if not (directory / cls.CONFIG).is_file():
+            raise RunDirError(
+                f"cannot resume from {directory}: it is not a Coltra run directory "
+                f"(no {cls.CONFIG})"
+            )
+        run = cls(directory)
+        if not run.has_checkpoint():
+            raise RunDirError(
+                f"cannot resume from {directory}: the run has no checkpoint yet "
+                f"({cls.CHECKPOINTS}/{cls.LATEST} is missing); start it again in place with "
+                f"coltra train -c {directory / cls.CONFIG}"
+            )
+        return run
+
+    def clear_unsaved_run(self) -> None:
+        """Remove what a run that never saved a checkpoint wrote (config, logs, profile)."""
+        for name in (self.CONFIG, self.METRICS, "profile.prof", "profile.txt"):
+            (self.path / name).unlink(missing_ok=True)
+        for events in self.path.glob("events.out.tfevents.*"):
+            events.unlink(missing_ok=True)
+        shutil.rmtree(self.checkpoints, ignore_errors=True)
+        self.clean_temporary()
+
+    def check_writable(self, need_bytes: int = 0) -> None:
+        """Write and sync a small file here, and check that ``need_bytes`` are free: an
+        unwritable directory or a full disk fails at start-up, not at the first checkpoint
+        an hour later."""
+        try:
+            with tempfile.NamedTemporaryFile(dir=self.path, prefix=".write-test-") as probe:
+                probe.write(b"\0" * WRITE_PROBE_BYTES)
+                probe.flush()
+                os.fsync(probe.fileno())
+            free = shutil.disk_usage(self.path).free
+        except OSError as exc:
+            full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+            hint = "free some space" if full else "set trainer.run_dir to a writable place"
+            raise RunDirError(
+                f"cannot write the run directory {self.path}: {exc.strerror or exc} ({hint})"
+            ) from None
+        if free < need_bytes + LOG_SPACE_BYTES:
+            raise RunDirError(
+                f"not enough free space for the run directory {self.path}: "
+                f"{_megabytes(free)} free, the run needs about "
+                f"{_megabytes(need_bytes + LOG_SPACE_BYTES)} (its checkpoints and logs); free "
+                "some space or set trainer.run_dir elsewhere"
+            )
+
+    def read_config(self) -> RunConfig:
+        return RunConfig.from_yaml(self.path / self.CONFIG)
+
+    def write_config(self, config: RunConfig) -> None:
+        try:
+            config.to_yaml(self.path / self.CONFIG)
+        except OSError as exc:
+            raise RunDirError(f"cannot write {self.path / self.CONFIG}: {exc}") from None
+
+    # ------------------------------------------------------------------ checkpoints
+    def save_checkpoint(
+        self, iteration: int, group: MacroAgent, state: dict[str, Any], keep: int
+    ) -> Path:
+        """Write ``checkpoints/iter_NNNNNN`` via a temporary directory, point ``latest`` at it,
+        and delete all but the newest ``keep`` checkpoints."""
+        self.checkpoints.mkdir(parents=True, exist_ok=True)
+        final = self.checkpoints / f"iter_{iteration:06d}"
+        tmp = self.checkpoints / f".{final.name}.{os.getpid()}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        try:
+            group.save(tmp / self.AGENTS)
+            save_tensors(tmp / self.STATE, state)
+            if final.exists():  # left by a crash after its rename but before `latest` moved
+                shutil.rmtree(final)
+            os.replace(tmp, final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        atomic_write_bytes(self.checkpoints / self.LATEST, f"{final.name}\n".encode())
+        self._prune(keep, final)
+        return final
+
+    def latest_checkpoint(self) -> Path:
+        latest = self.checkpoints / self.LATEST
+        try:
+            name = latest.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise CheckpointError(f"cannot read {latest}: {exc}") from None
+        if not self._CHECKPOINT_NAME.fullmatch(name):
+            raise CheckpointError(
+                f"{latest} should name a checkpoint like iter_000010, got {name!r}"
+            )
+        path = self.checkpoints / name
+        if not path.is_dir():
+            raise CheckpointError(
+                f"{latest} names {name}, which does not exist in {self.checkpoints}"
+            )
+        return path
+
+    def load_checkpoint(self) -> tuple[Path, MacroAgent, dict[str, Any]]:
+        """The newest checkpoint: its path, its group and its trainer state (a dict of
+        tensors and plain data, loaded with ``weights_only``)."""
+        path = self.latest_checkpoint()
+        group = MacroAgent.load(path / self.AGENTS)
+        state = load_tensors(path / self.STATE)
+        if not isinstance(state, dict):
+            raise CheckpointError(f"{path / self.STATE} is not a Coltra trainer state")
+        return path, group, state
+
+    def clean_temporary(self) -> None:
+        """Remove what a crash mid-write left: half-written checkpoint directories and the
+        temporary files of atomic writes (``latest``, ``config.yaml``, ``metrics.csv``)."""
+        leftovers = [
+            *self.path.glob(f".{self.CONFIG}.*.tmp"),
+            *self.path.glob(f".{self.METRICS}.*.tmp"),
+            *self.path.glob(".write-test-*"),
+        ]
+        if self.checkpoints.is_dir():
+            leftovers += [
+                *self.checkpoints.glob(".iter_*.tmp"),
+                *self.checkpoints.glob(f".{self.LATEST}.*.tmp"),
+            ]
+        for leftover in leftovers:
+            if leftover.is_dir() and not leftover.is_symlink():
+                shutil.rmtree(leftover, ignore_errors=True)
+            else:
+                try:
+                    leftover.unlink(missing_ok=True)
+                except OSError:  # an unwritable run directory is reported by check_writable
+                    pass
+
+    def _prune(self, keep: int, newest: Path) -> None:
+        found = []
+        for path in self.checkpoints.iterdir():
+            match = self._CHECKPOINT_NAME.fullmatch(path.name)
+            if match and path.is_dir():
+                found.append((int(match.group(1)), path))
+        found.sort()
+        for _, path in found[:-keep]:
+            if path != newest:
+                shutil.rmtree(path, ignore_errors=True)
