@@ -29,8 +29,10 @@ __all__ = [
     "capture_rng",
     "copy_weights",
     "derived_seed",
+    "load_checkpoint",
     "restore_rng",
     "restore_trainer_state",
+    "save_checkpoint",
     "trainer_state",
 ]
 
@@ -52,6 +54,29 @@ def derived_seed(seed: int, salt: int) -> int:
     """A seed for new episodes (a resumed run's env copies, a rebuilt env, an evaluation),
     different from ``seed`` and reproducible from it."""
     return int(np.random.SeedSequence([seed, salt]).generate_state(1)[0]) % 2**31
+
+
+def save_checkpoint(
+    run: RunDirectory,
+    group: MacroAgent,
+    counters: RunCounters,
+    optimizer: CrowdPPOptimizer,
+    wandb_run_id: str | None,
+    keep: int,
+) -> Path:
+    """The group and the trainer state as the run's newest checkpoint; returns its path."""
+    state = trainer_state(counters, optimizer, wandb_run_id)
+    return run.save_checkpoint(counters.iteration, group, state, keep)
+
+
+def load_checkpoint(
+    run: RunDirectory, group: MacroAgent, counters: RunCounters, optimizer: CrowdPPOptimizer
+) -> tuple[Path, str | None]:
+    """The run's newest checkpoint put back into ``group``, ``counters`` and ``optimizer``
+    (and the RNG states); returns its path and the W&B run id."""
+    path, saved_group, state = run.load_checkpoint()
+    copy_weights(saved_group, group, path)
+    return path, restore_trainer_state(state, path, group, counters, optimizer)
 
 
 def trainer_state(

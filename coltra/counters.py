@@ -60,6 +60,41 @@ class RunCounters:
             and self.window_return >= target
         )
 
+    def summary(self) -> dict[str, float]:
+        """The counters as a ``train()`` summary reports them."""
+        return {
+            "iterations": float(self.iteration),
+            "env_steps": float(self.env_steps),
+            "agent_steps": float(self.agent_steps),
+            "episodes": float(self.episodes),
+            "return_mean": self.window_return,
+            "best_return": self.best_return if self.best_return > -math.inf else math.nan,
+        }
+
+    def log_row(self) -> dict[str, float]:
+        """The counters as a row of logged metrics (CleanRL's x axes: env steps)."""
+        row = {
+            "iteration": float(self.iteration),
+            "charts/env_steps": float(self.env_steps),
+            "charts/agent_steps": float(self.agent_steps),
+            "charts/episodes": float(self.episodes),
+        }
+        if self.recent_returns:
+            row["charts/episode_return_window"] = self.window_return
+        return row
+
+    def progress_fields(self, sps: float) -> dict[str, str]:
+        """What the progress line shows: steps, speed, the window's return and the best."""
+        window = self.window_return
+        fields = {
+            "steps": f"{self.env_steps:,}",
+            "SPS": f"{sps:,.0f}",
+            "return": "-" if math.isnan(window) else f"{window:.1f}",
+        }
+        if self.best_return > -math.inf:
+            fields["best"] = f"{self.best_return:.1f}"
+        return fields
+
     def state_dict(self) -> dict[str, Any]:
         return {
             "iteration": self.iteration,

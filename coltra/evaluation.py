@@ -11,6 +11,8 @@ the copies run side by side; with one row, the episodes are simply the first one
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,7 +23,10 @@ from coltra.envs.base import MultiAgentEnv, StepBatch
 from coltra.episodes import EpisodeTracker
 from coltra.groups import MacroAgent
 
-__all__ = ["Episodes", "episodes_per_row", "evaluate", "evaluate_episodes"]
+__all__ = ["Episodes", "episodes_per_row", "evaluate", "evaluate_episodes", "evaluation_metrics"]
+
+#: Env steps (of all copies at once) after which an evaluation gives up waiting.
+EVAL_MAX_STEPS = 100_000
 
 
 @dataclass(frozen=True)
@@ -30,6 +35,17 @@ class Episodes:
 
     returns: np.ndarray
     lengths: np.ndarray
+
+    def metrics(self, prefix: str = "") -> dict[str, float]:
+        """Count, mean, std, min and max return, and mean length (``eval/return_mean``...)."""
+        return {
+            f"{prefix}episodes": float(len(self.returns)),
+            f"{prefix}return_mean": float(self.returns.mean()),
+            f"{prefix}return_std": float(self.returns.std()),
+            f"{prefix}return_min": float(self.returns.min()),
+            f"{prefix}return_max": float(self.returns.max()),
+            f"{prefix}length_mean": float(self.lengths.mean()),
+        }
 
 
 def episodes_per_row(num_episodes: int, rows: int) -> np.ndarray:
@@ -114,3 +130,27 @@ def _checked(
     if found:
         raise NonFiniteError(nonfinite_message(found[0], len(found), step, "the evaluation"))
     return batch
+
+
+def evaluation_metrics(
+    agents: MacroAgent,
+    env: MultiAgentEnv | Callable[[], MultiAgentEnv],
+    num_episodes: int,
+    seed: int | None = None,
+) -> dict[str, float]:
+    """``eval/*`` metrics (:meth:`Episodes.metrics`) of ``num_episodes`` deterministic
+    agent-episodes in ``env``, or in a fresh env from a function that builds one (closed
+    afterwards). Episodes that never end are a warning and ``eval/episodes`` 0, not an
+    error: a training run goes on."""
+    owned = not isinstance(env, MultiAgentEnv)
+    played_in = env() if not isinstance(env, MultiAgentEnv) else env
+    max_steps = max(EVAL_MAX_STEPS // int(getattr(played_in, "num_envs", 1)), 1)
+    try:
+        played = evaluate_episodes(agents, played_in, num_episodes, seed=seed, max_steps=max_steps)
+    except RuntimeError as exc:
+        warnings.warn(f"{exc}; no evaluation score", stacklevel=2)
+        return {"eval/episodes": 0.0}
+    finally:
+        if owned:
+            played_in.close()
+    return played.metrics("eval/")

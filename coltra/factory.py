@@ -14,18 +14,27 @@ from __future__ import annotations
 import importlib
 import re
 import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
 
 from coltra.agents import Agent, CAgent, DAgent
-from coltra.configs import ConfigError, EnvConfig, ModelConfig
+from coltra.configs import ConfigError, EnvConfig, ModelConfig, RunConfig
 from coltra.envs import MultiAgentEnv, MultiGymEnv, PettingZooEnv
 from coltra.envs.probe_envs import PROBE_ENVS
 from coltra.groups import HomogeneousGroup
 from coltra.models import build_model
 
-__all__ = ["eval_env_config", "make_agents", "make_env", "pettingzoo_env_fn"]
+__all__ = [
+    "RunParts",
+    "eval_env_config",
+    "make_agents",
+    "make_env",
+    "make_parts",
+    "pettingzoo_env_fn",
+]
 
 #: More evaluation episodes than this many env copies are played in turns.
 MAX_EVAL_COPIES = 32
@@ -33,6 +42,43 @@ MAX_EVAL_COPIES = 32
 # A config file names a module to import; only PettingZoo's own modules may be imported, so a
 # config cannot make Coltra import (and so run) arbitrary code.
 _PETTINGZOO_MODULE = re.compile(r"pettingzoo(\.[A-Za-z_][A-Za-z0-9_]*)+")
+
+
+@dataclass(frozen=True)
+class RunParts:
+    """What a training run built from a config trains with: the env (copies seeded from
+    ``trainer.seed``), the group, a function that builds the evaluation env, and one that
+    builds a fresh env from a seed (to replace a crashed one)."""
+
+    env: MultiAgentEnv
+    group: HomogeneousGroup
+    eval_env: Callable[[], MultiAgentEnv]
+    env_factory: Callable[[int | None], MultiAgentEnv]
+
+
+def make_parts(config: RunConfig) -> RunParts:
+    """The env and group of ``config`` (which must describe both: a run built in Python
+    records them as null), built in that order."""
+    env_cfg, model_cfg = config.env, config.model
+    if env_cfg is None or model_cfg is None:
+        raise ConfigError(
+            "this run was built in Python (its config.yaml records no env and model): resume "
+            "it in Python with PPOCrowdTrainer.resume(run_dir, agents, env)",
+            key="env" if env_cfg is None else "model",
+        )
+    env = make_env(env_cfg, seed=config.trainer.seed)
+    try:
+        group = make_agents(model_cfg, env)
+        eval_cfg = eval_env_config(env_cfg, env, config.trainer.eval_episodes)
+    except BaseException:
+        env.close()
+        raise
+    return RunParts(
+        env,
+        group,
+        eval_env=lambda: make_env(eval_cfg, seed=None),
+        env_factory=lambda seed: make_env(env_cfg, seed=seed),
+    )
 
 
 def make_env(env_cfg: EnvConfig, seed: int | None = None) -> MultiAgentEnv:

@@ -23,14 +23,25 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from coltra.configs import RunConfig
+from coltra.configs import RunConfig, finish_run_config, resume_run_config
 from coltra.groups import MacroAgent
 from coltra.serialization import CheckpointError, atomic_write_bytes, load_tensors, save_tensors
 
-__all__ = ["RunDirError", "RunDirectory", "TrainerError"]
+__all__ = [
+    "RunDirError",
+    "RunDirectory",
+    "RunPlan",
+    "TrainerError",
+    "as_run_config",
+    "plan_run",
+    "restart_command",
+    "resume_command",
+]
 
 #: Bytes written (and synced) to a new run directory at start-up: a full disk fails here.
 WRITE_PROBE_BYTES = 64 * 1024
@@ -245,3 +256,73 @@ class RunDirectory:
         for _, path in found[:-keep]:
             if path != newest:
                 shutil.rmtree(path, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """A run about to be built: its finished config, the directory it resumes (if any) and
+    notes for the person starting it."""
+
+    config: RunConfig
+    resumed: RunDirectory | None
+    notes: list[str]
+
+
+def plan_run(
+    config: RunConfig | Mapping[str, Any] | None,
+    seed: int | None,
+    resume_from: str | os.PathLike[str] | None,
+    built_in_python: bool,
+) -> RunPlan:
+    """The finished config of a run about to be built (:func:`finish_run_config`), or of
+    the run resumed from ``resume_from`` (:func:`resume_run_config`). ``built_in_python``:
+    the group and env are not built from the config."""
+    if resume_from is None:
+        requested = as_run_config(config)
+        if seed is not None:
+            requested = requested.update({"trainer": {"seed": seed}})
+        return RunPlan(finish_run_config(requested, built_in_python=built_in_python), None, [])
+    run = RunDirectory.open(resume_from)
+    saved = run.read_config()
+    requested = saved if config is None else as_run_config(config)
+    if seed is not None:
+        requested = requested.update({"trainer": {"seed": seed}})
+    if built_in_python:  # the group and env are given: the checkpoint checks that they fit
+        requested = requested.update(
+            {"model": saved.to_dict()["model"], "env": saved.to_dict()["env"]}
+        )
+    finished, notes = resume_run_config(saved, requested, run.path)
+    return RunPlan(finished, run, notes)
+
+
+def as_run_config(config: RunConfig | Mapping[str, Any] | None) -> RunConfig:
+    if isinstance(config, RunConfig):
+        return config
+    if config is None:
+        return RunConfig()
+    if isinstance(config, Mapping):
+        return RunConfig.from_dict(config)
+    raise TypeError(f"config must be a RunConfig or a mapping of its keys, got {config!r}")
+
+
+def resume_command(
+    path: Path, config: RunConfig, done: int, solved: bool, more: bool = False
+) -> str:
+    """How to continue the run in ``path`` after ``done`` iterations, as it works when typed:
+    a run that is over (or asked for ``more``) needs more iterations, a solved one also
+    drops ``stop_at_return``; a run built in Python resumes in Python."""
+    if config.env is None or config.model is None:
+        return f"PPOCrowdTrainer.resume({str(path)!r}, agents, env) in Python"
+    command = f"coltra train --resume {path}"
+    if more or done >= config.trainer.iterations:
+        command += f" -i {max(2 * done, done + 1)}"
+    if solved:
+        command += " --set trainer.stop_at_return=null"
+    return command
+
+
+def restart_command(path: Path, config: RunConfig) -> str:
+    """How to start a run that saved no checkpoint again, in the same directory."""
+    if config.env is None or config.model is None:
+        return "the same program (the run was built in Python)"
+    return f"coltra train -c {path / RunDirectory.CONFIG}"

@@ -69,6 +69,19 @@ class PhaseTimes:
         """``{"time/env_s": ..., ...}`` in phase order."""
         return {f"time/{phase}_s": self.seconds[phase] for phase in PHASES if phase in self.seconds}
 
+    def iteration_metrics(self, env_steps: int, agent_steps: int) -> dict[str, float]:
+        """An iteration's time metrics: the phases, collection and the whole iteration
+        (their sums), and its speed in env steps and agent steps per second."""
+        collect = self["env"] + self["forward"] + self["collect_other"]
+        elapsed = max(self.total, 1e-9)
+        return {
+            **self.metrics(),
+            "time/collect_s": collect,
+            "time/iteration_s": self.total,
+            "charts/SPS": env_steps / elapsed,
+            "charts/agent_SPS": agent_steps / elapsed,
+        }
+
     @classmethod
     def from_metrics(cls, metrics: Mapping[str, float]) -> PhaseTimes:
         """The phases in a metrics dict or a summary (``time/<phase>_s`` keys)."""

@@ -25,14 +25,11 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-import math
 import os
 import signal
 import sys
 import time
-import warnings
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,75 +37,35 @@ import numpy as np
 import torch
 
 from coltra.callbacks import Callback
-from coltra.checkpoints import copy_weights, derived_seed, restore_trainer_state, trainer_state
+from coltra.checkpoints import derived_seed, load_checkpoint, save_checkpoint
 from coltra.collectors import CrowdCollector, check_agents_fit_env
 from coltra.configs import (
     RunConfig,
     extend_run_config,
-    finish_run_config,
-    resume_run_config,
 )
 from coltra.counters import RunCounters
 from coltra.envs import EnvCrashedError, MultiAgentEnv
-from coltra.evaluation import evaluate_episodes
+from coltra.evaluation import evaluation_metrics
 from coltra.groups import MacroAgent
 from coltra.logs import EpisodeLog, MetricSinks
 from coltra.policy_optimization import CrowdPPOptimizer, LossTerm, minibatch_size
 from coltra.progress import Progress
-from coltra.run_dir import RunDirectory, RunDirError, TrainerError
+from coltra.run_dir import (
+    RunDirectory,
+    RunDirError,
+    RunPlan,
+    TrainerError,
+    plan_run,
+    restart_command,
+    resume_command,
+)
 from coltra.runtime import prepare_process, resolve_device, seed_everything
 from coltra.signals import StopSignals
 from coltra.timing import PhaseTimes
 
 __all__ = ["PPOCrowdTrainer", "RunDirError", "TrainerError"]
 
-EVAL_MAX_STEPS = 100_000  # env steps after which an evaluation gives up waiting for episodes
-
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class _Plan:
-    """A run about to be built: its finished config, the directory it resumes (if any) and
-    notes for the person starting it."""
-
-    config: RunConfig
-    resumed: RunDirectory | None
-    notes: list[str]
-
-
-def _plan(
-    config: RunConfig | Mapping[str, Any] | None,
-    seed: int | None,
-    resume_from: str | os.PathLike[str] | None,
-    built_in_python: bool,
-) -> _Plan:
-    if resume_from is None:
-        requested = _as_run_config(config)
-        if seed is not None:
-            requested = requested.update({"trainer": {"seed": seed}})
-        return _Plan(finish_run_config(requested, built_in_python=built_in_python), None, [])
-    run = RunDirectory.open(resume_from)
-    saved = run.read_config()
-    requested = saved if config is None else _as_run_config(config)
-    if seed is not None:
-        requested = requested.update({"trainer": {"seed": seed}})
-    if built_in_python:  # the group and env are given: the checkpoint checks that they fit
-        requested = requested.update(
-            {"model": saved.to_dict()["model"], "env": saved.to_dict()["env"]}
-        )
-    finished, notes = resume_run_config(saved, requested, run.path)
-    return _Plan(finished, run, notes)
-
-
-def _as_run_config(config: RunConfig | Mapping[str, Any] | None) -> RunConfig:
-    if isinstance(config, RunConfig):
-        return config
-    if config is None:
-        return RunConfig()
-    if isinstance(config, Mapping):
-        return RunConfig.from_dict(config)
-    raise TypeError(f"config must be a RunConfig or a mapping of its keys, got {config!r}")
 
 
 class PPOCrowdTrainer:
@@ -140,7 +97,7 @@ class PPOCrowdTrainer:
         callbacks: Iterable[Callback] = (),
         loss_terms: Mapping[str, LossTerm] | None = None,
     ) -> None:
-        plan = _plan(config, seed, resume_from, built_in_python=True)
+        plan = plan_run(config, seed, resume_from, built_in_python=True)
         self._build(plan, agents, env, eval_env, env_factory, callbacks, loss_terms)
 
     @classmethod
@@ -155,34 +112,24 @@ class PPOCrowdTrainer:
     ) -> PPOCrowdTrainer:
         """A trainer with the env and group the config describes (:mod:`coltra.factory`);
         the trainer owns the env and closes it in :meth:`close`."""
-        from coltra.factory import eval_env_config, make_agents, make_env
+        from coltra.factory import make_parts
 
-        plan = _plan(config, seed, resume_from, built_in_python=False)
-        run_config = plan.config
-        env_config, model_config = run_config.env, run_config.model
-        if env_config is None or model_config is None:
-            raise TrainerError(
-                f"the run in {plan.resumed.path if plan.resumed else '?'} was built in Python "
-                "(its config.yaml records no env and model): resume it in Python with "
-                "PPOCrowdTrainer.resume(run_dir, agents, env)"
-            )
-        prepare_process(run_config.trainer)  # threads, then seeds: before the weights exist
-        env = make_env(env_config, seed=run_config.trainer.seed)
+        plan = plan_run(config, seed, resume_from, built_in_python=False)
+        prepare_process(plan.config.trainer)  # threads, then seeds: before the weights exist
+        parts = make_parts(plan.config)
         try:
-            agents = make_agents(model_config, env)
-            eval_config = eval_env_config(env_config, env, run_config.trainer.eval_episodes)
             trainer = cls.__new__(cls)
             trainer._build(
                 plan,
-                agents,
-                env,
-                lambda: make_env(eval_config, seed=None),
-                lambda env_seed: make_env(env_config, seed=env_seed),
+                parts.group,
+                parts.env,
+                parts.eval_env,
+                parts.env_factory,
                 callbacks,
                 loss_terms,
             )
         except BaseException:
-            env.close()
+            parts.env.close()
             raise
         trainer._owns_env = True
         return trainer
@@ -206,7 +153,7 @@ class PPOCrowdTrainer:
 
     def _build(
         self,
-        plan: _Plan,
+        plan: RunPlan,
         agents: MacroAgent,
         env: MultiAgentEnv,
         eval_env: MultiAgentEnv | Callable[[], MultiAgentEnv] | None,
@@ -242,6 +189,7 @@ class PPOCrowdTrainer:
         self._signals = StopSignals()
         self._stop_requested = False
         self._saved_iteration: int | None = None
+        self._resumed_at: int | None = None
         self._wandb_id: str | None = None
         self._sinks: MetricSinks | None = None
         self._episode_log = EpisodeLog()
@@ -255,13 +203,14 @@ class PPOCrowdTrainer:
             self.run = plan.resumed
             self.run.clean_temporary()
             self.run.check_writable(self._space_needed())
-            self._load_checkpoint()
-            self._resumed_at: int | None = self.counters.iteration
+            self.checkpoint_path, self._wandb_id = load_checkpoint(
+                self.run, self.group, self.counters, self.optimizer
+            )
+            self._saved_iteration = self._resumed_at = self.counters.iteration
             env_seed = derived_seed(self.seed, self.counters.iteration)
         else:
             seed_everything(self.seed)
             self.run = RunDirectory.create(cfg.run_dir, self._space_needed())
-            self._resumed_at = None
             env_seed = self.seed
         self.run.write_config(self.config)
         self._new_collector(env_seed)
@@ -346,7 +295,7 @@ class PPOCrowdTrainer:
                 solved = self.counters.reached(cfg.stop_at_return)
                 run_over = solved or iteration >= cfg.iterations
                 call_over = run_over or iteration >= target or self._stopping()
-                fields = self._progress_fields(metrics)
+                fields = self.counters.progress_fields(metrics.get("charts/SPS", 0.0))
                 self._progress.update(iteration, fields, call_over)
                 if call_over or iteration % cfg.save_every == 0:
                     self.save_checkpoint()
@@ -386,17 +335,7 @@ class PPOCrowdTrainer:
         self._episode_log.add(finished, collected)
         times = self.collector.timing.merge(self.optimizer.timing)
         self._time_totals = self._time_totals.merge(times)
-        collect_s = times["env"] + times["forward"] + times["collect_other"]
-        elapsed = max(times.total, 1e-9)
-        metrics.update(times.metrics())
-        metrics.update(
-            {
-                "charts/SPS": env_steps / elapsed,
-                "charts/agent_SPS": agent_steps / elapsed,
-                "time/collect_s": collect_s,
-                "time/iteration_s": times.total,
-            }
-        )
+        metrics.update(times.iteration_metrics(env_steps, agent_steps))
         if cfg.on_nonfinite == "drop":
             metrics["charts/nonfinite_dropped"] = float(self.collector.nonfinite_dropped)
         if cfg.restart_crashed_envs > 0 or self.counters.env_restarts:
@@ -478,30 +417,10 @@ class PPOCrowdTrainer:
     def _log(self, metrics: Mapping[str, float]) -> None:
         """Every metric of this iteration, to TensorBoard, metrics.csv and W&B at once."""
         assert self._sinks is not None
-        counters = self.counters
-        row: dict[str, float] = {
-            "iteration": float(counters.iteration),
-            "charts/env_steps": float(counters.env_steps),
-            "charts/agent_steps": float(counters.agent_steps),
-            "charts/episodes": float(counters.episodes),
-        }
-        row.update(self._episode_log.reduce(self.group.policy_rows(self.env.agent_names)))
-        if counters.recent_returns:
-            row["charts/episode_return_window"] = counters.window_return
-        row.update({key: float(value) for key, value in metrics.items()})
-        row["time/elapsed_s"] = counters.train_time + (time.perf_counter() - self._started_at)
-        self._sinks.log(row, step=counters.env_steps)
-
-    def _progress_fields(self, metrics: Mapping[str, float]) -> dict[str, str]:
-        window = self.counters.window_return
-        fields = {
-            "steps": f"{self.counters.env_steps:,}",
-            "SPS": f"{metrics.get('charts/SPS', 0.0):,.0f}",
-            "return": "-" if math.isnan(window) else f"{window:.1f}",
-        }
-        if self.counters.best_return > -math.inf:
-            fields["best"] = f"{self.counters.best_return:.1f}"
-        return fields
+        episodes = self._episode_log.reduce(self.group.policy_rows(self.env.agent_names))
+        elapsed = self.counters.train_time + (time.perf_counter() - self._started_at)
+        row = self.counters.log_row() | episodes | dict(metrics) | {"time/elapsed_s": elapsed}
+        self._sinks.log(row, step=self.counters.env_steps)
 
     def _banner(self, target: int) -> str:
         cfg = self.config
@@ -523,36 +442,15 @@ class PPOCrowdTrainer:
             getattr(callback, hook)(self, *args)
 
     def _summary(self, solved: bool, seconds: float) -> dict[str, float]:
-        counters = self.counters
         times = self._time_totals.metrics()
         if times:
             times["time/other_s"] = max(seconds - self._time_totals.total, 0.0)
-        return {
-            **times,
-            "iterations": float(counters.iteration),
-            "env_steps": float(counters.env_steps),
-            "agent_steps": float(counters.agent_steps),
-            "episodes": float(counters.episodes),
-            "return_mean": counters.window_return,
-            "best_return": counters.best_return if counters.best_return > -math.inf else math.nan,
-            "time_s": seconds,
-            "solved": float(solved),
-            "interrupted": float(self.stop_signal is not None),
-            **self.last_eval,
-        }
+        flags = {"solved": float(solved), "interrupted": float(self.stop_signal is not None)}
+        return {**times, **self.counters.summary(), "time_s": seconds, **flags, **self.last_eval}
 
     def resume_hint(self, solved: bool, more: bool = False) -> str:
-        """How to continue this run, as it works when typed: a run that is over (or
-        ``more``) needs more iterations, a solved one also drops ``stop_at_return``."""
-        if self.config.env is None or self.config.model is None:
-            return f"PPOCrowdTrainer.resume({str(self.run.path)!r}, agents, env) in Python"
-        command = f"coltra train --resume {self.run.path}"
-        done, total = self.counters.iteration, self.config.trainer.iterations
-        if more or done >= total:
-            command += f" -i {max(2 * done, done + 1)}"
-        if solved:
-            command += " --set trainer.stop_at_return=null"
-        return command
+        """How to continue this run, as it works when typed (see ``resume_command``)."""
+        return resume_command(self.run.path, self.config, self.counters.iteration, solved, more)
 
     def _failure_note(self) -> str:
         where = (
@@ -560,11 +458,7 @@ class PPOCrowdTrainer:
             f"{self.run.path}"
         )
         if self.checkpoint_path is None:
-            again = (
-                f"coltra train -c {self.run.path / RunDirectory.CONFIG}"
-                if self.config.env is not None
-                else "the same program"
-            )
+            again = restart_command(self.run.path, self.config)
             return f"{where}; no checkpoint was saved yet: start it again in place with {again}"
         return (
             f"{where}; its last checkpoint, {self.checkpoint_path} (iteration "
@@ -573,32 +467,13 @@ class PPOCrowdTrainer:
 
     # ------------------------------------------------------------------ evaluation
     def evaluate(self, episodes: int) -> dict[str, float]:
-        """Mean, std, min and max return of ``episodes`` agent-episodes with deterministic
-        actions on a fresh env (so training's env is not disturbed), chosen without a bias
-        towards short episodes (:mod:`coltra.evaluation`)."""
+        """``eval/*`` metrics of ``episodes`` deterministic agent-episodes on the evaluation
+        env (:func:`coltra.evaluation.evaluation_metrics`)."""
         if self.eval_env is None:
             raise TrainerError("evaluate() needs the eval_env= the trainer was built with")
-        owned = not isinstance(self.eval_env, MultiAgentEnv)
-        env = self.eval_env if isinstance(self.eval_env, MultiAgentEnv) else self.eval_env()
-        max_steps = max(EVAL_MAX_STEPS // int(getattr(env, "num_envs", 1)), 1)
-        try:
-            played = evaluate_episodes(
-                self.group, env, episodes, seed=derived_seed(self.seed, 2**31), max_steps=max_steps
-            )
-        except RuntimeError as exc:  # episodes that never end: say so, do not stop the run
-            warnings.warn(f"{exc}; no evaluation score", stacklevel=2)
-            return {"eval/episodes": 0.0}
-        finally:
-            if owned:
-                env.close()
-        return {
-            "eval/episodes": float(len(played.returns)),
-            "eval/return_mean": float(played.returns.mean()),
-            "eval/return_std": float(played.returns.std()),
-            "eval/return_min": float(played.returns.min()),
-            "eval/return_max": float(played.returns.max()),
-            "eval/length_mean": float(played.lengths.mean()),
-        }
+        return evaluation_metrics(
+            self.group, self.eval_env, episodes, derived_seed(self.seed, 2**31)
+        )
 
     def _final_evaluation(self, episodes: int) -> dict[str, float]:
         """The end-of-run evaluation (after the last checkpoint); a stop signal drops it at
@@ -619,22 +494,13 @@ class PPOCrowdTrainer:
     # ------------------------------------------------------------------ checkpoints
     def save_checkpoint(self) -> Path:
         """Save the group, optimizer state, counters and RNG states as the newest checkpoint."""
-        state = trainer_state(self.counters, self.optimizer, self._wandb_id)
-        self.checkpoint_path = self.run.save_checkpoint(
-            self.counters.iteration, self.group, state, self.config.trainer.keep_checkpoints
+        keep = self.config.trainer.keep_checkpoints
+        self.checkpoint_path = save_checkpoint(
+            self.run, self.group, self.counters, self.optimizer, self._wandb_id, keep
         )
         self._saved_iteration = self.counters.iteration
         self._emit("on_checkpoint", self.checkpoint_path)
         return self.checkpoint_path
-
-    def _load_checkpoint(self) -> None:
-        path, saved_group, state = self.run.load_checkpoint()
-        copy_weights(saved_group, self.group, path)
-        self._wandb_id = restore_trainer_state(
-            state, path, self.group, self.counters, self.optimizer
-        )
-        self.checkpoint_path = path
-        self._saved_iteration = self.counters.iteration
 
     # ------------------------------------------------------------------ closing
     def close(self) -> None:
@@ -653,11 +519,7 @@ class PPOCrowdTrainer:
 
 
 def _check_extras(
-    wandb: bool,
-    eval_episodes: int,
-    eval_env: object,
-    restart_crashed_envs: int,
-    env_factory: object,
+    wandb: bool, eval_episodes: int, eval_env: object, restarts: int, env_factory: object
 ) -> None:
     """Refuse options that need something the trainer was not given."""
     if wandb and importlib.util.find_spec("wandb") is None:
@@ -665,15 +527,16 @@ def _check_extras(
             "trainer.wandb is true but Weights & Biases is not installed: pip install wandb "
             "(or pip install 'coltra[wandb]')"
         )
+    needs = ""
     if eval_episodes > 0 and eval_env is None:
-        raise TrainerError(
-            f"trainer.eval_episodes={eval_episodes} needs eval_env= (a fresh copy of the "
-            "training env) when you pass your own env; or build the trainer with "
-            "PPOCrowdTrainer.from_config"
+        needs = f"trainer.eval_episodes={eval_episodes} needs eval_env= (a fresh copy of the env)"
+    elif restarts > 0 and env_factory is None:
+        needs = (
+            f"trainer.restart_crashed_envs={restarts} needs env_factory= (a function of a seed "
+            "that builds a fresh env)"
         )
-    if restart_crashed_envs > 0 and env_factory is None:
+    if needs:
         raise TrainerError(
-            f"trainer.restart_crashed_envs={restart_crashed_envs} needs env_factory= (a "
-            "function of a seed that builds a fresh env) when you pass your own env; or "
-            "build the trainer with PPOCrowdTrainer.from_config"
+            f"{needs} when you pass your own env; or build the trainer with "
+            "PPOCrowdTrainer.from_config"
         )
