@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -11,6 +11,9 @@ import numpy as np
 from coltra.buffers import Action, Observation
 from coltra.envs.base import MultiAgentEnv, StepBatch, StepBuffers
 from coltra.envs.spaces import ActionCodec, ObservationCodec
+
+if TYPE_CHECKING:
+    from coltra.envs.vector import VecEnv
 
 __all__ = ["MultiGymEnv"]
 
@@ -33,9 +36,12 @@ def make_gym_env(env_name: str, **make_kwargs: Any) -> gym.Env:
 class MultiGymEnv(MultiAgentEnv):
     """A Gymnasium env seen as a multi-agent env with one agent (``agent_name``).
 
-    Terminated and truncated stay apart (``info["truncated"]``); at the end of each episode
-    the info carries ``e_episode_reward`` and ``e_episode_length``. The env does not reset
-    itself: the vectorised env around it does, in the same step.
+    The env is ``gymnasium.make(env_name, **make_kwargs)``, ``env_fn()`` (a function that
+    builds a new env: for envs that are not registered), or a ready-made ``env`` (one copy
+    only: copies of one object would all step the same env). Terminated and truncated stay
+    apart (``info["truncated"]``); at the end of each episode the info carries
+    ``e_episode_reward`` and ``e_episode_length``. The env does not reset itself: the
+    vectorised env around it does, in the same step.
     """
 
     default_backend: ClassVar[str] = "inprocess"
@@ -45,19 +51,31 @@ class MultiGymEnv(MultiAgentEnv):
         env_name: str | None = None,
         *,
         env: gym.Env | None = None,
+        env_fn: Callable[[], gym.Env] | None = None,
         wrappers: Sequence[Callable[[gym.Env], gym.Env]] = (),
         agent_name: str = "agent",
         **make_kwargs: Any,
     ) -> None:
-        if (env_name is None) == (env is None):
-            raise ValueError("MultiGymEnv needs exactly one of env_name='CartPole-v1' or env=")
-        if env is None:
-            assert env_name is not None
-            env = make_gym_env(env_name, **make_kwargs)
-        elif make_kwargs:
+        given = [
+            name
+            for name, value in (("env_name", env_name), ("env", env), ("env_fn", env_fn))
+            if value is not None
+        ]
+        if len(given) != 1:
             raise ValueError(
-                f"make kwargs {sorted(make_kwargs)} only apply with env_name, not env="
+                "MultiGymEnv needs exactly one of env_name='CartPole-v1', env_fn= (a function "
+                f"that builds a new env) or env=, got {given or 'none'}"
             )
+        if make_kwargs and env_name is None:
+            raise ValueError(
+                f"make kwargs {sorted(make_kwargs)} only apply with env_name, not {given[0]}="
+            )
+        if env_name is not None:
+            env = make_gym_env(env_name, **make_kwargs)
+        elif env_fn is not None:
+            if not callable(env_fn):
+                raise TypeError(f"env_fn must be a function that builds an env, got {env_fn!r}")
+            env = env_fn()
         if not isinstance(env, gym.Env):
             raise TypeError(f"env must be a gymnasium.Env, got {type(env).__name__}")
         for wrapper in wrappers:
@@ -71,6 +89,23 @@ class MultiGymEnv(MultiAgentEnv):
         self._action_codec = ActionCodec(env.action_space)
         self._episode_reward = 0.0
         self._episode_length = 0
+
+    @classmethod
+    def get_venv(cls, workers: int = 8, envs_per_worker: int = 1, **kwargs: Any) -> VecEnv:
+        """``MultiAgentEnv.get_venv``; refuses a ready-made ``env=`` for more than one copy,
+        which would make every copy step that one env object."""
+        from coltra.envs.vector.base import check_copy_count
+
+        copies = check_copy_count("workers", workers) * check_copy_count(
+            "envs_per_worker", envs_per_worker
+        )
+        if kwargs.get("env") is not None and copies > 1:
+            raise ValueError(
+                f"MultiGymEnv.get_venv({workers}, env={kwargs['env']}) would make all {copies} "
+                "copies step that one env object; pass env_name='CartPole-v1' (with "
+                "gymnasium.make keywords) or env_fn= (a function that builds a new env) instead"
+            )
+        return super().get_venv(workers, envs_per_worker, **kwargs)
 
     def _observation(self, raw: Any) -> Observation:
         return Observation(**{k: v[None] for k, v in self._obs_codec.encode(raw).items()})

@@ -229,3 +229,29 @@ def test_get_venv_as_in_the_seed(closing: Closer) -> None:
 def test_unknown_id_through_get_venv_is_still_a_value_error(backend: str) -> None:
     with pytest.raises(ValueError, match="'NoSuchEnv-v0'"):
         MultiGymEnv.get_venv(2, env_name="NoSuchEnv-v0", backend=backend)
+
+
+@pytest.mark.parametrize(("workers", "envs_per_worker"), [(3, 1), (1, 2)])
+@pytest.mark.parametrize("backend", ["inprocess", "subprocess"])
+def test_copies_of_one_ready_made_env_are_refused(
+    workers: int, envs_per_worker: int, backend: str
+) -> None:
+    """Issue 12 (a): get_venv(3, env=gym.make(...)) stepped one env object three times."""
+    shared = gym.make("CartPole-v1")
+    with pytest.raises(ValueError, match=r"would make all \d copies step that one env object"):
+        MultiGymEnv.get_venv(workers, envs_per_worker, env=shared, backend=backend)
+    shared.close()
+
+
+def test_env_fn_builds_independent_copies(closing: Closer) -> None:
+    env = closing(MultiGymEnv.get_venv(3, env_fn=lambda: gym.make("CartPole-v1"), seed=0))
+    reference = closing(MultiGymEnv.get_venv(3, env_name="CartPole-v1", seed=0))
+    first = env.reset_batch()
+    np.testing.assert_array_equal(first.obs.vector, reference.reset_batch().obs.vector)
+    assert len({row.tobytes() for row in first.obs.vector}) == 3  # seeds 0, 1, 2: three envs
+    one = closing(MultiGymEnv.get_venv(1, env=gym.make("CartPole-v1")))  # one copy is fine
+    assert one.num_envs == 1  # type: ignore[attr-defined]
+    with pytest.raises(ValueError, match="exactly one of env_name='CartPole-v1', env_fn="):
+        MultiGymEnv("CartPole-v1", env_fn=lambda: gym.make("CartPole-v1"))
+    with pytest.raises(TypeError, match="env_fn must be a function"):
+        MultiGymEnv(env_fn=3)  # type: ignore[arg-type]

@@ -320,3 +320,9 @@ def test_inprocess_refuses_a_copy_without_agents() -> None:
 
     with pytest.raises(ValueError, match="env copy 1 has no agents"):
         InProcessVecEnv([ConstantRewardEnv, Empty])
+
+
+def test_a_creator_that_returns_one_env_object_for_every_copy_is_refused() -> None:
+    shared = MultiGymEnv("CartPole-v1")
+    with pytest.raises(ValueError, match="env copy 1: the env creator returned an env object"):
+        make_vec_env(lambda: shared, workers=2)

@@ -54,6 +54,13 @@ class InProcessVecEnv(VecEnv):
                     f"env copy {index}: the env creator returned {type(env).__name__}, "
                     "expected a coltra MultiAgentEnv (wrap Gymnasium envs in MultiGymEnv)"
                 )
+            if any(env is built for built in self.envs):
+                self._close_copies()
+                raise ValueError(
+                    f"env copy {index}: the env creator returned an env object it had returned "
+                    "for an earlier copy; it must build a new env on every call (copies of one "
+                    "object would all step the same env)"
+                )
             self.envs.append(env)
         first = self.envs[0]
         for copy, env in enumerate(self.envs[1:], start=1):
