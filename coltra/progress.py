@@ -53,8 +53,10 @@ class Progress:
         parts = " | ".join(f"{key} {value}" for key, value in fields.items())
         self.write(f"iteration {iteration}/{self.total} | {parts}")
 
-    def write(self, message: str) -> None:
-        if not self.enabled:
+    def write(self, message: str, always: bool = False) -> None:
+        """``message`` on its own line (above the bar); only when progress is shown, unless
+        ``always`` (warnings and notes the person must see)."""
+        if not (self.enabled or always):
             return
         if self.bar is not None:
             self.bar.write(message, file=self.stream)

@@ -252,7 +252,7 @@ class PPOCrowdTrainer:
         self._progress = Progress(cfg.progress, target, self.counters.iteration, sys.stderr)
         self._say(self._banner(target))
         for note in self._notes:
-            self._say(f"note: {note}")
+            self._progress.write(f"note: {note}", always=True)
         self._notes = []
         self._emit("on_train_start")
         try:
@@ -371,7 +371,7 @@ class PPOCrowdTrainer:
             "trainer.restart_crashed_envs)"
         )
         logger.warning(message)
-        self._say(f"warning: {message}")
+        self._progress.write(f"warning: {message}", always=True)
         try:
             self.env.close()  # after a crash the workers are stopped already
         except Exception:  # best effort: the env is broken anyway
@@ -478,9 +478,9 @@ class PPOCrowdTrainer:
     def _final_evaluation(self, episodes: int) -> dict[str, float]:
         """The end-of-run evaluation (after the last checkpoint); a stop signal drops it at
         once instead of waiting for the episodes to end."""
-        self._say(f"evaluating over {episodes} episodes (deterministic)")
         self._phase, self._signals.interrupt_now = "evaluate", True
         try:
+            self._say(f"evaluating over {episodes} episodes (deterministic)")
             self.last_eval = self.evaluate(episodes)
         except KeyboardInterrupt:
             self._signals.received = self._signals.received or signal.SIGINT

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from coltra.cli import main
 from coltra.configs import ConfigError
@@ -337,3 +338,94 @@ def test_profile_writes_a_trace_of_the_first_iterations_then_trains_on(tmp_path:
     assert "cumulative" in report and "collect" in report and "train_on_data" in report
     assert (run_dir / "profile.prof").stat().st_size > 0
     assert iterations_in(run_dir) == [1.0, 2.0, 3.0]  # profiled or not, the run goes on
+
+
+def _weights(run_dir: Path, iteration: int) -> dict[str, torch.Tensor]:
+    path = run_dir / "checkpoints" / f"iter_{iteration:06d}" / "agents" / "policies" / "crowd"
+    return torch.load(path / "weights.pt", weights_only=True)
+
+
+def test_extending_an_annealed_run_keeps_learning(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 12 (b): resuming with -i past an lr schedule fitted to the first -i trained at
+    learning rate 0, silently."""
+    run_dir = tmp_path / "run"
+    anneal = ["--set", "ppo.anneal_lr=true", "trainer.keep_checkpoints=10"]
+    assert (
+        main(["train", "-c", PROBE_CONFIG, "-i", "3", "--run-dir", str(run_dir), *anneal, *TINY])
+        == 0
+    )
+    assert main(["train", "--resume", str(run_dir), "-i", "6", "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert "note: the annealing schedule now runs over 6 iterations (was 3" in err
+    with (run_dir / "metrics.csv").open(newline="") as file:
+        rates = [float(row["charts/learning_rate"]) for row in csv.DictReader(file)]
+    lr = 1e-2  # probe_config.yaml
+    assert rates[:3] == pytest.approx([lr, lr * 2 / 3, lr / 3])  # over 3 iterations
+    assert rates[3:] == pytest.approx([lr * 3 / 6, lr * 2 / 6, lr * 1 / 6])  # then over 6
+    before, after = _weights(run_dir, 3), _weights(run_dir, 6)
+    assert any(not torch.equal(before[key], after[key]) for key in before)
+    # A schedule set shorter than the run stays, and the note says what that means.
+    assert (
+        main(
+            [
+                "train",
+                "--resume",
+                str(run_dir),
+                "-i",
+                "8",
+                "--set",
+                "ppo.anneal_iterations=5",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    err = capsys.readouterr().err
+    assert "the annealing schedule now runs over 5 iterations (was 6" in err
+    assert "the learning rate anneals to 0 by iteration 5" in err
+    assert "set ppo.anneal_iterations=8 to keep learning" in err
+
+
+def test_profiling_neither_evaluates_nor_saves_at_its_last_iteration(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 12 (i): --profile N ran train(N) and then train(), so iteration N was treated
+    as the end of a run: an evaluation and a checkpoint there."""
+    run_dir = tmp_path / "run"
+    argv = ["train", "-c", PROBE_CONFIG, "-i", "4", "--run-dir", str(run_dir), "--profile", "2"]
+    options = ["trainer.stop_at_return=null", "trainer.eval_episodes=2", "trainer.save_every=10"]
+    assert main([*argv, "--set", *options, "--no-progress"]) == 0
+    assert "profile of 2 iteration(s)" in capsys.readouterr().err
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["iter_000004", "latest"]
+    with (run_dir / "metrics.csv").open(newline="") as file:
+        evaluated = [row["iteration"] for row in csv.DictReader(file) if row.get("eval/episodes")]
+    assert evaluated == ["4.0"]
+
+
+def test_the_resume_command_printed_after_a_solved_run_works_as_printed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 12 (d): the printed command trained one iteration and stopped again, because
+    stop_at_return was still met."""
+    run_dir = tmp_path / "run"
+    argv = ["train", "-c", PROBE_CONFIG, "--run-dir", str(run_dir), "--no-progress"]
+    assert main([*argv, "--set", "trainer.eval_episodes=0"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("Solved at iteration ")
+    solved_at = int(out.split()[3])
+    (resume,) = [line for line in out.splitlines() if line.startswith("Resume:")]
+    command = resume.removeprefix("Resume:").split("(")[0].split()
+    assert command == [
+        "coltra",
+        "train",
+        "--resume",
+        str(run_dir),
+        "--set",
+        "trainer.stop_at_return=null",
+    ]
+    assert main([*command[1:], "--no-progress"]) == 0
+    assert "Finished 20 iterations" in capsys.readouterr().out  # on to trainer.iterations
+    assert iterations_in(run_dir) == [float(i) for i in range(1, 21)]
+    assert solved_at < 19

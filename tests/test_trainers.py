@@ -503,3 +503,44 @@ def test_run_directory_open_names_the_newest_checkpoint(tmp_path: Path) -> None:
     assert counters["iteration"] == 3 and counters["env_steps"] == 48
     assert math.isfinite(counters["best_return"])
     assert group.policy_names == ["crowd"]
+
+
+def test_a_run_built_in_python_records_that_and_resumes_in_python(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 12 (e): a run of one's own env and agents recorded the default env (gym
+    CartPole-v1) in config.yaml and its header, and the crash note's resume command failed."""
+    run_dir = tmp_path / "run"
+    cfg = config(PROBE, run_dir, progress=True)
+    env = make_env(cfg.env, seed=0)
+    try:
+        agents = make_agents(cfg.model, env)
+        with PPOCrowdTrainer(agents, env, {"trainer": cfg.trainer.to_dict()}) as trainer:
+            trainer.train(2)
+            assert trainer.resume_hint(False) == (
+                f"PPOCrowdTrainer.resume({str(run_dir)!r}, agents, env) in Python"
+            )
+        assert "on an env built in Python (2 env copies" in capsys.readouterr().err
+        saved = RunConfig.from_yaml(run_dir / "config.yaml")
+        assert saved.env is None and saved.model is None
+        with pytest.raises(ConfigError, match=r"built in Python .* PPOCrowdTrainer\.resume"):
+            PPOCrowdTrainer.resume(run_dir)
+        with PPOCrowdTrainer.resume(run_dir, agents, env) as trainer:
+            assert trainer.counters.iteration == 2
+            assert trainer.train(1)["iterations"] == 3
+    finally:
+        env.close()
+
+
+def test_extending_a_run_from_python_extends_its_annealing(tmp_path: Path) -> None:
+    anneal = {**PROBE, "ppo": {**PROBE["ppo"], "anneal_lr": True}}
+    run_dir = tmp_path / "run"
+    with PPOCrowdTrainer.from_config(config(anneal, run_dir, iterations=2)) as trainer:
+        trainer.train()
+        assert trainer.config.ppo.anneal_iterations == 2
+        trainer.train(2)  # past the planned end: the run and its schedule grow to 4
+        assert trainer.config.trainer.iterations == trainer.config.ppo.anneal_iterations == 4
+    assert column(read_csv(run_dir), "charts/learning_rate") == pytest.approx(
+        [1e-2, 5e-3, 1e-2 * 2 / 4, 1e-2 * 1 / 4]
+    )
+    assert RunConfig.from_yaml(run_dir / "config.yaml").ppo.anneal_iterations == 4

@@ -130,3 +130,57 @@ def test_a_disk_that_fills_up_while_training_keeps_the_last_checkpoint_and_says_
     assert "iter_000002 (iteration 2), is intact" in lines[0]
     with PPOCrowdTrainer.resume(run_dir) as trainer:
         assert trainer.counters.iteration == 2
+
+
+@pytest.mark.timeout(60)
+def test_what_can_be_checked_is_checked_before_the_run_directory_exists(
+    tmp_path: Path, faulty_probe: type[FaultyProbeEnv], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 12 (c): a start that failed after creating the directory left one that could
+    be neither reused ("already holds a run") nor resumed ("no checkpoint yet")."""
+    run_dir = tmp_path / "run"
+    config_path = tmp_path / "config.yaml"
+    run_config(run_dir).to_yaml(config_path)
+    for override, expected in [
+        (
+            "ppo.num_minibatches=5000",
+            "ppo.num_minibatches: 5000 minibatches do not fit in a batch of 12 samples",
+        ),
+        ("ppo.minibatch_size=13", "ppo.minibatch_size: 13 is larger than the batch of 12 samples"),
+        (
+            "model.input_size=3",
+            "model: model config input_size=3 contradicts the observation space",
+        ),
+    ]:
+        assert main(["train", "-c", str(config_path), "--set", override]) == 2
+        (line,) = capsys.readouterr().err.strip().splitlines()
+        assert line.startswith(f"coltra: error: {expected}"), line
+        assert not run_dir.exists()
+    assert main(["train", "-c", str(config_path), "-i", "1"]) == 0  # the same directory, unharmed
+
+
+@pytest.mark.timeout(60)
+def test_a_run_that_crashed_before_its_first_checkpoint_starts_again_in_place(
+    tmp_path: Path, faulty_probe: type[FaultyProbeEnv], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 12 (c): an env that crashes before the first checkpoint."""
+    run_dir = tmp_path / "run"
+    config_path = tmp_path / "config.yaml"
+    run_config(run_dir, "raise_step", at_step=2, trainer={"save_every": 10}).to_yaml(config_path)
+    assert main(["train", "-c", str(config_path)]) == 1
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    again = f"coltra train -c {run_dir / 'config.yaml'}"
+    assert f"no checkpoint was saved yet: start it again in place with {again}" in line
+    assert (run_dir / "config.yaml").exists() and not (run_dir / "checkpoints").exists()
+
+    assert main(["train", "--resume", str(run_dir)]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert (
+        "the run has no checkpoint yet" in line and f"start it again in place with {again}" in line
+    )
+
+    # The command printed works as printed (here with the env fixed and a short run).
+    assert main([*again.split()[1:], "--set", "env.env_kwargs.fault=none", "-i", "2"]) == 0
+    assert (run_dir / "checkpoints" / "latest").read_text().strip() == "iter_000002"
+    with (run_dir / "metrics.csv").open() as file:
+        assert [line.split(",")[0] for line in file][1:] == ["1.0", "2.0"]  # the old rows are gone

@@ -124,3 +124,64 @@ def test_a_signal_saves_a_checkpoint_exits_and_resume_continues_the_counters(
         rows = list(csv.DictReader(file))
     assert [float(row["iteration"]) for row in rows] == [1, 2, 3]
     assert [float(row["charts/env_steps"]) for row in rows] == [16, 32, 48]
+
+
+TRAIN_WITH_FAULTY_PROBE = r"""
+import sys
+from faulty_envs import FaultyProbeEnv
+from coltra.cli import main
+from coltra.envs.probe_envs import PROBE_ENVS
+
+PROBE_ENVS["faulty"] = FaultyProbeEnv
+sys.exit(main(["train", *sys.argv[1:]]))
+"""
+
+
+def _interrupt_the_evaluation(*args: str | Path) -> tuple[float, str, str, int]:
+    """Run `coltra train ARGS`, send SIGINT once it starts evaluating; returns the seconds
+    from the signal to the exit, stdout, stderr and the exit code."""
+    import time
+
+    process = python_with_tests_path(TRAIN_WITH_FAULTY_PROBE, *args)
+    assert process.stderr is not None
+    lines = []
+    for line in process.stderr:
+        lines.append(line)
+        if line.startswith("evaluating over"):
+            break
+    else:
+        process.wait()
+        raise AssertionError("the run never evaluated: " + "".join(lines))
+    sent = time.monotonic()
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=60)
+    return time.monotonic() - sent, out, "".join(lines) + err, process.returncode
+
+
+@pytest.mark.timeout(120)
+def test_ctrl_c_during_the_final_evaluation_stops_at_once_and_keeps_the_checkpoint(
+    tmp_path: Path,
+) -> None:
+    """Issue 12 (f): Ctrl-C during the end-of-run evaluation waited for it to finish (39 s
+    on CarRacing). Here an evaluation episode would take ~60 s: 3000 steps of 20 ms."""
+    from faulty_envs import run_config
+
+    run_dir = tmp_path / "run"
+    config_path = tmp_path / "config.yaml"
+    slow = run_config(run_dir, episode_length=3000, sleep=0.02, trainer={"eval_episodes": 1})
+    slow.update({"trainer": {"iterations": 1, "progress": True}}).to_yaml(config_path)
+
+    seconds, out, err, code = _interrupt_the_evaluation("-c", config_path)
+    assert code == 130, err
+    assert seconds < 10, f"took {seconds:.1f} s to stop"  # ~0.1 s on a quiet machine
+    assert "evaluation stopped; the checkpoint of the last iteration is saved" in err
+    assert (run_dir / "checkpoints" / "latest").read_text().strip() == "iter_000001"
+    assert "Interrupted at iteration 1" in out
+    (hint,) = [line for line in err.splitlines() if line.startswith("resume with: ")]
+    command = hint.removeprefix("resume with: ").split()
+    assert command == ["coltra", "train", "--resume", str(run_dir), "-i", "2"]
+
+    # The hint works as printed: it trains iteration 2 (and evaluates again, stopped again).
+    seconds, out, err, code = _interrupt_the_evaluation(*command[2:])
+    assert code == 130 and seconds < 10, err
+    assert (run_dir / "checkpoints" / "latest").read_text().strip() == "iter_000002"
