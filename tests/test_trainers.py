@@ -544,3 +544,33 @@ def test_extending_a_run_from_python_extends_its_annealing(tmp_path: Path) -> No
         [1e-2, 5e-3, 1e-2 * 2 / 4, 1e-2 * 1 / 4]
     )
     assert RunConfig.from_yaml(run_dir / "config.yaml").ppo.anneal_iterations == 4
+
+
+FINGERPRINT = r"""
+import hashlib, sys
+from coltra.trainers import PPOCrowdTrainer
+config = {
+    "trainer": {"run_dir": sys.argv[1], "progress": False, "iterations": 2, "steps": 16},
+    "env": {"workers": 2, "backend": "inprocess"},
+}
+with PPOCrowdTrainer.from_config(config) as trainer:
+    weights = [p.detach().numpy().tobytes() for p in trainer.group.parameters()]
+    summary = trainer.train()
+print(hashlib.sha256(b"".join(weights)).hexdigest(), summary["return_mean"])
+"""
+
+
+def test_the_seed_decides_the_run_whatever_the_thread_count(tmp_path: Path) -> None:
+    """Issue 12 (g): torch's thread count was set after the weights were initialised, so
+    one seed gave different runs under different OMP_NUM_THREADS."""
+    import subprocess
+    import sys
+
+    prints = []
+    for threads in ("1", "2"):
+        env = {**os.environ, "OMP_NUM_THREADS": threads}
+        command = [sys.executable, "-c", FINGERPRINT, str(tmp_path / f"run{threads}")]
+        result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+        assert result.returncode == 0, result.stderr
+        prints.append(result.stdout)
+    assert prints[0] == prints[1]
