@@ -31,6 +31,7 @@ __all__ = [
     "DAgent",
     "RandomAgent",
     "action_item",
+    "check_observation",
     "register_model",
 ]
 
@@ -50,6 +51,27 @@ def action_item(actions: Action, index: int) -> Action:
     """Row ``index`` of a batch of actions, with 0-d arrays where indexing gives numpy
     scalars (``np.int64`` has no array methods; an Action should hold arrays)."""
     return actions[index].map(np.asarray)
+
+
+def check_observation(obs: object, where: str) -> Observation:
+    """``obs`` if it is an Observation; otherwise a TypeError that names what was passed
+    and the call that works (a StepBatch's observations, a dict for a group...)."""
+    if isinstance(obs, Observation):
+        return obs
+    kind = type(obs).__name__
+    if isinstance(getattr(obs, "obs", None), Observation):  # a StepBatch of the batch view
+        hint = f"pass its observations: {where}(batch.obs)"
+    elif isinstance(obs, dict) and obs and all(isinstance(v, Observation) for v in obs.values()):
+        hint = (
+            "a dict of observations by agent name is for a group: "
+            "HomogeneousGroup(agent).act(obs_dict), or stack them with "
+            "Observation.stack(list(obs_dict.values()))"
+        )
+    elif isinstance(obs, np.ndarray | torch.Tensor):
+        hint = f"wrap the array: {where}(Observation(vector=array))"
+    else:
+        hint = "build one with coltra.buffers.Observation"
+    raise TypeError(f"{where} takes an Observation, got a {kind}; {hint}")
 
 
 def agent_class_name(cls: type) -> str:
@@ -106,6 +128,7 @@ class Agent:
         ``extra["logprob"]`` (``[batch]``) is the log-probability of each action, and
         ``extra["value"]`` the value estimate when ``get_value``. Everything is numpy.
         """
+        check_observation(obs, f"{type(self).__name__}.act")
         model = self._trainable_model()
         single = not obs.is_batch
         batch = Observation.stack([obs]) if single else obs
@@ -132,6 +155,7 @@ class Agent:
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(logprobs, values, entropies)`` of ``action`` under the current policy, each
         ``[batch]``, with gradients."""
+        check_observation(obs, f"{type(self).__name__}.evaluate")
         model = self._trainable_model()
         device = model.device
         if not obs.is_batch or not action.is_batch:
@@ -156,6 +180,7 @@ class Agent:
     def value(self, obs: Observation, state: State = ()) -> torch.Tensor:
         """Value estimates ``[batch]`` (with gradients); zeros for a toy agent. A single
         observation gives a 0-d tensor."""
+        check_observation(obs, f"{type(self).__name__}.value")
         single = not obs.is_batch
         batch = Observation.stack([obs]) if single else obs
         if self.model is None:
@@ -420,6 +445,7 @@ class RandomAgent(Agent):
         deterministic: bool = False,
         get_value: bool = False,
     ) -> tuple[Action, State, Extra]:
+        check_observation(obs, f"{type(self).__name__}.act")
         single = not obs.is_batch
         size = 1 if single else obs.batch_size
         space = self.action_space
@@ -468,6 +494,7 @@ class ConstantAgent(Agent):
         deterministic: bool = False,
         get_value: bool = False,
     ) -> tuple[Action, State, Extra]:
+        check_observation(obs, f"{type(self).__name__}.act")
         single = not obs.is_batch
         size = 1 if single else obs.batch_size
         values = np.stack([self.action[self.field]] * size)

@@ -209,6 +209,7 @@ class MacroAgent:
         have none. Policies may see differently shaped observations: each policy's agents
         are stacked separately.
         """
+        _check_obs_dict(obs_dict, f"{type(self).__name__}.act")
         actions: dict[str, Action] = {}
         states: dict[str, State] = {}
         extra: dict[str, dict[str, Any]] = {}
@@ -260,6 +261,7 @@ class MacroAgent:
 
     def value(self, obs_dict: Mapping[str, Observation]) -> dict[str, float]:
         """Value estimate of every agent's observation (no gradients)."""
+        _check_obs_dict(obs_dict, f"{type(self).__name__}.value")
         values: dict[str, float] = {}
         with torch.no_grad():
             for policy, names in self._names_by_policy(obs_dict).items():
@@ -335,6 +337,24 @@ class MacroAgent:
                 f"{directory} holds a {type(group).__name__}, not a {cls.__name__}"
             )
         return group
+
+
+def _check_obs_dict(obs_dict: object, where: str) -> None:
+    """A group's dict API takes observations by agent name; say what to do with a batch."""
+    if isinstance(obs_dict, Mapping) and all(
+        isinstance(obs, Observation) for obs in obs_dict.values()
+    ):
+        return
+    if isinstance(obs_dict, Observation) or isinstance(getattr(obs_dict, "obs", None), Observation):
+        raise TypeError(
+            f"{where} takes a dict of Observations by agent name, got a "
+            f"{type(obs_dict).__name__}; for stacked rows use "
+            "group.act_batch(batch.obs, group.policy_rows(env.agent_names))"
+        )
+    raise TypeError(
+        f"{where} takes a dict of Observations by agent name (env.reset() gives one), got "
+        f"{type(obs_dict).__name__}"
+    )
 
 
 def _is_all_rows(rows: np.ndarray, batch_size: int) -> bool:

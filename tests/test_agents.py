@@ -491,3 +491,32 @@ def test_state_from_act_is_usable_with_gradients() -> None:
     logprob, value, _ = agent.evaluate(obs, action, state)
     (logprob.sum() + value.sum()).backward()
     assert agent.model.mix.grad is not None  # type: ignore[union-attr]
+
+
+def test_acting_on_what_is_not_an_observation_says_what_to_pass(cartpole: Env) -> None:
+    """Issue 12 (h): agent.act(step_batch) raised a raw AttributeError."""
+    from coltra.envs import MultiGymEnv
+    from coltra.groups import HomogeneousGroup
+
+    agent = _dagent(cartpole)
+    env = MultiGymEnv.get_venv(2, env_name="CartPole-v1", seed=0)
+    batch = env.reset_batch()
+    with pytest.raises(
+        TypeError,
+        match=r"DAgent\.act takes an Observation, got a StepBatch; pass its observations: "
+        r"DAgent\.act\(batch\.obs\)",
+    ):
+        agent.act(batch)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"dict of observations by agent name is for a group"):
+        agent.act(env.reset())  # type: ignore[arg-type]
+    with pytest.raises(
+        TypeError, match=r"wrap the array: DAgent\.evaluate\(Observation\(vector=array\)\)"
+    ):
+        agent.evaluate(batch.obs.vector, Action(discrete=np.zeros(2)))  # type: ignore[arg-type]
+    group = HomogeneousGroup(agent)
+    with pytest.raises(
+        TypeError, match=r"HomogeneousGroup\.act takes a dict of Observations .*act_batch"
+    ):
+        group.act(batch)  # type: ignore[arg-type]
+    assert agent.act(batch.obs)[0].discrete.shape == (2,)  # the call the error names
+    env.close()
