@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+import json
 import os
 import re
 import signal
@@ -429,3 +430,36 @@ def test_the_resume_command_printed_after_a_solved_run_works_as_printed(
     assert "Finished 20 iterations" in capsys.readouterr().out  # on to trainer.iterations
     assert iterations_in(run_dir) == [float(i) for i in range(1, 21)]
     assert solved_at < 19
+
+
+def test_train_a_model_of_your_own_from_a_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 12, item 4: model.class names any model registered with register_model; the
+    module that registers it is imported with --import."""
+    monkeypatch.syspath_prepend(str(ROOT / "examples"))
+    run_dir = tmp_path / "run"
+    argv = ["train", "-c", PROBE_CONFIG, "-i", "2", "--run-dir", str(run_dir), *TINY]
+    model = ["--set", "model.class=TinyModel", "model.width=4"]
+    assert main([*argv, *model]) == 2  # not registered yet: says how
+    line = one_error_line(capsys.readouterr().err)
+    assert "model.class: unknown model class 'TinyModel'" in line and "register_model" in line
+    assert main([*argv, "--import", "my_models", *model]) == 0
+    saved = RunDirectory.open(run_dir).read_config()
+    assert saved.model is not None and saved.model.to_dict() == {"class": "TinyModel", "width": 4}
+    agent = json.loads(
+        (run_dir / "checkpoints/iter_000002/agents/policies/crowd/agent.json").read_text()
+    )
+    assert agent["model"] == "TinyModel"
+    assert (
+        main(
+            ["train", "--resume", str(run_dir), "-i", "3", "--import", "my_models", "--no-progress"]
+        )
+        == 0
+    )
+    assert main(["config", "--import", "my_models", "--set", "model.class=TinyModel"]) == 0
+    assert "model:\n  class: TinyModel\n  width: 32\n" in capsys.readouterr().out
+    assert main(["train", "-c", PROBE_CONFIG, "--import", "no_such_module_here"]) == 2
+    assert "--import no_such_module_here: cannot import it" in one_error_line(
+        capsys.readouterr().err
+    )

@@ -14,11 +14,12 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 @pytest.mark.timeout(240)
 @pytest.mark.parametrize("script", sorted(path.name for path in EXAMPLES.glob("*.py")))
-def test_example_runs(script: str) -> None:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+def test_example_runs(script: str, tmp_path: Path) -> None:
+    # Run from an empty directory: examples that train write their runs/ there.
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(EXAMPLES)}
     result = subprocess.run(
-        [sys.executable, script],
-        cwd=EXAMPLES,
+        [sys.executable, str(EXAMPLES / script)],
+        cwd=tmp_path,
         capture_output=True,
         text=True,
         timeout=230,
@@ -30,3 +31,9 @@ def test_example_runs(script: str) -> None:
         metrics_line = result.stdout.strip().splitlines()[-1]
         assert "losses/policy_loss" in metrics_line
         assert "nan" not in metrics_line and "inf" not in metrics_line
+    if script in ("custom_metric.py", "extra_loss.py"):  # the new column is in metrics.csv
+        (run_dir,) = (tmp_path / "runs").iterdir()
+        header = (run_dir / "metrics.csv").read_text().splitlines()[0].split(",")
+        assert (
+            "custom/push_right_share" if script == "custom_metric.py" else "losses/value_l2"
+        ) in header

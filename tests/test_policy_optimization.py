@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -15,7 +16,7 @@ from coltra.configs import ConfigError, PPOConfig
 from coltra.envs.probe_envs import ConstantRewardEnv, ObsActionRewardEnv
 from coltra.groups import HomogeneousGroup, MultiPolicyGroup
 from coltra.models import MLPModel
-from coltra.policy_optimization import CrowdPPOptimizer, ppo_loss
+from coltra.policy_optimization import CrowdPPOptimizer, LossTerm, Minibatch, ppo_loss
 
 CLEANRL_METRICS = {
     "losses/policy_loss",
@@ -225,3 +226,72 @@ def test_state_dict_round_trip_continues_identically() -> None:
     second = CrowdPPOptimizer(agents, {"anneal_lr": True, "anneal_iterations": 10})
     second.load_state_dict(state)
     assert second.train_on_data(data) == expected
+
+
+# ----------------------------------------------------------------------------- extra loss terms
+
+
+def test_an_extra_loss_term_sees_each_minibatch_and_is_logged() -> None:
+    env = ObsActionRewardEnv(num_agents=8)
+    group = HomogeneousGroup(make_agent(env))
+    data = rollout(group, env)
+    seen: list[Minibatch] = []
+
+    def constant(batch: Minibatch) -> torch.Tensor:
+        seen.append(batch)
+        return torch.tensor(0.25) + 0.0 * batch.value.sum()
+
+    metrics = CrowdPPOptimizer(group, {}, loss_terms={"constant": constant}).train_on_data(data)
+    assert len(seen) == 4 * 4  # epochs x minibatches
+    assert metrics["losses/constant"] == pytest.approx(0.25)
+    first = seen[0]
+    assert first.policy == "crowd" and first.agent is group.agent
+    assert first.logprob.shape == first.value.shape == first.advantages.shape == (16,)
+    assert first.logprob.requires_grad and first.value.requires_grad
+    assert not first.old_logprob.requires_grad
+    assert first.obs.batch_size == 16 and first.actions.discrete.shape == (16,)
+    assert first.loss.total.requires_grad
+
+
+def test_an_extra_loss_term_changes_what_is_learned() -> None:
+    """A term pulling every value towards 10 (and outweighing PPO's value loss) does."""
+    env = ConstantRewardEnv(num_agents=8)
+
+    def mean_value(loss_terms: dict[str, LossTerm]) -> float:
+        group = HomogeneousGroup(make_agent(env))
+        optimizer = CrowdPPOptimizer(group, {"lr": 1e-2}, loss_terms=loss_terms)
+        collector = CrowdCollector(group, env, seed=0)
+        for _ in range(10):
+            records, _, _ = collector.collect(8)
+            optimizer.train_on_data(records)
+        return float(records["crowd"].value.mean())
+
+    def towards_ten(batch: Minibatch) -> torch.Tensor:
+        return 10.0 * ((batch.value - 10.0) ** 2).mean()
+
+    assert mean_value({"towards_ten": towards_ten}) > mean_value({}) + 1.0
+
+
+def test_a_loss_term_must_return_a_scalar_tensor() -> None:
+    env = ObsActionRewardEnv(num_agents=8)
+    group = HomogeneousGroup(make_agent(env))
+    data = rollout(group, env)
+    for bad, shown in ((lambda batch: batch.value, "[16]"), (lambda batch: 0.5, "float")):
+        optimizer = CrowdPPOptimizer(group, {}, loss_terms={"bad": bad})
+        with pytest.raises(
+            TypeError, match=rf"loss term 'bad' must return a scalar tensor, got {re.escape(shown)}"
+        ):
+            optimizer.train_on_data(data)
+    with pytest.raises(TypeError, match="loss_terms maps names to functions"):
+        CrowdPPOptimizer(group, {}, loss_terms={"x": 3})  # type: ignore[dict-item]
+
+
+def test_annealing_without_a_length_is_refused_outside_a_run() -> None:
+    group = HomogeneousGroup(make_agent(ObsActionRewardEnv()))
+    with pytest.raises(
+        ConfigError, match=r"^ppo\.anneal_iterations: must be set when anneal_lr is true"
+    ):
+        CrowdPPOptimizer(group, {"anneal_lr": True})
+    with pytest.raises(ConfigError, match="must be set when ent_coef_final is set"):
+        CrowdPPOptimizer(group, {"ent_coef_final": 0.0})
+    CrowdPPOptimizer(group, {"anneal_lr": True, "anneal_iterations": 10})

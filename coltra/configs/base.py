@@ -560,6 +560,8 @@ def _assign(cls: type[Config], data: dict[str, Any], text: str) -> str:
                 value = parse_yaml_value(raw)
                 if value != section.section_name:  # another class: none of these keys
                     node.clear()
+            elif not section.model_fields:  # a section whose class is unknown: said later
+                hint = Any
             elif part not in section.model_fields:
                 known = list(section.model_fields)
                 problem = f"unknown key{suggest(part, known)} (known keys: {', '.join(known)})"
