@@ -110,6 +110,16 @@ def test_config_command_prints_configs_and_every_key(
     assert "| `trainer.stop_at_return` |" in out and "| `ppo.lr` |" in out
 
 
+def test_config_schema_is_the_json_schema_of_config_files(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["config", "--schema"]) == 0
+    schema = json.loads(capsys.readouterr().out)
+    assert schema["properties"]["ppo"]["$ref"] == "#/$defs/PPOConfig"
+    assert "lr" in schema["$defs"]["PPOConfig"]["properties"]
+    assert main(["config", "--schema", "--markdown"]) == 2  # one or the other
+
+
 def test_the_console_script_runs_and_never_imports_wandb_unasked(tmp_path: Path) -> None:
     code = (
         "import sys; from coltra.cli import main; "

@@ -247,10 +247,14 @@ class Config(BaseModel, metaclass=_ConfigMeta):
         return _describe(cls(), prefix="")
 
     @classmethod
-    def describe_markdown(cls) -> str:
-        """:meth:`describe` as a markdown table, for the README."""
+    def describe_markdown(cls, sections: Iterable[str] = ()) -> str:
+        """:meth:`describe` as a markdown table, for the README; ``sections`` (e.g.
+        ``["trainer", "env"]``) keeps only their keys."""
+        prefixes = tuple(f"{section}." for section in sections)
         lines = ["| key | type | default | doc |", "| --- | --- | --- | --- |"]
         for row in cls.describe():
+            if prefixes and not row.key.startswith(prefixes):
+                continue
             cells = (f"`{row.key}`", row.type, f"`{inline_yaml(row.default)}`", row.doc)
             lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
         return "\n".join(lines) + "\n"
