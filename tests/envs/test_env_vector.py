@@ -326,3 +326,28 @@ def test_a_creator_that_returns_one_env_object_for_every_copy_is_refused() -> No
     shared = MultiGymEnv("CartPole-v1")
     with pytest.raises(ValueError, match="env copy 1: the env creator returned an env object"):
         make_vec_env(lambda: shared, workers=2)
+
+
+def test_a_call_interrupted_while_waiting_for_workers_does_not_shift_later_replies(
+    closing: Closer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C while the workers step leaves their replies unread: the next call must not
+    take a stale step reply for its own (the trainer resets the env after a Ctrl-C)."""
+    env = closing(MultiGymEnv.get_venv(2, env_name="CartPole-v1", backend="subprocess", seed=0))
+    reference = closing(MultiGymEnv.get_venv(2, env_name="CartPole-v1", backend="subprocess"))
+    env.reset_batch()
+    real_gather = env._gather  # type: ignore[attr-defined]
+
+    def interrupted(phase: str) -> Any:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(env, "_gather", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        env.step_batch(Action(discrete=np.ones(2, dtype=np.int64)))  # sent, never read
+    monkeypatch.setattr(env, "_gather", real_gather)
+    np.testing.assert_array_equal(
+        env.reset_batch(seed=5).obs.vector, reference.reset_batch(seed=5).obs.vector
+    )
+    step = env.step_batch(Action(discrete=np.ones(2, dtype=np.int64)))
+    expected = reference.step_batch(Action(discrete=np.ones(2, dtype=np.int64)))
+    np.testing.assert_array_equal(step.obs.vector, expected.obs.vector)

@@ -124,6 +124,9 @@ class SubprocVecEnv(VecEnv):
         self.first_index = 0
         self.step_timeout = step_timeout
         self._conns: list[Connection] = []
+        # Replies each worker owes (its construction report, then one per command sent);
+        # one left unread by an interrupted call is read and dropped before the next command.
+        self._awaiting: list[int] = []
         self._processes: list[BaseProcess] = []
         self._worker_copies: list[range] = []
         starts = range(0, len(env_fns), envs_per_worker)
@@ -148,6 +151,7 @@ class SubprocVecEnv(VecEnv):
                 name=f"coltra-env-worker-{len(self._processes)}",
             )
             self._conns.append(parent)
+            self._awaiting.append(1)
             self._processes.append(process)
             self._worker_copies.append(range(start, min(start + envs_per_worker, len(env_fns))))
             process.start()
@@ -199,6 +203,7 @@ class SubprocVecEnv(VecEnv):
     def _send(self, worker: int, command: str, argument: Any) -> None:
         try:
             self._conns[worker].send((command, argument))
+            self._awaiting[worker] += 1
         except (BrokenPipeError, OSError) as exc:
             process = self._processes[worker]
             process.join(timeout=1.0)
@@ -222,6 +227,7 @@ class SubprocVecEnv(VecEnv):
                 )
         try:
             status, payload = conn.recv()
+            self._awaiting[worker] -= 1
         except (EOFError, OSError):
             process.join(timeout=1.0)
             raise self._fail(
@@ -256,6 +262,13 @@ class SubprocVecEnv(VecEnv):
             phase,
         )
 
+    def _drain(self) -> None:
+        """Read and drop the replies of an interrupted call (a KeyboardInterrupt while
+        waiting for them), so that the next reply read belongs to the next command."""
+        for worker in range(len(self._conns)):
+            while self._awaiting[worker] > 0:
+                self._receive(worker, "a call that was interrupted", self.step_timeout)
+
     def _gather(self, phase: str) -> list[Any]:
         timeout = self.step_timeout
         return [self._receive(worker, phase, timeout) for worker in range(len(self._conns))]
@@ -263,6 +276,7 @@ class SubprocVecEnv(VecEnv):
     # ------------------------------------------------------------------ env API
     def reset_batch(self, seed: int | None = None) -> StepBatch:
         self._check_open()
+        self._drain()
         for worker in range(len(self._conns)):
             # Each worker adds its copies' indices to the seed itself.
             self._send(worker, "reset", seed)
@@ -271,6 +285,7 @@ class SubprocVecEnv(VecEnv):
     def step_batch(self, actions: Action) -> StepBatch:
         self._check_open()
         values = self._check_actions(actions)
+        self._drain()
         field = self._action_codec.field
         for worker, rows in enumerate(self._worker_rows):
             self._send(worker, "step", Action(**{field: np.ascontiguousarray(values[rows])}))
@@ -278,6 +293,7 @@ class SubprocVecEnv(VecEnv):
 
     def render(self) -> Any:
         self._check_open()
+        self._drain()
         self._send(0, "render", None)
         return self._receive(0, "render", self.step_timeout)
 
