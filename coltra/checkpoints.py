@@ -38,16 +38,6 @@ __all__ = [
 
 STATE_FORMAT = "coltra-trainer-state"
 STATE_VERSION = 2  # 2: the counters in one entry (version 1 had them at the top level)
-_COUNTER_KEYS = (
-    "iteration",
-    "env_steps",
-    "agent_steps",
-    "episodes",
-    "train_time",
-    "env_restarts",
-    "best_return",
-    "recent_returns",
-)
 
 
 def derived_seed(seed: int, salt: int) -> int:
@@ -106,10 +96,11 @@ def restore_trainer_state(
     if state.get("format") != STATE_FORMAT or state.get("version") not in (1, STATE_VERSION):
         raise CheckpointError(f"{where} is not a Coltra trainer state")
     _check_optimizer_shapes(optimizer, group, state.get("optimizer"), where)
+    # Version 1 kept the counters among the state's other entries, which they ignore.
     saved_counters = state["counters"] if state["version"] == 2 else state
     try:
         optimizer.load_state_dict(state["optimizer"])
-        counters.load_state_dict({key: saved_counters.get(key) for key in _COUNTER_KEYS})
+        counters.load_state_dict(saved_counters)
         restore_rng(state["rng"])
     except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
         text = " ".join(str(exc).split())

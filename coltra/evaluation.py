@@ -23,10 +23,21 @@ from coltra.envs.base import MultiAgentEnv, StepBatch
 from coltra.episodes import EpisodeTracker
 from coltra.groups import MacroAgent
 
-__all__ = ["Episodes", "episodes_per_row", "evaluate", "evaluate_episodes", "evaluation_metrics"]
+__all__ = [
+    "Episodes",
+    "EpisodesDidNotEnd",
+    "episodes_per_row",
+    "evaluate",
+    "evaluate_episodes",
+    "evaluation_metrics",
+]
 
 #: Env steps (of all copies at once) after which an evaluation gives up waiting.
 EVAL_MAX_STEPS = 100_000
+
+
+class EpisodesDidNotEnd(RuntimeError):
+    """An evaluation reached its step limit before the episodes it waits for ended."""
 
 
 @dataclass(frozen=True)
@@ -79,7 +90,7 @@ def evaluate_episodes(
     max_steps: int = 1_000_000,
 ) -> Episodes:
     """``evaluate``, with the episodes' lengths too. ``max_steps`` counts env steps (of
-    all copies at once); reaching it before the episodes end is a RuntimeError."""
+    all copies at once); reaching it before the episodes end is :class:`EpisodesDidNotEnd`."""
     if isinstance(num_episodes, bool) or not isinstance(num_episodes, int) or num_episodes < 1:
         raise ValueError(f"num_episodes must be a whole number >= 1, got {num_episodes!r}")
     field_name = check_agents_fit_env(agents, env)
@@ -116,7 +127,7 @@ def evaluate_episodes(
                 lengths=np.array([lengths[row][j] for j, row in kept], dtype=np.int64),
             )
     finished_count = int(np.minimum(done_count, needed).sum())
-    raise RuntimeError(
+    raise EpisodesDidNotEnd(
         f"evaluation saw only {finished_count} of the {num_episodes} episodes it waits for end "
         f"in {max_steps} steps"
     )
@@ -147,7 +158,7 @@ def evaluation_metrics(
     max_steps = max(EVAL_MAX_STEPS // int(getattr(played_in, "num_envs", 1)), 1)
     try:
         played = evaluate_episodes(agents, played_in, num_episodes, seed=seed, max_steps=max_steps)
-    except RuntimeError as exc:
+    except EpisodesDidNotEnd as exc:
         warnings.warn(f"{exc}; no evaluation score", stacklevel=2)
         return {"eval/episodes": 0.0}
     finally:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -117,6 +118,14 @@ class MacroAgent:
         """Agent-name prefix -> policy name (a copy: the mapping is fixed at construction,
         because the prefix order and the row cache are derived from it)."""
         return dict(self._policy_mapping)
+
+    @property
+    def agents(self) -> dict[str, Agent]:
+        """Deprecated name of :attr:`policies` (a group holds policies, not agents)."""
+        warnings.warn(
+            "MacroAgent.agents is now MacroAgent.policies", DeprecationWarning, stacklevel=2
+        )
+        return self.policies
 
     @property
     def policy_names(self) -> list[str]:

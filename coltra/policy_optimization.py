@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -105,6 +106,20 @@ class Minibatch:
 
 #: An extra loss term: a scalar tensor from a minibatch, added to PPO's loss.
 LossTerm = Callable[[Minibatch], torch.Tensor]
+#: The ``losses/<name>`` metrics of the update itself (names extra terms may not take).
+PPO_LOSS_METRICS = (
+    "policy_loss",
+    "value_loss",
+    "entropy",
+    "approx_kl",
+    "old_approx_kl",
+    "clipfrac",
+    "grad_norm",
+    "explained_variance",
+    "epochs",
+    "updates",
+    "early_stop",
+)
 
 
 def minibatch_size(config: PPOConfig, batch_size: int) -> int:
@@ -178,6 +193,11 @@ class CrowdPPOptimizer:
                 raise TypeError(
                     f"loss_terms maps names to functions of a Minibatch, got {name!r}: {term!r}"
                 )
+            if name in PPO_LOSS_METRICS:
+                raise ValueError(
+                    f"loss term name {name!r} is taken by PPO's own losses/{name}; choose "
+                    f"another (taken: {', '.join(PPO_LOSS_METRICS)})"
+                )
         self.group = agents  # the seed's keyword is `agents`; it is a group
         self.optimizers = {
             policy: _adam(agents.policies[policy].parameters(), self.config)
@@ -186,6 +206,16 @@ class CrowdPPOptimizer:
         self.iteration = 0  # completed calls of train_on_data
         self.rng = np.random.default_rng(self.config.seed)
         self.timing = PhaseTimes()  # of the last update
+
+    @property
+    def agents(self) -> MacroAgent:
+        """Deprecated name of :attr:`group`."""
+        warnings.warn(
+            "CrowdPPOptimizer.agents is now CrowdPPOptimizer.group",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.group
 
     def schedule(self) -> tuple[float, float]:
         """Learning rate and entropy coefficient for the current iteration (linear)."""
@@ -365,4 +395,7 @@ class CrowdPPOptimizer:
             if name not in self.optimizers:
                 raise KeyError(f"optimizer state for unknown policy '{name}'")
             self.optimizers[name].load_state_dict(opt_state)
+            # Adam's saved settings would replace the config's (lr is set every update).
+            for param_group in self.optimizers[name].param_groups:
+                param_group["eps"] = self.config.adam_eps
         self.rng.bit_generator.state = state["rng"]

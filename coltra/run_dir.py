@@ -19,6 +19,7 @@ checkpoint can be started again in the same directory.
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import re
 import shutil
@@ -28,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from coltra.configs import RunConfig, finish_run_config, resume_run_config
+from coltra.configs import ConfigError, RunConfig, finish_run_config, resume_run_config
 from coltra.groups import MacroAgent
 from coltra.serialization import CheckpointError, atomic_write_bytes, load_tensors, save_tensors
 
@@ -72,8 +73,11 @@ class RunDirectory:
     AGENTS = "agents"
     _CHECKPOINT_NAME = re.compile(r"iter_(\d{6,})")
 
+    LOCK = ".lock"
+
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._lock: int | None = None
 
     @property
     def checkpoints(self) -> Path:
@@ -88,6 +92,14 @@ class RunDirectory:
         that holds a run with a checkpoint is refused (resume it instead); one whose run
         stopped before its first checkpoint is cleared and used again."""
         run = cls(Path(path))
+        try:
+            run.path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise RunDirError(
+                f"cannot write the run directory {run.path}: {exc.strerror or exc} "
+                "(set trainer.run_dir to a writable place)"
+            ) from None
+        run.lock()
         if (run.path / cls.CONFIG).exists():
             if run.has_checkpoint():
                 raise RunDirError(
@@ -101,13 +113,6 @@ class RunDirectory:
                 raise RunDirError(
                     f"cannot start the run again in {run.path}: {exc.strerror or exc}"
                 ) from None
-        try:
-            run.path.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise RunDirError(
-                f"cannot write the run directory {run.path}: {exc.strerror or exc} "
-                "(set trainer.run_dir to a writable place)"
-            ) from None
         run.check_writable(need_bytes)
         return run
 
@@ -124,12 +129,45 @@ class RunDirectory:
             )
         run = cls(directory)
         if not run.has_checkpoint():
+            try:
+                again = restart_command(directory, run.read_config())
+            except ConfigError:  # a config.yaml that does not load: say so when it is used
+                again = f"coltra train -c {directory / cls.CONFIG}"
             raise RunDirError(
                 f"cannot resume from {directory}: the run has no checkpoint yet "
                 f"({cls.CHECKPOINTS}/{cls.LATEST} is missing); start it again in place with "
-                f"coltra train -c {directory / cls.CONFIG}"
+                f"{again}"
             )
         return run
+
+    def lock(self) -> None:
+        """Hold the run's lock file until :meth:`unlock` (or this process ends): two
+        processes training in one directory would overwrite each other's files."""
+        if self._lock is not None:
+            return
+        try:
+            fd = os.open(self.path / self.LOCK, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as exc:
+            raise RunDirError(
+                f"cannot write the run directory {self.path}: {exc.strerror or exc} "
+                "(set trainer.run_dir to a writable place)"
+            ) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise RunDirError(
+                f"{self.path} is in use: another process is training in it (wait for it, or "
+                "choose another trainer.run_dir)"
+            ) from None
+        except OSError:  # a file system without locks: go on unguarded
+            pass
+        self._lock = fd
+
+    def unlock(self) -> None:
+        if self._lock is not None:
+            os.close(self._lock)  # closing the descriptor releases the lock
+            self._lock = None
 
     def clear_unsaved_run(self) -> None:
         """Remove what a run that never saved a checkpoint wrote (config, logs, profile)."""
@@ -275,22 +313,24 @@ def plan_run(
     built_in_python: bool,
 ) -> RunPlan:
     """The finished config of a run about to be built (:func:`finish_run_config`), or of
-    the run resumed from ``resume_from`` (:func:`resume_run_config`). ``built_in_python``:
-    the group and env are not built from the config."""
+    the run resumed from ``resume_from`` (:func:`resume_run_config`): there ``config`` is
+    the saved one, or a RunConfig to use instead, or a mapping of changes to the saved one.
+    ``seed`` overrides ``trainer.seed``; ``built_in_python``: the group and env are not
+    built from the config."""
+    seed_change = {} if seed is None else {"trainer": {"seed": seed}}
     if resume_from is None:
-        requested = as_run_config(config)
-        if seed is not None:
-            requested = requested.update({"trainer": {"seed": seed}})
+        requested = as_run_config(config).update(seed_change)
         return RunPlan(finish_run_config(requested, built_in_python=built_in_python), None, [])
     run = RunDirectory.open(resume_from)
     saved = run.read_config()
-    requested = saved if config is None else as_run_config(config)
-    if seed is not None:
-        requested = requested.update({"trainer": {"seed": seed}})
+    if config is None or isinstance(config, Mapping):
+        requested = saved.update(dict(config or {}))
+    else:
+        requested = as_run_config(config)
+    requested = requested.update(seed_change)
     if built_in_python:  # the group and env are given: the checkpoint checks that they fit
-        requested = requested.update(
-            {"model": saved.to_dict()["model"], "env": saved.to_dict()["env"]}
-        )
+        kept = saved.to_dict()
+        requested = requested.update({"model": kept["model"], "env": kept["env"]})
     finished, notes = resume_run_config(saved, requested, run.path)
     return RunPlan(finished, run, notes)
 
@@ -311,7 +351,7 @@ def resume_command(
     """How to continue the run in ``path`` after ``done`` iterations, as it works when typed:
     a run that is over (or asked for ``more``) needs more iterations, a solved one also
     drops ``stop_at_return``; a run built in Python resumes in Python."""
-    if config.env is None or config.model is None:
+    if config.built_in_python:
         return f"PPOCrowdTrainer.resume({str(path)!r}, agents, env) in Python"
     command = f"coltra train --resume {path}"
     if more or done >= config.trainer.iterations:
@@ -323,6 +363,6 @@ def resume_command(
 
 def restart_command(path: Path, config: RunConfig) -> str:
     """How to start a run that saved no checkpoint again, in the same directory."""
-    if config.env is None or config.model is None:
-        return "the same program (the run was built in Python)"
+    if config.built_in_python:
+        return f"the same program, with trainer.run_dir={path} (the run was built in Python)"
     return f"coltra train -c {path / RunDirectory.CONFIG}"

@@ -10,7 +10,7 @@ run. Each phase is logged as ``time/<phase>_s``.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -82,25 +82,20 @@ class PhaseTimes:
             "charts/agent_SPS": agent_steps / elapsed,
         }
 
-    @classmethod
-    def from_metrics(cls, metrics: Mapping[str, float]) -> PhaseTimes:
-        """The phases in a metrics dict or a summary (``time/<phase>_s`` keys)."""
-        return cls(
-            {
-                phase: float(metrics[key])
-                for phase in PHASES
-                if (key := f"time/{phase}_s") in metrics
-            }
-        )
+    def with_other(self, wall_seconds: float) -> PhaseTimes:
+        """These phases plus ``other``: the wall time they do not cover (logging,
+        checkpoints, callbacks, evaluation)."""
+        times = PhaseTimes(dict(self.seconds))
+        if "other" not in times.seconds:
+            times.add("other", wall_seconds - times.total)
+        return times
 
     def summary(self, wall_seconds: float) -> str:
-        """One line for people, with ``other`` = the wall time the phases do not cover::
+        """One line for people, the wall time split by phase (``other`` included)::
 
         time: 5.4 s = env stepping 1.9 s (35%), policy forward 1.1 s (20%), ...
         """
-        seconds = dict(self.seconds)
-        if seconds and "other" not in seconds:
-            seconds["other"] = max(wall_seconds - sum(seconds.values()), 0.0)
+        seconds = self.with_other(wall_seconds).seconds
         total = max(wall_seconds, 1e-9)
         parts = [
             f"{name} {seconds[phase]:.1f} s ({100 * seconds[phase] / total:.0f}%)"

@@ -3,9 +3,10 @@
 Build, iterate, finish:
 
 1. **build** (:meth:`PPOCrowdTrainer.from_config`, or your own group and env): the run
-   config is finished once (:func:`coltra.configs.finish_run_config`); torch's threads and
-   the seeds are set before any weight exists (:mod:`coltra.runtime`); everything that can be
-   checked is checked before the run directory is created (:mod:`coltra.run_dir`).
+   config is finished once (:func:`coltra.configs.finish_run_config`); from a config,
+   torch's threads and the seeds are set before any weight exists (:mod:`coltra.runtime`);
+   everything that can be checked is checked before the run directory is created
+   (:mod:`coltra.run_dir`), which the trainer then holds locked until :meth:`close`.
 2. **iterate**: collect a rollout (:class:`~coltra.collectors.CrowdCollector`) -> one PPO
    update (:class:`~coltra.policy_optimization.CrowdPPOptimizer`) -> count
    (:class:`~coltra.counters.RunCounters`) -> log (:mod:`coltra.logs`) -> checkpoint
@@ -180,12 +181,13 @@ class PPOCrowdTrainer:
         # What can be checked is checked before the run directory exists (a start that
         # fails leaves no directory that can neither be reused nor resumed).
         check_agents_fit_env(self.group, env)
-        minibatch_size(self.config.ppo, len(env.agent_names) * cfg.steps)
+        for rows in self.group.policy_rows(env.agent_names).values():
+            minibatch_size(self.config.ppo, len(rows) * cfg.steps)
 
         self.counters = RunCounters(cfg.return_window)
         self.checkpoint_path: Path | None = None
         self.stop_signal: int | None = None
-        self.last_eval: dict[str, float] = {}  # of the last train() that evaluated
+        self.last_eval: dict[str, float] = {}  # the end-of-run evaluation of this train()
         self._signals = StopSignals()
         self._stop_requested = False
         self._saved_iteration: int | None = None
@@ -201,19 +203,26 @@ class PPOCrowdTrainer:
         self._started_at = time.perf_counter()
         if plan.resumed is not None:
             self.run = plan.resumed
-            self.run.clean_temporary()
-            self.run.check_writable(self._space_needed())
-            self.checkpoint_path, self._wandb_id = load_checkpoint(
-                self.run, self.group, self.counters, self.optimizer
-            )
-            self._saved_iteration = self._resumed_at = self.counters.iteration
-            env_seed = derived_seed(self.seed, self.counters.iteration)
+            self.run.lock()
         else:
             seed_everything(self.seed)
-            self.run = RunDirectory.create(cfg.run_dir, self._space_needed())
-            env_seed = self.seed
-        self.run.write_config(self.config)
-        self._new_collector(env_seed)
+            self.run = RunDirectory.create(cfg.run_dir, self._space_needed())  # and locks it
+        try:
+            if plan.resumed is not None:
+                self.run.clean_temporary()
+                self.run.check_writable(self._space_needed())
+                self.checkpoint_path, self._wandb_id = load_checkpoint(
+                    self.run, self.group, self.counters, self.optimizer
+                )
+                self._saved_iteration = self._resumed_at = self.counters.iteration
+                env_seed = derived_seed(self.seed, self.counters.iteration)
+            else:
+                self.run.write_config(self.config)  # a resumed run's, once it trains
+                env_seed = self.seed
+            self._new_collector(env_seed)
+        except BaseException:
+            self.run.unlock()
+            raise
 
     def _space_needed(self) -> int:
         """Bytes the checkpoints need: those kept and the one being written, each about the
@@ -240,10 +249,13 @@ class PPOCrowdTrainer:
         """
         cfg = self.config.trainer
         target = self._target(num_iterations)
+        self.run.lock()  # held from the start; again after a close()
+        self.run.write_config(self.config)
         if self._sinks is None:
             self._sinks = MetricSinks(
                 self.run, self.config, self._resumed_at, self.counters.env_steps
             )
+            self._resumed_at = None  # what was logged after the checkpoint is dropped once
             if cfg.wandb:
                 self._wandb_id = self._sinks.start_wandb(self.config, self.run, self._wandb_id)
         self.stop_signal, self.last_eval, self._stop_requested = None, {}, False
@@ -261,6 +273,9 @@ class PPOCrowdTrainer:
         except Exception as exc:  # an env crash, a NaN, a full disk: say what is safe
             if hasattr(exc, "add_note"):
                 exc.add_note(self._failure_note())
+            # The env was stepped past what the collector remembers: start afresh if this
+            # trainer is used again.
+            self._new_collector(derived_seed(self.seed, self.counters.iteration))
             raise
         finally:
             self.counters.train_time += time.perf_counter() - started
@@ -307,8 +322,13 @@ class PPOCrowdTrainer:
                     break
         except KeyboardInterrupt:  # a second signal, or Ctrl-C without our handler
             self._signals.received = self._signals.received or signal.SIGINT
-            if self._phase == "update":  # weights half-updated: keep the last save
+            if self._phase == "update":  # weights half-updated: back to the last save
                 self._say("stopped during a PPO update; nothing newer was saved")
+                if self.checkpoint_path is not None:
+                    self.checkpoint_path, self._wandb_id = load_checkpoint(
+                        self.run, self.group, self.counters, self.optimizer
+                    )
+                    self._phase = "idle"
             else:  # mid-rollout: the weights are those of the last update
                 self._phase = "idle"
             # The env was stepped past what the collector remembers: start afresh.
@@ -442,9 +462,7 @@ class PPOCrowdTrainer:
             getattr(callback, hook)(self, *args)
 
     def _summary(self, solved: bool, seconds: float) -> dict[str, float]:
-        times = self._time_totals.metrics()
-        if times:
-            times["time/other_s"] = max(seconds - self._time_totals.total, 0.0)
+        times = self._time_totals.with_other(seconds).metrics() if self._time_totals.seconds else {}
         flags = {"solved": float(solved), "interrupted": float(self.stop_signal is not None)}
         return {**times, **self.counters.summary(), "time_s": seconds, **flags, **self.last_eval}
 
@@ -504,12 +522,15 @@ class PPOCrowdTrainer:
 
     # ------------------------------------------------------------------ closing
     def close(self) -> None:
-        """Flush and close the logs, and the env when the trainer built it."""
+        """Flush and close the logs, the env when the trainer built it, and the run
+        directory's lock."""
         if self._sinks is not None:
             self._sinks.close()
             self._sinks = None
         if getattr(self, "_owns_env", False):
             self.env.close()
+        if hasattr(self, "run"):
+            self.run.unlock()
 
     def __enter__(self) -> PPOCrowdTrainer:
         return self
@@ -527,16 +548,16 @@ def _check_extras(
             "trainer.wandb is true but Weights & Biases is not installed: pip install wandb "
             "(or pip install 'coltra[wandb]')"
         )
-    needs = ""
+    needs = []
     if eval_episodes > 0 and eval_env is None:
-        needs = f"trainer.eval_episodes={eval_episodes} needs eval_env= (a fresh copy of the env)"
-    elif restarts > 0 and env_factory is None:
-        needs = (
-            f"trainer.restart_crashed_envs={restarts} needs env_factory= (a function of a seed "
-            "that builds a fresh env)"
+        needs.append(f"trainer.eval_episodes={eval_episodes} needs eval_env= (a fresh env)")
+    if restarts > 0 and env_factory is None:
+        needs.append(
+            f"trainer.restart_crashed_envs={restarts} needs env_factory= (a function of a "
+            "seed that builds a fresh env)"
         )
     if needs:
         raise TrainerError(
-            f"{needs} when you pass your own env; or build the trainer with "
+            f"{'; '.join(needs)} when you pass your own env; or build the trainer with "
             "PPOCrowdTrainer.from_config"
         )

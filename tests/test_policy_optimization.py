@@ -295,3 +295,18 @@ def test_annealing_without_a_length_is_refused_outside_a_run() -> None:
     with pytest.raises(ConfigError, match="must be set when ent_coef_final is set"):
         CrowdPPOptimizer(group, {"ent_coef_final": 0.0})
     CrowdPPOptimizer(group, {"anneal_lr": True, "anneal_iterations": 10})
+
+
+def test_a_loss_term_may_not_take_the_name_of_a_ppo_loss() -> None:
+    group = HomogeneousGroup(make_agent(ObsActionRewardEnv()))
+    with pytest.raises(ValueError, match="loss term name 'entropy' is taken by PPO's own"):
+        CrowdPPOptimizer(group, {}, loss_terms={"entropy": lambda batch: batch.entropy.mean()})
+
+
+def test_the_old_attribute_names_still_answer_with_a_warning() -> None:
+    group = HomogeneousGroup(make_agent(ObsActionRewardEnv()))
+    optimizer = CrowdPPOptimizer(group, {})
+    with pytest.warns(DeprecationWarning, match="MacroAgent.agents is now MacroAgent.policies"):
+        assert group.agents is group.policies
+    with pytest.warns(DeprecationWarning, match="CrowdPPOptimizer.agents is now"):
+        assert optimizer.agents is group

@@ -13,24 +13,30 @@ from coltra.run_dir import RunDirectory, RunDirError, resume_command
 def test_a_new_directory_is_created_and_probed(tmp_path: Path) -> None:
     run = RunDirectory.create(tmp_path / "a" / "run")
     assert run.path.is_dir() and not run.has_checkpoint()
-    assert not list(run.path.iterdir())  # the write probe is gone
+    assert [p.name for p in run.path.iterdir()] == [".lock"]  # the write probe is gone
+    with pytest.raises(RunDirError, match="is in use"):
+        RunDirectory.create(run.path)  # held by `run` (another process, as far as it knows)
+    run.unlock()
+    RunDirectory.create(run.path).unlock()
 
 
 def test_a_run_without_a_checkpoint_is_cleared_and_used_again(tmp_path: Path) -> None:
     run = RunDirectory.create(tmp_path / "run")
     run.write_config(RunConfig())
+    run.unlock()
     (run.path / "metrics.csv").write_text("iteration\n1.0\n")
     (run.path / "events.out.tfevents.1.host").write_text("")
     (run.path / "notes.txt").write_text("mine")  # not the run's: kept
     with pytest.raises(RunDirError, match=r"has no checkpoint yet.*start it again in place"):
         RunDirectory.open(run.path)
     again = RunDirectory.create(run.path)
-    assert sorted(p.name for p in again.path.iterdir()) == ["notes.txt"]
+    assert sorted(p.name for p in again.path.iterdir()) == [".lock", "notes.txt"]
 
 
 def test_a_run_with_a_checkpoint_is_never_overwritten(tmp_path: Path) -> None:
     run = RunDirectory.create(tmp_path / "run")
     run.write_config(RunConfig())
+    run.unlock()
     (run.checkpoints / "iter_000001").mkdir(parents=True)
     (run.checkpoints / "latest").write_text("iter_000001\n")
     with pytest.raises(RunDirError, match=r"already holds a run .* --resume"):

@@ -18,7 +18,7 @@ def test_phases_add_merge_and_become_metrics() -> None:
     assert total.seconds == {"env": 1.5, "update": 2.0, "gae": 0.25}
     assert times.seconds == {"env": 1.5, "update": 2.0}  # merge makes a new object
     assert total.metrics() == {"time/env_s": 1.5, "time/gae_s": 0.25, "time/update_s": 2.0}
-    assert PhaseTimes.from_metrics(total.metrics()) == total
+    assert total.with_other(5.0)["other"] == 1.25 and "other" not in total.seconds
     assert total["forward"] == 0.0 and total.total == 3.75
     metrics = total.iteration_metrics(env_steps=750, agent_steps=1500)
     assert metrics["charts/SPS"] == 200 and metrics["charts/agent_SPS"] == 400

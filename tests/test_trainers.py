@@ -24,6 +24,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 import coltra.run_dir as run_dir_module
 from coltra.configs import ConfigError, RunConfig, finish_run_config
 from coltra.factory import make_agents, make_env
+from coltra.groups import MacroAgent
 from coltra.logs import TIMING_METRICS
 from coltra.run_dir import RunDirectory
 from coltra.runtime import resolve_device
@@ -574,3 +575,158 @@ def test_the_seed_decides_the_run_whatever_the_thread_count(tmp_path: Path) -> N
         assert result.returncode == 0, result.stderr
         prints.append(result.stdout)
     assert prints[0] == prints[1]
+
+
+# ----------------------------------------------------------------------------- review fixes
+
+
+def test_two_trainers_never_share_a_run_directory(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    first = PPOCrowdTrainer.from_config(config(PROBE, run_dir))
+    try:
+        with pytest.raises(RunDirError, match="is in use: another process is training in it"):
+            PPOCrowdTrainer.from_config(config(PROBE, run_dir))  # would clear first's files
+        first.train(1)
+        with pytest.raises(RunDirError, match="is in use"):
+            PPOCrowdTrainer.resume(run_dir)
+    finally:
+        first.close()
+    with PPOCrowdTrainer.resume(run_dir) as trainer:  # closed: free again
+        assert trainer.counters.iteration == 1
+
+
+def test_resuming_with_a_mapping_changes_only_its_keys(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_dir = tmp_path / "run"
+    train(config(PROBE, run_dir, seed=7))
+    with PPOCrowdTrainer.resume(run_dir, config={"trainer": {"iterations": 5}}) as trainer:
+        cfg = trainer.config
+        assert (cfg.trainer.iterations, cfg.trainer.seed, cfg.trainer.steps) == (5, 7, 8)
+        assert cfg.ppo.lr == 1e-2 and cfg.model is not None  # the run's, not the defaults
+    with PPOCrowdTrainer.resume(run_dir, seed=9, config={"trainer": {"progress": True}}) as t:
+        t.train(1)
+    assert "note: trainer.seed is now 9 (the run was seeded 7)" in capsys.readouterr().err
+
+
+def test_a_refused_resume_leaves_the_config_as_it_was(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    train(config(PROBE, run_dir))
+    before = (run_dir / "config.yaml").read_text()
+    with PPOCrowdTrainer.resume(run_dir, config={"trainer": {"iterations": 2}}) as trainer:
+        with pytest.raises(TrainerError, match="has done 3 of its 2 iterations"):
+            trainer.train()
+    assert (run_dir / "config.yaml").read_text() == before
+
+
+def test_adam_settings_of_a_resume_come_from_its_config(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    train(config(PROBE, run_dir))
+    change = {"ppo": {"adam_eps": 1e-3}}
+    with PPOCrowdTrainer.resume(run_dir, config=change) as trainer:
+        (optimizer,) = trainer.optimizer.optimizers.values()
+        assert optimizer.param_groups[0]["eps"] == 1e-3
+
+
+def test_a_second_signal_during_an_update_goes_back_to_the_last_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run_dir = tmp_path / "run"
+    with PPOCrowdTrainer.from_config(config(PROBE, run_dir, iterations=6, save_every=2)) as t:
+        real_update = t.optimizer.train_on_data
+
+        def interrupted_update(records: Any) -> Any:
+            if t.counters.iteration == 3:  # the update of iteration 4 breaks off halfway
+                with torch.no_grad():
+                    for parameter in t.group.parameters():
+                        parameter.add_(1.0)
+                raise KeyboardInterrupt
+            return real_update(records)
+
+        monkeypatch.setattr(t.optimizer, "train_on_data", interrupted_update)
+        summary = t.train()
+        assert summary["interrupted"] == 1.0 and t.counters.iteration == 2
+        saved = MacroAgent.load(run_dir / "checkpoints" / "iter_000002" / "agents")
+        for mine, theirs in zip(t.group.parameters(), saved.parameters()):
+            assert torch.equal(mine, theirs)  # not the half-updated weights
+        monkeypatch.setattr(t.optimizer, "train_on_data", real_update)
+        assert t.train(1)["iterations"] == 3  # and the same trainer goes on from there
+
+
+def test_a_closed_resumed_trainer_that_trains_again_keeps_its_rows(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    cfg = config(PROBE, run_dir)
+    env = make_env(cfg.env, seed=0)  # your own env: close() leaves it open
+    try:
+        agents = make_agents(cfg.model, env)
+        with PPOCrowdTrainer(agents, env, cfg) as trainer:
+            trainer.train(3)
+        trainer = PPOCrowdTrainer.resume(run_dir, agents, env)
+        trainer.train(1)
+        trainer.close()
+        trainer.train(1)  # the logs reopen; the row of iteration 4 must stay
+        trainer.close()
+    finally:
+        env.close()
+    assert column(read_csv(run_dir), "iteration") == [1, 2, 3, 4, 5]
+
+
+def test_each_policy_must_fit_its_own_minibatches_before_the_run_directory_exists(
+    tmp_path: Path,
+) -> None:
+    from coltra.agents import DAgent
+    from coltra.envs.probe_envs import ActionRewardEnv
+    from coltra.groups import MultiPolicyGroup
+    from coltra.models import MLPModel
+
+    env = ActionRewardEnv(num_agents=3)
+    space = {"observation_space": env.observation_space, "action_space": env.action_space}
+    group = MultiPolicyGroup(
+        {"a": DAgent(MLPModel({}, **space)), "b": DAgent(MLPModel({}, **space))},
+        {"agent_0": "a", "": "b"},
+    )
+    run_dir = tmp_path / "run"
+    cfg = {"trainer": {"run_dir": str(run_dir), "steps": 4}, "ppo": {"num_minibatches": 6}}
+    # 3 agents x 4 steps = 12 samples would fit 6 minibatches; policy a has only 4 samples.
+    with pytest.raises(ConfigError, match="6 minibatches do not fit in a batch of 4 samples"):
+        PPOCrowdTrainer(group, env, cfg)
+    assert not run_dir.exists()
+
+
+def test_a_checkpoint_of_the_first_state_layout_still_resumes(tmp_path: Path) -> None:
+    """Version 1 of trainer_state.pt kept the counters at its top level (and, before
+    restart_crashed_envs, had no env_restarts)."""
+    from coltra.serialization import load_tensors, save_tensors
+
+    run_dir = tmp_path / "run"
+    train(config(PROBE, run_dir))
+    path = run_dir / "checkpoints" / "iter_000003" / "trainer_state.pt"
+    state = load_tensors(path)
+    counters = state.pop("counters")
+    counters.pop("env_restarts")
+    save_tensors(path, {**state, **counters, "version": 1})
+    with PPOCrowdTrainer.resume(run_dir) as trainer:
+        assert trainer.counters.iteration == 3 and trainer.counters.env_restarts == 0
+        assert trainer.counters.env_steps == 48
+
+
+def test_a_crash_during_the_evaluation_is_an_error_not_a_missing_score(tmp_path: Path) -> None:
+    from coltra.envs import EnvCrashedError
+    from coltra.envs.probe_envs import ActionRewardEnv
+    from coltra.evaluation import evaluation_metrics
+
+    class Crashing(ActionRewardEnv):
+        def step_batch(self, actions: Any) -> Any:
+            raise EnvCrashedError("copy 0 died")
+
+    cfg = config(PROBE, tmp_path / "run")
+    env = make_env(cfg.env, seed=0)
+    try:
+        group = make_agents(cfg.model, env)
+        with pytest.raises(EnvCrashedError, match="copy 0 died"):
+            evaluation_metrics(group, Crashing(), 2)
+        endless = ActionRewardEnv(episode_length=10**6)
+        with pytest.warns(UserWarning, match="episodes it waits for end"):
+            assert evaluation_metrics(group, endless, 1) == {"eval/episodes": 0.0}
+    finally:
+        env.close()

@@ -23,9 +23,7 @@ from coltra.configs.sections import (
     PPOConfig,
     RunConfig,
     TrainerConfig,
-    model_config_class,
     register_model_config,
-    registered_model_configs,
 )
 from coltra.configs.yaml_io import load_yaml_mapping
 
@@ -49,9 +47,7 @@ __all__ = [
     "extend_run_config",
     "finish_run_config",
     "load_yaml_mapping",
-    "model_config_class",
     "register_model_config",
-    "registered_model_configs",
     "resume_run_config",
     "type_name",
 ]

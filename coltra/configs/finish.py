@@ -62,9 +62,10 @@ def finish_run_config(
 def resume_run_config(
     saved: RunConfig, requested: RunConfig, run_dir: Path
 ) -> tuple[RunConfig, list[str]]:
-    """The config of a run resumed in ``run_dir``: ``requested`` (the saved config with the
-    user's changes) on the saved run's directory and seed, refused if it changes the env or
-    the model. Returns it with notes about the schedule (see :func:`extend_run_config`)."""
+    """The config of a run resumed in ``run_dir``: ``requested`` (usually the saved config
+    with the user's changes) in the saved run's directory, refused if it changes the env or
+    the model. Returns it with notes for the person resuming: a changed seed, the annealing
+    schedule (see :func:`extend_run_config`)."""
     check_same_setup(saved, requested, run_dir)
     seed = requested.trainer.seed if requested.trainer.seed is not None else saved.trainer.seed
     config = requested.update(
@@ -75,7 +76,10 @@ def resume_run_config(
     )
     if config.ppo.anneal_iterations is None:  # a config file that leaves it to the run
         config = config.update({"ppo": {"anneal_iterations": _schedule_length(config)}})
-    return _extended(saved, config)
+    config, notes = _extended(saved, config)
+    if seed != saved.trainer.seed:
+        notes.insert(0, f"trainer.seed is now {seed} (the run was seeded {saved.trainer.seed})")
+    return config, notes
 
 
 def extend_run_config(config: RunConfig, iterations: int) -> tuple[RunConfig, list[str]]:

@@ -33,9 +33,7 @@ __all__ = [
     "PPOConfig",
     "RunConfig",
     "TrainerConfig",
-    "model_config_class",
     "register_model_config",
-    "registered_model_configs",
 ]
 
 DEFAULT_MODEL = "MLPModel"
@@ -105,16 +103,6 @@ def register_model_config(name: str, config_class: type[ModelConfig]) -> None:
         )
     _MODEL_CONFIGS[name] = config_class
     config_class.section_name = name
-
-
-def model_config_class(name: str) -> type[ModelConfig]:
-    """The config class of a registered model name."""
-    return _MODEL_CONFIGS[name]
-
-
-def registered_model_configs() -> dict[str, type[ModelConfig]]:
-    """Model name -> config class, for every registered model."""
-    return dict(_MODEL_CONFIGS)
 
 
 def _model_section(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
@@ -434,6 +422,12 @@ class RunConfig(Config):
     )
 
     _model_section = field_validator("model", mode="wrap")(_model_section)
+
+    @property
+    def built_in_python(self) -> bool:
+        """A run whose group and env were built in Python: it cannot be rebuilt from this
+        config, only resumed in Python."""
+        return self.env is None or self.model is None
 
     @classmethod
     def json_schema(cls) -> dict[str, Any]:

@@ -34,6 +34,11 @@ def register_model(model_class: M, name: str | None = None) -> M:
     observation_space=..., action_space=...)`` and saved with ``describe()`` /
     ``from_description()`` (BaseModel's defaults keep ``self.config`` and the spaces).
     """
+    if isinstance(model_class, str):  # the form before issue 12: (name, from_description)
+        raise TypeError(
+            f"register_model takes the model class now: register_model(MyModel) or "
+            f"register_model(MyModel, name={model_class!r}); got the name {model_class!r}"
+        )
     if not (isinstance(model_class, type) and issubclass(model_class, BaseModel)):
         raise TypeError(
             f"register_model takes a coltra.models.BaseModel subclass, got {model_class!r}"

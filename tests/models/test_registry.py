@@ -90,3 +90,8 @@ def test_registration_refuses_what_cannot_work() -> None:
 def test_sizes_that_contradict_the_env_are_a_config_error() -> None:
     with pytest.raises(ConfigError, match=r"^model: model config input_size=5 contradicts"):
         build_model(MLPConfig(input_size=5), *SPACES)
+
+
+def test_the_old_form_of_register_model_says_what_it_takes_now() -> None:
+    with pytest.raises(TypeError, match=r"register_model takes the model class now"):
+        register_model("Mine", lambda description: None)  # type: ignore[arg-type, type-var]
