@@ -33,6 +33,7 @@ __all__ = [
     "restore_rng",
     "restore_trainer_state",
     "save_checkpoint",
+    "space_needed",
     "trainer_state",
 ]
 
@@ -44,6 +45,17 @@ def derived_seed(seed: int, salt: int) -> int:
     """A seed for new episodes (a resumed run's env copies, a rebuilt env, an evaluation),
     different from ``seed`` and reproducible from it."""
     return int(np.random.SeedSequence([seed, salt]).generate_state(1)[0]) % 2**31
+
+
+def space_needed(group: MacroAgent, keep: int) -> int:
+    """Bytes a run's checkpoints need: the ``keep`` kept and the one being written, each
+    about the weights, Adam's two moments, and some JSON and RNG states."""
+    parameters = sum(
+        p.numel() * p.element_size()
+        for agent in group.policies.values()
+        for p in agent.parameters()
+    )  # frozen policies are saved too
+    return (keep + 1) * (3 * parameters + 64 * 1024)
 
 
 def save_checkpoint(

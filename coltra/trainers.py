@@ -19,13 +19,12 @@ Ctrl-C or SIGTERM lets the current iteration finish, saves and returns (an evalu
 dropped at once instead); a second signal stops at once (:mod:`coltra.signals`). An env copy
 that crashes, dies or hangs stops the run with its ``EnvCrashedError``, noting which
 checkpoint is intact; with ``trainer.restart_crashed_envs`` the env is rebuilt with new
-seeds and the iteration collected again, with a warning (logger ``coltra.trainers``).
+seeds and the iteration collected again, with a warning (:mod:`coltra.restarts`).
 """
 
 from __future__ import annotations
 
 import importlib.util
-import logging
 import os
 import signal
 import sys
@@ -38,7 +37,7 @@ import numpy as np
 import torch
 
 from coltra.callbacks import Callback
-from coltra.checkpoints import derived_seed, load_checkpoint, save_checkpoint
+from coltra.checkpoints import derived_seed, load_checkpoint, save_checkpoint, space_needed
 from coltra.collectors import CrowdCollector, check_agents_fit_env
 from coltra.configs import (
     RunConfig,
@@ -51,6 +50,7 @@ from coltra.groups import MacroAgent
 from coltra.logs import EpisodeLog, MetricSinks
 from coltra.policy_optimization import CrowdPPOptimizer, LossTerm, minibatch_size
 from coltra.progress import Progress
+from coltra.restarts import EnvRestarts
 from coltra.run_dir import (
     RunDirectory,
     RunDirError,
@@ -65,8 +65,6 @@ from coltra.signals import StopSignals
 from coltra.timing import PhaseTimes
 
 __all__ = ["PPOCrowdTrainer", "RunDirError", "TrainerError"]
-
-logger = logging.getLogger(__name__)
 
 
 class PPOCrowdTrainer:
@@ -173,7 +171,6 @@ class PPOCrowdTrainer:
         self.group = agents.to(self.device)
         self.env = env
         self.eval_env = eval_env
-        self.env_factory = env_factory
         self._owns_env = False
         self.callbacks = list(callbacks)
         self.optimizer = CrowdPPOptimizer(self.group, self.config.ppo, loss_terms)
@@ -196,7 +193,7 @@ class PPOCrowdTrainer:
         self._sinks: MetricSinks | None = None
         self._episode_log = EpisodeLog()
         self._time_totals = PhaseTimes()  # summed over this train()
-        self._session_restarts = 0  # envs rebuilt in this session (restart_crashed_envs caps)
+        self._restarts = EnvRestarts(cfg.restart_crashed_envs, env_factory)
         self._phase = "idle"
         self._notes = list(plan.notes)
         self._progress = Progress(False, 0, 0, sys.stderr)
@@ -206,11 +203,13 @@ class PPOCrowdTrainer:
             self.run.lock()
         else:
             seed_everything(self.seed)
-            self.run = RunDirectory.create(cfg.run_dir, self._space_needed())  # and locks it
+            self.run = RunDirectory.create(
+                cfg.run_dir, space_needed(self.group, cfg.keep_checkpoints)
+            )  # and locks it
         try:
             if plan.resumed is not None:
                 self.run.clean_temporary()
-                self.run.check_writable(self._space_needed())
+                self.run.check_writable(space_needed(self.group, cfg.keep_checkpoints))
                 self.checkpoint_path, self._wandb_id = load_checkpoint(
                     self.run, self.group, self.counters, self.optimizer
                 )
@@ -223,13 +222,6 @@ class PPOCrowdTrainer:
         except BaseException:
             self.run.unlock()
             raise
-
-    def _space_needed(self) -> int:
-        """Bytes the checkpoints need: those kept and the one being written, each about the
-        weights and Adam's two moments."""
-        parameters = sum(p.numel() * p.element_size() for p in self.group.parameters())
-        checkpoint = 3 * parameters + 64 * 1024  # weights, Adam moments, JSON and RNG states
-        return (self.config.trainer.keep_checkpoints + 1) * checkpoint
 
     def _new_collector(self, seed: int | None) -> None:
         """A collector that starts afresh on ``self.env``."""
@@ -370,37 +362,19 @@ class PPOCrowdTrainer:
             try:
                 records, collected, _ = self.collector.collect(steps, label=label)
                 return records, collected
-            except EnvCrashedError as exc:
-                limit = self.config.trainer.restart_crashed_envs
-                if self._session_restarts >= limit or self.env_factory is None:
-                    if limit and hasattr(exc, "add_note"):
-                        exc.add_note(f"the env was rebuilt {limit} times already")
-                    raise
-                self._restart_env(exc)
-
-    def _restart_env(self, crash: EnvCrashedError) -> None:
-        """Replace the crashed env with a fresh one (new seed) and start new episodes."""
-        assert self.env_factory is not None
-        self._session_restarts += 1
-        self.counters.env_restarts += 1
-        summary = str(crash).strip().splitlines()[0] if str(crash).strip() else repr(crash)
-        message = (
-            f"{summary}; rebuilding the env and collecting iteration "
-            f"{self.counters.iteration + 1} again from new episodes (restart "
-            f"{self._session_restarts} of at most {self.config.trainer.restart_crashed_envs}; "
-            "trainer.restart_crashed_envs)"
-        )
-        logger.warning(message)
-        self._progress.write(f"warning: {message}", always=True)
-        try:
-            self.env.close()  # after a crash the workers are stopped already
-        except Exception:  # best effort: the env is broken anyway
-            pass
-        seed = derived_seed(self.seed, 2**20 * self.counters.env_restarts + self.counters.iteration)
-        self.env = self.env_factory(seed)
-        self._owns_env = True
-        self.num_envs = int(getattr(self.env, "num_envs", 1))
-        self._new_collector(seed)
+            except EnvCrashedError as crash:
+                counters = self.counters
+                seed = derived_seed(
+                    self.seed, 2**20 * (counters.env_restarts + 1) + counters.iteration
+                )
+                self.env, warning = self._restarts.rebuild(
+                    self.env, crash, seed, counters.iteration + 1
+                )
+                counters.env_restarts += 1
+                self._progress.write(f"warning: {warning}", always=True)
+                self._owns_env = True
+                self.num_envs = int(getattr(self.env, "num_envs", 1))
+                self._new_collector(seed)
 
     def _target(self, num_iterations: int | None) -> int:
         """The iteration count to reach; a run asked to go past ``trainer.iterations`` is
