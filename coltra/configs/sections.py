@@ -121,7 +121,8 @@ def _model_section(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
         known = sorted(_MODEL_CONFIGS)
         raise custom_error(
             f"unknown model class {show(name)}{suggest(name, known)} (registered: "
-            f"{', '.join(known)}; register your own with coltra.agents.register_model)",
+            f"{', '.join(known)}; register your own with coltra.agents.register_model, and "
+            "name its module with --import on the command line)",
             "class",
         )
     rest = {key: item for key, item in value.items() if key != "class"}
