@@ -143,7 +143,16 @@ def _add_import_argument(parser: argparse.ArgumentParser) -> None:
         default=[],
         metavar="MODULE",
         help="import MODULE first (repeatable), e.g. one that registers your model classes "
-        "with coltra.agents.register_model",
+        "with coltra.agents.register_model or your envs with coltra.envs.register",
+    )
+    parser.add_argument(
+        "--allow-module",
+        dest="allowed",
+        action="append",
+        default=[],
+        metavar="PACKAGE",
+        help="let the config name env modules, env classes and wrappers of PACKAGE "
+        "(repeatable); pettingzoo, mpe2, magent2, gymnasium and supersuit always are",
     )
 
 
@@ -278,11 +287,18 @@ def _flag_overrides(args: argparse.Namespace) -> list[str]:
     return overrides
 
 
-def _import_modules(names: Sequence[str]) -> None:
-    """The modules named with --import: code the user asked for on the command line."""
+def _import_modules(args: argparse.Namespace) -> None:
+    """--allow-module and --import: code the user asked for on the command line."""
     import importlib
 
-    for name in names:
+    from coltra.envs import allow_module
+
+    for package in args.allowed:
+        try:
+            allow_module(package)
+        except ValueError as exc:
+            raise UsageError(f"--allow-module {package}: {exc}") from None
+    for name in args.imports:
         try:
             importlib.import_module(name)
         except ImportError as exc:
@@ -312,7 +328,7 @@ def _run_config(args: argparse.Namespace, default_config: str | Path | None) -> 
 def _train(args: argparse.Namespace, default_config: str | Path | None) -> int:
     from coltra.trainers import PPOCrowdTrainer
 
-    _import_modules(args.imports)
+    _import_modules(args)
     config = _run_config(args, default_config)
     callbacks = [_profiler(args.profile)] if args.profile else []
     trainer = PPOCrowdTrainer.from_config(config, resume_from=args.resume, callbacks=callbacks)
@@ -414,7 +430,7 @@ def _show_config(args: argparse.Namespace) -> int:
 
     from coltra.configs import RunConfig
 
-    _import_modules(args.imports)
+    _import_modules(args)
     if args.markdown:
         print(RunConfig.describe_markdown(), end="")
         return EXIT_OK

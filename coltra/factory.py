@@ -11,9 +11,7 @@ naming the key.
 
 from __future__ import annotations
 
-import importlib
-import re
-import warnings
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -21,8 +19,8 @@ from typing import Any
 import gymnasium as gym
 
 from coltra.agents import Agent, CAgent, DAgent
-from coltra.configs import ConfigError, EnvConfig, ModelConfig, RunConfig
-from coltra.envs import MultiAgentEnv, MultiGymEnv, PettingZooEnv
+from coltra.configs import ConfigError, EnvConfig, ModelConfig, RunConfig, WrapperConfig
+from coltra.envs import MultiAgentEnv, MultiGymEnv, PettingZooEnv, make_vec_env, registry
 from coltra.envs.probe_envs import PROBE_ENVS
 from coltra.groups import HomogeneousGroup
 from coltra.models import build_model
@@ -38,10 +36,6 @@ __all__ = [
 
 #: More evaluation episodes than this many env copies are played in turns.
 MAX_EVAL_COPIES = 32
-
-# A config file names a module to import; only PettingZoo's own modules may be imported, so a
-# config cannot make Coltra import (and so run) arbitrary code.
-_PETTINGZOO_MODULE = re.compile(r"pettingzoo(\.[A-Za-z_][A-Za-z0-9_]*)+")
 
 
 @dataclass(frozen=True)
@@ -83,7 +77,8 @@ def make_parts(config: RunConfig) -> RunParts:
 
 def make_env(env_cfg: EnvConfig, seed: int | None = None) -> MultiAgentEnv:
     """The vectorised env of ``env_cfg``: ``workers * envs_per_worker`` copies, copy ``i``
-    seeded ``seed + i`` at its first reset."""
+    seeded ``seed + i`` at its first reset. Names are imported only from allowed modules
+    (:mod:`coltra.envs.registry`)."""
     vec_kwargs: dict[str, Any] = {
         "workers": env_cfg.workers,
         "envs_per_worker": env_cfg.envs_per_worker,
@@ -92,23 +87,46 @@ def make_env(env_cfg: EnvConfig, seed: int | None = None) -> MultiAgentEnv:
         "step_timeout": env_cfg.step_timeout,
     }
     kwargs = dict(env_cfg.env_kwargs)
+    wrappers = [_wrapper(spec, i) for i, spec in enumerate(env_cfg.wrappers)]
     if env_cfg.kind == "gym":
         _check_gym_id(env_cfg.env_name)
-        reserved = sorted({"env", "wrappers", "agent_name"} & set(kwargs))
-        if reserved:
-            raise ConfigError(
-                f"{reserved} cannot be set from a config (only gymnasium.make keywords)",
-                key="env.env_kwargs",
-            )
-        return _build(env_cfg, MultiGymEnv, env_name=env_cfg.env_name, **vec_kwargs, **kwargs)
+        _refuse_keys(kwargs, ("env", "env_fn", "wrappers", "agent_name"), "gymnasium.make keywords")
+        return _build(
+            env_cfg,
+            MultiGymEnv,
+            env_name=env_cfg.env_name,
+            wrappers=wrappers,
+            **vec_kwargs,
+            **kwargs,
+        )
     if env_cfg.kind == "pettingzoo":
-        if "env_fn" in kwargs:
-            raise ConfigError(
-                "env_fn cannot be set from a config; env.env_name names the module",
-                key="env.env_kwargs",
-            )
+        _refuse_keys(kwargs, ("env_fn",), "parallel_env keywords; env.env_name names the module")
         env_fn = pettingzoo_env_fn(env_cfg.env_name)
+        if wrappers:
+            env_fn = functools.partial(_wrapped, env_fn, wrappers)
         return _build(env_cfg, PettingZooEnv, env_fn=env_fn, **vec_kwargs, **kwargs)
+    if wrappers:
+        raise ConfigError(
+            f"wrappers apply to gym and pettingzoo envs, not to {env_cfg.kind} envs",
+            key="env.wrappers",
+        )
+    if env_cfg.kind == "coltra":
+        env_class = _named(env_cfg.env_name, "env.env_name")
+        if not (isinstance(env_class, type) and issubclass(env_class, MultiAgentEnv)):
+            raise ConfigError(
+                f"{env_cfg.env_name!r} is {env_class!r}, not a coltra MultiAgentEnv class",
+                key="env.env_name",
+            )
+        return _build(env_cfg, env_class, **vec_kwargs, **kwargs)
+    if env_cfg.kind == "registered":
+        try:
+            creator = registry.registered(env_cfg.env_name)
+        except KeyError as exc:
+            raise ConfigError(exc.args[0], key="env.env_name") from None
+        copy = functools.partial(_registered_copy, creator, kwargs)
+        if vec_kwargs["backend"] is None:
+            vec_kwargs["backend"] = "inprocess"
+        return _build(env_cfg, None, env_fn=copy, **vec_kwargs)
     if env_cfg.env_name not in PROBE_ENVS:
         raise ConfigError(
             f"unknown probe env {env_cfg.env_name!r}; expected one of {sorted(PROBE_ENVS)}",
@@ -118,33 +136,16 @@ def make_env(env_cfg: EnvConfig, seed: int | None = None) -> MultiAgentEnv:
 
 
 def pettingzoo_env_fn(module_path: str) -> Any:
-    """The ``parallel_env`` function of a PettingZoo environment module such as
-    ``"pettingzoo.sisl.pursuit_v5"``. Only modules inside the ``pettingzoo`` package are
-    imported."""
-    if not _PETTINGZOO_MODULE.fullmatch(module_path):
-        raise ConfigError(
-            "expected a PettingZoo module path such as 'pettingzoo.sisl.pursuit_v5', got "
-            f"{module_path!r} (only modules inside the pettingzoo package may be imported)",
-            key="env.env_name",
-        )
+    """The ``parallel_env`` function of a PettingZoo environment module: PettingZoo's own
+    (``"pettingzoo.sisl.pursuit_v5"``), ``mpe2``'s, ``magent2``'s, or an allowed package's."""
     try:
-        importlib.import_module("pettingzoo")
-    except ImportError:
-        raise ConfigError(
-            "PettingZoo is not installed: pip install 'coltra[pettingzoo]'", key="env.env_name"
-        ) from None
-    try:
-        with warnings.catch_warnings():
-            # PettingZoo 1.27 warns on every env module import that a registry will replace
-            # module imports some day; module paths are how configs name envs until then.
-            warnings.filterwarnings(
-                "ignore", "The old environment creation API", category=DeprecationWarning
-            )
-            module = importlib.import_module(module_path)
+        module = registry.import_allowed(module_path)
+    except registry.ModuleNotAllowed as exc:
+        raise ConfigError(str(exc), key="env.env_name") from None
     except ModuleNotFoundError as exc:
         raise ConfigError(
-            f"no PettingZoo environment module {module_path!r} ({exc}); "
-            "e.g. 'pettingzoo.sisl.pursuit_v5'",
+            f"no environment module {module_path!r} ({exc}); e.g. 'pettingzoo.sisl.pursuit_v5' "
+            "or 'mpe2.simple_tag_v3'",
             key="env.env_name",
         ) from None
     except ImportError as exc:  # e.g. an optional dependency of that env family is missing
@@ -157,6 +158,53 @@ def pettingzoo_env_fn(module_path: str) -> Any:
             key="env.env_name",
         )
     return env_fn
+
+
+def _named(dotted: str, key: str) -> Any:
+    """What ``module.name`` or ``module:name`` names, from an allowed module."""
+    try:
+        return registry.resolve_name(dotted)
+    except registry.ModuleNotAllowed as exc:
+        raise ConfigError(str(exc), key=key) from None
+    except ImportError as exc:
+        raise ConfigError(f"cannot import {dotted!r}: {exc}", key=key) from None
+
+
+def _wrapper(spec: WrapperConfig, index: int) -> Callable[[Any], Any]:
+    """An env wrapper of the config (a Gymnasium wrapper class, a SuperSuit function), with
+    its keywords."""
+    wrapper = _named(spec.name, f"env.wrappers[{index}].name")
+    if not callable(wrapper):
+        raise ConfigError(f"{spec.name!r} is not callable", key=f"env.wrappers[{index}].name")
+    return functools.partial(wrapper, **spec.kwargs) if spec.kwargs else wrapper
+
+
+def _wrapped(
+    env_fn: Callable[..., Any], wrappers: list[Callable[[Any], Any]], **kwargs: Any
+) -> Any:
+    """``env_fn(**kwargs)`` with ``wrappers`` applied in order (picklable for workers)."""
+    env = env_fn(**kwargs)
+    for wrapper in wrappers:
+        env = wrapper(env)
+    return env
+
+
+def _registered_copy(creator: Callable[..., Any], kwargs: dict[str, Any]) -> MultiAgentEnv:
+    """One copy of a registered env, as a coltra env (PettingZoo and Gymnasium envs wrapped)."""
+    env = creator(**kwargs)
+    if isinstance(env, MultiAgentEnv):
+        return env
+    if isinstance(env, gym.Env):
+        return MultiGymEnv(env=env)
+    return PettingZooEnv(env_fn=lambda: env)
+
+
+def _refuse_keys(kwargs: dict[str, Any], reserved: tuple[str, ...], what: str) -> None:
+    found = sorted(set(reserved) & set(kwargs))
+    if found:
+        raise ConfigError(
+            f"{found} cannot be set from a config (only {what})", key="env.env_kwargs"
+        )
 
 
 def make_agents(model_cfg: ModelConfig, env: MultiAgentEnv) -> HomogeneousGroup:
@@ -197,7 +245,16 @@ def eval_env_config(env_cfg: EnvConfig, env: MultiAgentEnv, episodes: int) -> En
 
 
 def _check_gym_id(env_name: str) -> None:
-    """Refuse an unknown Gymnasium id before any env copy (or worker) is started."""
+    """Refuse an unknown Gymnasium id before any env copy (or worker) is started. An id
+    ``module:EnvId`` makes Gymnasium import ``module``: allowed modules only."""
+    module, sep, _ = env_name.partition(":")
+    if sep:
+        try:
+            registry.import_allowed(module)
+        except registry.ModuleNotAllowed as exc:
+            raise ConfigError(str(exc), key="env.env_name") from None
+        except ImportError as exc:
+            raise ConfigError(f"cannot import {module!r}: {exc}", key="env.env_name") from None
     try:
         gym.spec(env_name)
     except gym.error.Error as exc:
@@ -206,10 +263,13 @@ def _check_gym_id(env_name: str) -> None:
         ) from None
 
 
-def _build(env_cfg: EnvConfig, env_class: type[MultiAgentEnv], **kwargs: Any) -> MultiAgentEnv:
-    """``env_class.get_venv(**kwargs)``; a constructor that refuses the config's keywords is
-    a config error, naming the env and the keywords."""
-    backend = env_class.default_backend if env_cfg.backend == "auto" else env_cfg.backend
+def _build(
+    env_cfg: EnvConfig, env_class: type[MultiAgentEnv] | None, **kwargs: Any
+) -> MultiAgentEnv:
+    """``env_class.get_venv(**kwargs)`` (or, with no class, copies of ``kwargs["env_fn"]``);
+    a constructor that refuses the config's keywords is a config error naming the env."""
+    default = env_class.default_backend if env_class is not None else "inprocess"
+    backend = kwargs["backend"] or default
     if env_cfg.step_timeout is not None and backend != "subprocess":
         # A copy stepped in this process cannot be stopped when it hangs: the timeout would
         # be silently ignored.
@@ -220,6 +280,8 @@ def _build(env_cfg: EnvConfig, env_class: type[MultiAgentEnv], **kwargs: Any) ->
             key="env.step_timeout",
         )
     try:
+        if env_class is None:
+            return make_vec_env(**{**kwargs, "backend": backend})
         return env_class.get_venv(**kwargs)
     except TypeError as exc:
         raise ConfigError(

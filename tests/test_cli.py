@@ -473,3 +473,34 @@ def test_train_a_model_of_your_own_from_a_config(
     assert "--import no_such_module_here: cannot import it" in one_error_line(
         capsys.readouterr().err
     )
+
+
+def test_a_config_names_an_env_module_only_from_an_allowed_package(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 13 item 5: --allow-module on the command line, never from the file alone."""
+    from coltra.envs import registry
+
+    monkeypatch.setattr(registry, "_allowed", list(registry.DEFAULT_ALLOWED_MODULES))
+    package = tmp_path / "my_envs"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "crowd.py").write_text(
+        "from coltra.envs.probe_envs import ActionRewardEnv\n\n"
+        "class Crowd(ActionRewardEnv):\n    pass\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        Path(PROBE_CONFIG)
+        .read_text()
+        .replace("kind: probe", "kind: coltra")
+        .replace("env_name: action", "env_name: my_envs.crowd:Crowd")
+    )
+    argv = ["train", "-c", str(config), "-i", "1", "--run-dir", str(tmp_path / "run"), *TINY]
+    assert main(argv) == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert "not in an allowed package" in line and "--allow-module my_envs" in line
+    assert "my_envs.crowd" not in sys.modules  # refused before anything was imported
+    assert main([*argv, "--allow-module", "my_envs"]) == 0
+    assert main(["train", "-c", str(config), "--allow-module", "not a name"]) == 2

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import gymnasium as gym
 import numpy as np
 import pytest
 
 from coltra.agents import CAgent, DAgent
-from coltra.buffers import Observation
+from coltra.buffers import Action, Observation
 from coltra.configs import ConfigError, EnvConfig, MLPConfig
-from coltra.envs import MultiAgentEnv, StepBatch
+from coltra.envs import MultiAgentEnv, MultiGymEnv, StepBatch, registry
 from coltra.envs.vector import SubprocVecEnv
 from coltra.factory import make_agents, make_env, pettingzoo_env_fn
 from coltra.groups import HomogeneousGroup
@@ -95,20 +97,121 @@ def test_unknown_gym_id_is_a_config_error_with_a_suggestion() -> None:
 
 
 @pytest.mark.parametrize(
-    "module",
-    ["os", "subprocess", "pettingzoo_evil.x", "pettingzoo.sisl; import os", "pettingzoo", ""],
+    "module", ["os", "subprocess", "pettingzoo_evil.x", "pettingzoo.sisl; import os", ""]
 )
-def test_only_pettingzoo_modules_may_be_imported(module: str) -> None:
-    with pytest.raises(ConfigError, match="only modules inside the pettingzoo package"):
+def test_a_config_imports_only_from_allowed_packages(module: str) -> None:
+    """Issue 13 item 5: a config from a stranger cannot make Coltra import code."""
+    with pytest.raises(ConfigError, match=r"not in an allowed package|expected a module path"):
         pettingzoo_env_fn(module)
+    assert "os" not in registry.allowed_modules()
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"kind": "pettingzoo", "env_name": "os"}, "allow it with --allow-module os"),
+        ({"kind": "gym", "env_name": "os:Anything-v0"}, "module 'os' is not in an allowed"),
+        ({"kind": "coltra", "env_name": "subprocess:Popen"}, "module 'subprocess' is not in"),
+        ({"env_name": "CartPole-v1", "wrappers": ["os.system"]}, "module 'os' is not in"),
+        ({"env_name": "CartPole-v1", "wrappers": ["coltra.files:os"]}, "defined in None"),
+        (
+            {"env_name": "CartPole-v1", "wrappers": ["coltra.configs.finish:datetime"]},
+            "defined in 'datetime'",
+        ),
+        ({"kind": "registered", "env_name": "nobody"}, "no env is registered as 'nobody'"),
+        (
+            {"kind": "probe", "env_name": "action", "wrappers": ["gymnasium.wrappers.TimeLimit"]},
+            "wrappers apply to gym and pettingzoo envs",
+        ),
+    ],
+)
+def test_names_a_config_may_not_use_are_config_errors(env: dict[str, Any], message: str) -> None:
+    assert message in str(config_error(EnvConfig(**env)))
 
 
 def test_missing_or_retired_pettingzoo_module_is_a_config_error() -> None:
     error = config_error(EnvConfig(kind="pettingzoo", env_name="pettingzoo.sisl.pursuit_v4"))
     assert error.key == "env.env_name"
-    assert "no PettingZoo environment module 'pettingzoo.sisl.pursuit_v4'" in str(error)
+    assert "no environment module 'pettingzoo.sisl.pursuit_v4'" in str(error)
     error = config_error(EnvConfig(kind="pettingzoo", env_name="pettingzoo.sisl"))
     assert "has no parallel_env function" in str(error)
+
+
+def test_mpe2_and_magent2_modules_may_be_named() -> None:
+    env = make_env(
+        EnvConfig(
+            kind="pettingzoo", env_name="mpe2.simple_spread_v3", workers=2, backend="inprocess"
+        ),
+        seed=0,
+    )
+    try:
+        assert env.agent_names[:3] == ["agent_0&env=0", "agent_1&env=0", "agent_2&env=0"]
+        assert env.observation_space.shape == (18,)
+    finally:
+        env.close()
+    battle = {"kind": "pettingzoo", "env_name": "magent2.environments.battle_v4", "workers": 1}
+    env = make_env(EnvConfig(**battle, backend="inprocess", env_kwargs={"map_size": 12}), seed=0)
+    try:
+        assert env.agent_names[0] == "red_0&env=0" and env.action_space.n == 21  # type: ignore[attr-defined]
+        assert env.reset_batch().obs.image.shape[1:] == (13, 13, 5)
+    finally:
+        env.close()
+
+
+def test_allowed_packages_registered_envs_and_wrappers(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(registry, "_allowed", list(registry.DEFAULT_ALLOWED_MODULES))
+    monkeypatch.setattr(registry, "_registry", {})
+    # A Gymnasium wrapper with keywords, by name: episodes of 5 steps.
+    limited = EnvConfig(
+        workers=1,
+        wrappers=[{"name": "gymnasium.wrappers.TimeLimit", "kwargs": {"max_episode_steps": 5}}],
+    )
+    env = make_env(limited, seed=0)
+    try:
+        env.reset_batch()
+        steps = [env.step_batch(Action(discrete=np.zeros(1, np.int64))) for _ in range(5)]
+        assert steps[-1].truncated.all() or steps[-1].terminated.all()
+    finally:
+        env.close()
+    # A SuperSuit wrapper of a PettingZoo env, by name (a plain string).
+    clipped = EnvConfig(
+        kind="pettingzoo",
+        env_name="mpe2.simple_spread_v3",
+        workers=1,
+        backend="subprocess",
+        wrappers=[
+            {
+                "name": "supersuit.clip_reward_v0",
+                "kwargs": {"lower_bound": -0.01, "upper_bound": 0.01},
+            }
+        ],
+    )
+    env = make_env(clipped, seed=0)
+    try:
+        env.reset_batch()
+        step = env.step_batch(Action(discrete=np.zeros(3, np.int64)))
+        assert np.abs(step.reward).max() <= 0.01
+    finally:
+        env.close()
+    # Your own env class: only once its package is allowed (--allow-module).
+    own = EnvConfig(kind="coltra", env_name="coltra.envs.probe_envs:ActionRewardEnv", workers=1)
+    assert make_env(own).agent_names == ["agent_0&env=0"]  # Coltra's own are allowed
+    with pytest.raises(ConfigError, match="allow it with --allow-module tests"):
+        make_env(EnvConfig(kind="coltra", env_name="tests.test_factory:_TupleActionEnv"))
+    registry.allow_module("tests")
+    assert "tests" in registry.allowed_modules()
+    # Registered: a function returning a Gymnasium env (wrapped in MultiGymEnv).
+    registry.register(
+        "short_cartpole", lambda steps: gym.make("CartPole-v1", max_episode_steps=steps)
+    )
+    env = make_env(
+        EnvConfig(kind="registered", env_name="short_cartpole", workers=2, env_kwargs={"steps": 3}),
+        seed=0,
+    )
+    try:
+        assert env.num_envs == 2 and isinstance(env.envs[0], MultiGymEnv)  # type: ignore[attr-defined]
+    finally:
+        env.close()
 
 
 def test_unknown_probe_env_lists_the_known_ones() -> None:
@@ -124,7 +227,7 @@ def test_env_kwargs_the_env_does_not_take_name_the_key() -> None:
     error = config_error(EnvConfig(kind="probe", env_name="action", env_kwargs={"bogus": 1}))
     assert error.key == "env.env_kwargs"
     error = config_error(EnvConfig(kind="pettingzoo", env_kwargs={"env_fn": "x"}))
-    assert "env_fn cannot be set from a config" in str(error)
+    assert "['env_fn'] cannot be set from a config" in str(error)
 
 
 def test_model_sizes_that_contradict_the_env_are_a_config_error() -> None:

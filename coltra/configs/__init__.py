@@ -23,6 +23,7 @@ from coltra.configs.sections import (
     PPOConfig,
     RunConfig,
     TrainerConfig,
+    WrapperConfig,
     register_model_config,
 )
 from coltra.configs.yaml_io import load_yaml_mapping
@@ -41,6 +42,7 @@ __all__ = [
     "PPOConfig",
     "RunConfig",
     "TrainerConfig",
+    "WrapperConfig",
     "YamlValue",
     "check_same_setup",
     "draw_seed",

@@ -16,6 +16,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     AfterValidator,
+    BeforeValidator,
     Field,
     ValidatorFunctionWrapHandler,
     field_validator,
@@ -33,6 +34,7 @@ __all__ = [
     "PPOConfig",
     "RunConfig",
     "TrainerConfig",
+    "WrapperConfig",
     "register_model_config",
 ]
 
@@ -277,17 +279,37 @@ class PPOConfig(Config):
 # ----------------------------------------------------------------------------- environment
 
 
+def _wrapper_name(value: Any) -> Any:
+    return {"name": value} if isinstance(value, str) else value
+
+
+class WrapperConfig(Config):
+    """One env wrapper: a Gymnasium wrapper class or a SuperSuit function, with keywords."""
+
+    name: Name = Field(
+        description="Dotted name, e.g. gymnasium.wrappers.FlattenObservation or "
+        "supersuit.pad_observations_v0 (allowed modules only)."
+    )
+    kwargs: dict[str, YamlValue] = Field({}, description="Keywords the wrapper is called with.")
+
+
 class EnvConfig(Config):
     """Which environment to train on and how its copies are vectorised (``coltra.envs``)."""
 
-    kind: Literal["gym", "pettingzoo", "probe"] = Field(
+    kind: Literal["gym", "pettingzoo", "probe", "coltra", "registered"] = Field(
         "gym",
-        description="Environment family: Gymnasium, PettingZoo, or one of Coltra's probe envs.",
+        description="Env family: Gymnasium, PettingZoo (parallel), a Coltra probe env, a "
+        "coltra MultiAgentEnv class (module:Class), or one registered with coltra.envs.register.",
     )
     env_name: Name = Field(
         "CartPole-v1",
-        description="Gym id, PettingZoo module ('pettingzoo.sisl.pursuit_v5') or probe name "
-        "(CleanRL).",
+        description="Gym id (or module:EnvId), PettingZoo/mpe2/magent2 module "
+        "('pettingzoo.sisl.pursuit_v5'), probe name, module:Class, or registered name.",
+    )
+    wrappers: List[Annotated[WrapperConfig, BeforeValidator(_wrapper_name)]] = Field(
+        [],
+        description="Wrappers applied to each copy, in order: names (or {name, kwargs}) from "
+        "gymnasium, supersuit, pettingzoo or an allowed module.",
     )
     env_kwargs: dict[str, YamlValue] = Field(
         {},

@@ -1,6 +1,7 @@
 """Multi-agent environments: the interface, Gymnasium and PettingZoo adapters, probe envs,
 and vectorisation."""
 
+from coltra.envs import registry
 from coltra.envs.base import (
     EnvCrashedError,
     MultiAgentEnv,
@@ -10,6 +11,7 @@ from coltra.envs.base import (
 )
 from coltra.envs.gym_env import MultiGymEnv
 from coltra.envs.pettingzoo_env import PettingZooEnv
+from coltra.envs.registry import allow_module, register
 from coltra.envs.vector import InProcessVecEnv, SubprocVecEnv, VecEnv, make_vec_env
 
 __all__ = [
@@ -21,7 +23,10 @@ __all__ = [
     "StepBatch",
     "SubprocVecEnv",
     "VecEnv",
+    "allow_module",
     "make_vec_env",
     "parse_agent_name",
+    "register",
+    "registry",
     "vec_agent_name",
 ]
