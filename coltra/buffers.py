@@ -69,7 +69,9 @@ class _ArrayBundle:
     ``ITEM_NDIM`` gives, for the standard field names, how many dimensions one item has
     (a ``vector`` item is 1-D, an ``image`` item is 3-D, a ``discrete`` action is a scalar).
     A field with one more dimension is a batch. Other names are allowed and are treated as
-    1-D items (named vector parts, e.g. ``rays`` or ``goal``).
+    1-D items (named vector parts, e.g. ``rays`` or ``goal``). ``<block>/<name>`` is a
+    block's field in an env whose agents have different spaces: it has ``<name>``'s item
+    dimensions (``speaker/discrete`` is a scalar per item).
     """
 
     DEFAULT_FIELD: ClassVar[str]
@@ -156,7 +158,7 @@ class _ArrayBundle:
     # ----------------------------------------------------------------- batching
     @classmethod
     def _item_ndim(cls, name: str) -> int:
-        return cls.ITEM_NDIM.get(name, 1)
+        return cls.ITEM_NDIM.get(name.rpartition("/")[2], 1)
 
     def _leading_sizes(self) -> dict[str, int | None]:
         """Batch size seen by each field, or None for a field holding a single item."""

@@ -39,6 +39,7 @@ from coltra.checks import (
     zero_nonfinite,
 )
 from coltra.envs.base import MultiAgentEnv, StepBatch
+from coltra.envs.blocks import Block, block_view
 from coltra.envs.spaces import ActionCodec
 from coltra.envs.vector import VecEnv
 from coltra.envs.vector.base import autoreset
@@ -48,9 +49,12 @@ from coltra.timing import PhaseTimes
 
 __all__ = [
     "CrowdCollector",
+    "PolicyRows",
     "check_agents_fit_env",
     "collect_crowd_data",
     "join_policy_actions",
+    "plan_policies",
+    "policy_views",
     "step_env",
 ]
 
@@ -171,19 +175,16 @@ class CrowdCollector:
         self._forward_s = 0.0
         self.nonfinite_dropped = 0
         names = list(env.agent_names)
-        policy_rows = group.policy_rows(names)
-        action_codec_field = check_agents_fit_env(group, env)
+        plans = plan_policies(group, env)
         storages: dict[str, _PolicyStorage] = {}
         env_metrics: dict[str, list[np.ndarray]] = {}
 
-        # Each policy's rows as a slice where they are contiguous (always, with one
-        # policy): numpy then reads views instead of gathering copies every step.
-        selectors = {policy: _selector(rows) for policy, rows in policy_rows.items()}
         for t in range(num_steps):
             before_forward = clock()
-            outputs = group.act_batch(batch.obs, policy_rows, deterministic, get_value=True)
+            views = policy_views(batch.obs, plans)
+            outputs = group.act_policies(views, deterministic, get_value=True)
             before_env = clock()
-            actions = join_policy_actions(outputs, policy_rows, len(names), action_codec_field)
+            actions = join_policy_actions(outputs, plans, len(names))
             acted = batch.active
             next_batch = step_env(env, actions)
             after_env = clock()
@@ -201,18 +202,17 @@ class CrowdCollector:
                 env_metrics.setdefault(key, []).append(value)
             any_truncated = next_batch.truncated.any()
 
-            for policy, rows in selectors.items():
+            for policy, plan in plans.items():
                 action, _, extra = outputs[policy]
+                rows = plan.selector
                 if policy not in storages:
                     storages[policy] = _PolicyStorage.allocate(
-                        num_steps,
-                        _rows_of(batch.obs, policy_rows[policy]),
-                        action[action_codec_field],
+                        num_steps, views[policy], action[plan.action_field]
                     )
                 store = storages[policy]
-                for name, value in batch.obs.items():
-                    store.obs[name][t] = to_numpy(value)[rows]
-                store.action[t] = action[action_codec_field]
+                for name, value in views[policy].items():
+                    store.obs[name][t] = to_numpy(value)
+                store.action[t] = action[plan.action_field]
                 store.logprob[t] = extra["logprob"]
                 store.value[t] = extra["value"]
                 store.reward[t] = next_batch.reward[rows]
@@ -220,21 +220,20 @@ class CrowdCollector:
                 store.truncated[t] = next_batch.truncated[rows]
                 store.mask[t] = acted[rows]
                 if any_truncated:
-                    self._bootstrap_truncated(
-                        policy, policy_rows[policy], store, t, next_batch, acted
-                    )
+                    self._bootstrap_truncated(policy, plan, store, t, next_batch, acted)
                 if spoiled is not None:
                     self._drop(store, t, spoiled[rows])
             batch = next_batch
 
         self._batch = batch
+        last_views = policy_views(batch.obs, plans)
         records = {
             policy: storages[policy].record(
-                action_codec_field,
-                self._values(policy, _rows_of(batch.obs, rows)),
-                [names[row] for row in rows],
+                plan.action_field,
+                self._values(policy, last_views[policy]),
+                [names[row] for row in plan.rows],
             )
-            for policy, rows in policy_rows.items()
+            for policy, plan in plans.items()
         }
         self.finished = self.episodes.drain()
         metrics: Metrics = {
@@ -288,7 +287,7 @@ class CrowdCollector:
     def _bootstrap_truncated(
         self,
         policy: str,
-        rows: np.ndarray,
+        plan: PolicyRows,
         store: _PolicyStorage,
         t: int,
         step: StepBatch,
@@ -296,12 +295,12 @@ class CrowdCollector:
     ) -> None:
         """Time limit, not task end: store V(final obs) of ``policy``'s rows truncated at
         step ``t``, to bootstrap from (Pardo et al. 2018)."""
+        rows = plan.rows
         truncated_rows = np.flatnonzero(step.truncated[rows] & acted[rows])
         if len(truncated_rows):
             final_obs = step.final_obs if step.final_obs is not None else step.obs
-            store.bootstrap_value[t, truncated_rows] = self._values(
-                policy, final_obs[rows[truncated_rows]]
-            )
+            final = block_view(final_obs[rows[truncated_rows]], plan.block)
+            store.bootstrap_value[t, truncated_rows] = self._values(policy, final)
 
     def _values(self, policy: str, obs: Observation) -> np.ndarray:
         started = time.perf_counter()
@@ -311,22 +310,68 @@ class CrowdCollector:
         return values
 
 
+@dataclass(frozen=True)
+class PolicyRows:
+    """Where one policy's agents are in an env's batch view: their rows (as a slice when
+    contiguous: numpy then reads views instead of gathering copies), their block, and the
+    Action field the policy fills there."""
+
+    rows: np.ndarray  # [policy rows] indices into agent_names
+    selector: slice | np.ndarray
+    all_rows: bool  # the policy has every row (one policy for the whole env)
+    block: Block
+    action_field: str  # what the agent fills: "discrete" or "continuous"
+
+    @property
+    def env_action_field(self) -> str:
+        """The field in the batch view: ``<block>/discrete`` when the env has blocks."""
+        return self.block.prefix + self.action_field
+
+
+def plan_policies(group: MacroAgent, env: MultiAgentEnv) -> dict[str, PolicyRows]:
+    """Each policy's rows in ``env``, checked before the first step: a policy serves agents
+    of one block, and its model was built for that block's spaces."""
+    names = env.agent_names
+    layout = env.layout
+    plans = {}
+    for policy, rows in group.policy_rows(names).items():
+        block = layout.block_of(rows, f"policy '{policy}'")
+        field_name = ActionCodec(block.action_space).field
+        _check_agent_fits(policy, group.policies[policy], block, field_name)
+        plans[policy] = PolicyRows(
+            rows, _selector(rows), len(rows) == len(names), block, field_name
+        )
+    return plans
+
+
+def policy_views(obs: Observation, plans: Mapping[str, PolicyRows]) -> dict[str, Observation]:
+    """Each policy's observations: its rows, its block's fields under their plain names."""
+    return {
+        policy: block_view(obs if plan.all_rows else obs[plan.selector], plan.block)
+        for policy, plan in plans.items()
+    }
+
+
 def join_policy_actions(
     outputs: Mapping[str, tuple[Action, object, object]],
-    policy_rows: Mapping[str, np.ndarray],
+    plans: Mapping[str, PolicyRows],
     num_rows: int,
-    field_name: str,
 ) -> Action:
-    """Every policy's actions placed in its rows of one ``[rows, ...]`` Action."""
+    """Every policy's actions placed in its rows of one batch-view Action."""
     if len(outputs) == 1:
-        ((action, _, _),) = outputs.values()
-        return action
-    parts = {policy: output[0][field_name] for policy, output in outputs.items()}
-    first = next(iter(parts.values()))
-    joined = np.zeros((num_rows, *first.shape[1:]), dtype=first.dtype)
-    for policy, rows in policy_rows.items():
-        joined[rows] = parts[policy]
-    return Action(**{field_name: joined})
+        ((policy, (action, _, _)),) = outputs.items()
+        if plans[policy].all_rows and not plans[policy].block.prefix:
+            return action
+    joined: dict[str, np.ndarray] = {}
+    for policy, output in outputs.items():
+        plan = plans[policy]
+        values = output[0][plan.action_field]
+        target = joined.get(plan.env_action_field)
+        if target is None:
+            target = np.zeros((num_rows, *values.shape[1:]), dtype=values.dtype)
+            joined[plan.env_action_field] = target
+        target[plan.selector] = values
+    return Action(**joined)
 
 
 def step_env(env: MultiAgentEnv, actions: Action) -> StepBatch:
@@ -338,10 +383,6 @@ def step_env(env: MultiAgentEnv, actions: Action) -> StepBatch:
     return batch
 
 
-def _rows_of(obs: Observation, rows: np.ndarray) -> Observation:
-    return obs if len(rows) == obs.batch_size else obs[rows]
-
-
 def _selector(rows: np.ndarray) -> slice | np.ndarray:
     """``rows`` (sorted row indices) as a slice when they are contiguous, else as they are."""
     if len(rows) and rows[-1] - rows[0] + 1 == len(rows):
@@ -349,32 +390,29 @@ def _selector(rows: np.ndarray) -> slice | np.ndarray:
     return rows
 
 
-def check_agents_fit_env(group: MacroAgent, env: MultiAgentEnv) -> str:
-    """Refuse, before the first step, policies whose models do not fit the env's spaces.
-    Returns the Action field the env takes."""
-    codec = ActionCodec(env.action_space)
-    for policy, agent in group.policies.items():
-        _check_agent_fits(policy, agent, env, codec.field)
-    return codec.field
+def check_agents_fit_env(group: MacroAgent, env: MultiAgentEnv) -> None:
+    """Refuse, before the first step, policies whose models do not fit the env's spaces."""
+    plan_policies(group, env)
 
 
-def _check_agent_fits(policy: str, agent: Agent, env: MultiAgentEnv, field_name: str) -> None:
+def _check_agent_fits(policy: str, agent: Agent, block: Block, field_name: str) -> None:
+    where = f" (block {block.name!r})" if block.name else ""
     if agent.field and agent.field != field_name:
         raise TypeError(
             f"policy '{policy}' is a {type(agent).__name__} ({agent.field} actions) but the "
-            f"env's action space {env.action_space} takes {field_name} actions"
+            f"env's action space {block.action_space}{where} takes {field_name} actions"
         )
     model = agent.model
     if model is None:
         return
     for kind, model_space, env_space in (
-        ("observation", model.observation_space, env.observation_space),
-        ("action", model.action_space, env.action_space),
+        ("observation", model.observation_space, block.observation_space),
+        ("action", model.action_space, block.action_space),
     ):
         if model_space is not None and model_space != env_space:
             raise ValueError(
                 f"policy '{policy}': its model was built for the {kind} space {model_space}, "
-                f"the env has {env_space}"
+                f"the env has {env_space}{where}"
             )
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from coltra.checks import NonFiniteError, find_nonfinite, nonfinite_message
-from coltra.collectors import check_agents_fit_env, join_policy_actions, step_env
+from coltra.collectors import join_policy_actions, plan_policies, policy_views, step_env
 from coltra.envs.base import MultiAgentEnv, StepBatch
 from coltra.episodes import EpisodeTracker
 from coltra.groups import MacroAgent
@@ -93,9 +93,8 @@ def evaluate_episodes(
     all copies at once); reaching it before the episodes end is :class:`EpisodesDidNotEnd`."""
     if isinstance(num_episodes, bool) or not isinstance(num_episodes, int) or num_episodes < 1:
         raise ValueError(f"num_episodes must be a whole number >= 1, got {num_episodes!r}")
-    field_name = check_agents_fit_env(agents, env)
+    plans = plan_policies(agents, env)
     names = env.agent_names
-    policy_rows = agents.policy_rows(names)
     rows = len(names)
     batch = _checked(env.reset_batch(seed=seed), None, names, None)
     # The rows present at the start owe the episodes, dealt out over them in row order
@@ -110,9 +109,9 @@ def evaluate_episodes(
     lengths: list[list[int]] = [[] for _ in range(rows)]
     done_count = np.zeros(rows, dtype=np.int64)
     for step in range(1, max_steps + 1):
-        outputs = agents.act_batch(batch.obs, policy_rows, deterministic=deterministic)
+        outputs = agents.act_policies(policy_views(batch.obs, plans), deterministic=deterministic)
         acted = batch.active
-        batch = step_env(env, join_policy_actions(outputs, policy_rows, rows, field_name))
+        batch = step_env(env, join_policy_actions(outputs, plans, rows))
         batch = _checked(batch, acted, names, step)
         tracker.step(batch.reward, acted, batch.done)
         finished = tracker.drain()

@@ -21,6 +21,7 @@ import gymnasium as gym
 from coltra.agents import Agent, CAgent, DAgent
 from coltra.configs import ConfigError, EnvConfig, ModelConfig, RunConfig, WrapperConfig
 from coltra.envs import MultiAgentEnv, MultiGymEnv, PettingZooEnv, make_vec_env, registry
+from coltra.envs.blocks import Block
 from coltra.envs.probe_envs import PROBE_ENVS
 from coltra.groups import HomogeneousGroup
 from coltra.models import build_model
@@ -28,6 +29,7 @@ from coltra.models import build_model
 __all__ = [
     "RunParts",
     "eval_env_config",
+    "make_agent",
     "make_agents",
     "make_env",
     "make_parts",
@@ -208,10 +210,22 @@ def _refuse_keys(kwargs: dict[str, Any], reserved: tuple[str, ...], what: str) -
 
 
 def make_agents(model_cfg: ModelConfig, env: MultiAgentEnv) -> HomogeneousGroup:
-    """One policy shared by every agent of ``env``: a ``DAgent`` for Discrete and
-    MultiDiscrete actions, a ``CAgent`` for Box actions, on the model ``model_cfg`` names
-    (``model.class``), sized from the env's spaces."""
-    space = env.action_space
+    """One policy shared by every agent of ``env`` (whose agents must share their spaces),
+    on the model ``model_cfg`` names (``model.class``), sized from the env's spaces."""
+    layout = env.layout
+    if not layout.is_single:
+        raise ConfigError(
+            f"the env's agents have different spaces ({layout.describe()}); one shared policy "
+            "cannot serve them: give each block a policy in a policies: section",
+            key="model",
+        )
+    return HomogeneousGroup(make_agent(model_cfg, layout.blocks[0]))
+
+
+def make_agent(model_cfg: ModelConfig, block: Block) -> Agent:
+    """An agent for ``block``'s agents: a ``DAgent`` for Discrete and MultiDiscrete actions,
+    a ``CAgent`` for Box actions, on the model ``model_cfg`` names, sized from its spaces."""
+    space = block.action_space
     agent_class: type[Agent]
     if isinstance(space, gym.spaces.Discrete | gym.spaces.MultiDiscrete):
         agent_class = DAgent
@@ -222,9 +236,9 @@ def make_agents(model_cfg: ModelConfig, env: MultiAgentEnv) -> HomogeneousGroup:
             f"no agent for the action space {space}; expected Discrete, MultiDiscrete or Box",
             key="env",
         )
-    model = build_model(model_cfg, env.observation_space, env.action_space)
+    model = build_model(model_cfg, block.observation_space, block.action_space)
     try:
-        return HomogeneousGroup(agent_class(model))
+        return agent_class(model)
     except TypeError as exc:  # a model whose actions do not suit the agent
         raise ConfigError(str(exc), key="model") from None
 

@@ -187,16 +187,30 @@ class MacroAgent:
         states: Mapping[str, State] | None = None,
     ) -> dict[str, PolicyOutput]:
         """One forward pass per policy over its rows of the stacked ``obs``."""
-        outputs: dict[str, PolicyOutput] = {}
+        views: dict[str, Observation] = {}
         for policy, policy_rows in rows.items():
-            if policy not in self.policies:
-                raise KeyError(
-                    f"rows given for unknown policy '{policy}'; policies: {self.policy_names}"
-                )
             all_rows = policy_rows is self._all_rows.get(obs.batch_size) or _is_all_rows(
                 policy_rows, obs.batch_size
             )
-            policy_obs = obs if all_rows else obs[policy_rows]
+            views[policy] = obs if all_rows else obs[policy_rows]
+        return self.act_policies(views, deterministic, get_value, states)
+
+    def act_policies(
+        self,
+        obs: Mapping[str, Observation],
+        deterministic: bool = False,
+        get_value: bool = False,
+        states: Mapping[str, State] | None = None,
+    ) -> dict[str, PolicyOutput]:
+        """One forward pass per policy over its own batch of observations (keyed by policy:
+        the collector's view of an env whose policies see different fields)."""
+        outputs: dict[str, PolicyOutput] = {}
+        for policy, policy_obs in obs.items():
+            if policy not in self.policies:
+                raise KeyError(
+                    f"observations given for unknown policy '{policy}'; policies: "
+                    f"{self.policy_names}"
+                )
             state = () if states is None else states.get(policy, ())
             outputs[policy] = self.policies[policy].act(
                 policy_obs, state, deterministic=deterministic, get_value=get_value

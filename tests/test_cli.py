@@ -234,7 +234,7 @@ def _files(tmp_path: Path) -> dict[str, Path]:
         ("unknown_key", "ppo.lrr: unknown key; did you mean 'lr'?"),
         ("wrong_type", "trainer.steps: expected int, got 'many'"),
         ("unknown_env", "env.env_name: unknown Gymnasium env id 'NoSuchEnv-v0'"),
-        ("outside_pettingzoo", "env.env_name: expected a PettingZoo module path"),
+        ("outside_pettingzoo", "env.env_name: module 'os' is not in an allowed package"),
         ("iterations_zero", "argument -i/--iters/--iterations: expected a whole number >= 1"),
         ("bad_override", "ppo.lr: expected a float > 0, got -1.0 (in override 'ppo.lr=-1')"),
         ("no_config", "the following arguments are required: -c/--config"),

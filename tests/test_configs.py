@@ -85,6 +85,7 @@ def test_defaults_are_the_documented_ones() -> None:
         "kind": "gym",
         "env_name": "CartPole-v1",
         "env_kwargs": {},
+        "wrappers": [],
         "workers": 8,
         "envs_per_worker": 1,
         "backend": "auto",

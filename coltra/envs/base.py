@@ -27,7 +27,7 @@ Step contract (dict view): ``step(actions) -> (obs, reward, done, info)``.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -35,7 +35,8 @@ import gymnasium as gym
 import numpy as np
 
 from coltra.buffers import Action, Observation
-from coltra.envs.spaces import ActionCodec, action_batch_from_dict, check_action_batch
+from coltra.envs.blocks import Block, BlockLayout, block_view
+from coltra.envs.spaces import LayoutActions
 from coltra.names import parse_agent_name, vec_agent_name
 
 if TYPE_CHECKING:
@@ -200,13 +201,17 @@ class StepBuffers:
 class MultiAgentEnv:
     """Base class of all Coltra environments. See the module docstring for the contract.
 
-    Subclasses set ``observation_space`` and ``action_space`` (the spaces of one agent) and
-    ``agent_names`` (every agent that can ever appear, in a fixed order), and implement
-    either ``reset``/``step`` (dict view) or ``reset_batch``/``step_batch`` (batch view).
+    Subclasses set ``agent_names`` (every agent that can ever appear, in a fixed order) and
+    the spaces: ``observation_space`` and ``action_space`` when every agent has the same
+    ones, or per agent with :meth:`set_agent_spaces` (PettingZoo's model); then the agents
+    form blocks of equal spaces (:mod:`coltra.envs.blocks`), ``observation_space`` and
+    ``action_space`` are None, and :meth:`agent_observation_space` gives an agent's own.
+    They implement either ``reset``/``step`` (dict view) or ``reset_batch``/``step_batch``
+    (batch view).
     """
 
-    observation_space: gym.Space
-    action_space: gym.Space
+    observation_space: gym.Space | None
+    action_space: gym.Space | None
     agent_names: list[str]
     #: Backend ``get_venv`` picks when none is given: cheap envs stay in this process.
     default_backend: ClassVar[str] = "subprocess"
@@ -229,6 +234,65 @@ class MultiAgentEnv:
                 f"step_batch(); it implements only {sorted(implemented)}"
             )
 
+    # ------------------------------------------------------------------ spaces
+    @property
+    def layout(self) -> BlockLayout:
+        """The blocks of this env's rows: one, of ``observation_space`` and ``action_space``,
+        unless :meth:`set_agent_spaces` gave agents different ones."""
+        layout: BlockLayout | None = self.__dict__.get("_layout")
+        if layout is None or len(layout.block_of_row) != len(self.agent_names):
+            if self.observation_space is None or self.action_space is None:
+                raise TypeError(
+                    f"{type(self).__name__} has no observation_space/action_space and no "
+                    "per-agent spaces (set_agent_spaces)"
+                )
+            layout = BlockLayout.single(
+                self.observation_space, self.action_space, len(self.agent_names)
+            )
+            self._layout = layout
+        return layout
+
+    def set_agent_spaces(
+        self,
+        observation_spaces: Mapping[str, gym.Space],
+        action_spaces: Mapping[str, gym.Space],
+    ) -> None:
+        """Give each agent of ``agent_names`` its own spaces; agents with equal spaces form
+        a block. With one block ``observation_space``/``action_space`` are those spaces,
+        with several they are None."""
+        names = self.agent_names
+        missing = [
+            name for name in names if name not in observation_spaces or name not in action_spaces
+        ]
+        if missing:
+            raise ValueError(f"no observation or action space for agents {missing[:5]}")
+        layout = BlockLayout.of_agents(
+            names, [(observation_spaces[name], action_spaces[name]) for name in names]
+        )
+        self._set_layout_of_agents(layout)
+
+    def _set_layout_of_agents(self, layout: BlockLayout) -> None:
+        self._layout = layout
+        single = layout.blocks[0] if layout.is_single else None
+        self.observation_space = single.observation_space if single else None
+        self.action_space = single.action_space if single else None
+
+    def agent_block(self, agent_name: str) -> Block:
+        """The block of an agent (of this env's ``agent_names``)."""
+        rows = self.__dict__.get("_rows_by_name")
+        if rows is None or len(rows) != len(self.agent_names):
+            rows = self._rows_by_name = {name: i for i, name in enumerate(self.agent_names)}
+        if agent_name not in rows:
+            raise KeyError(f"no agent {agent_name!r} in {type(self).__name__}")
+        layout = self.layout
+        return layout.blocks[int(layout.block_of_row[rows[agent_name]])]
+
+    def agent_observation_space(self, agent_name: str) -> gym.Space:
+        return self.agent_block(agent_name).observation_space
+
+    def agent_action_space(self, agent_name: str) -> gym.Space:
+        return self.agent_block(agent_name).action_space
+
     # ------------------------------------------------------------------ batch view
     def reset_batch(self, seed: int | None = None) -> StepBatch:
         """Reset and return every row stacked; rows of absent agents are inactive zeros."""
@@ -241,9 +305,12 @@ class MultiAgentEnv:
         """Step with actions for every row (``[rows, ...]``; inactive rows are ignored)."""
         self._require_one_view()
         active = self._check_ready()
-        check_action_batch(actions, self.action_space, len(self.agent_names), active)
+        layout = self.layout
+        checked = LayoutActions(layout).check_batch(actions, len(self.agent_names), active)
         action_dict = {
-            name: actions[row] for row, name in enumerate(self.agent_names) if active[row]
+            name: block_view(checked[row], layout.blocks[int(layout.block_of_row[row])])
+            for row, name in enumerate(self.agent_names)
+            if active[row]
         }
         obs, reward, done, info = self.step(action_dict)
         return self._batch_from_dicts(obs, reward, done, info)
@@ -252,10 +319,10 @@ class MultiAgentEnv:
         """Step with checked action values for this env's rows (``[rows, ...]``) and write
         the results into ``out[rows]``: the in-process vectorisation fast path. Override it
         to skip building a StepBatch; the default goes through ``step_batch``."""
-        field_name = getattr(self, "_action_field", None)
-        if field_name is None:
-            field_name = self._action_field = ActionCodec(self.action_space).field
-        out.write(rows, self.step_batch(Action(**{field_name: values})))
+        codec = LayoutActions(self.layout).single
+        if codec is None:
+            raise TypeError(f"{type(self).__name__} has several blocks: step it with step_batch")
+        out.write(rows, self.step_batch(Action(**{codec.field: values})))
 
     def reset_into(self, out: StepBuffers, rows: slice, seed: int | None = None) -> None:
         """Reset and write the first observations into ``out[rows]`` (see ``step_into``)."""
@@ -273,7 +340,7 @@ class MultiAgentEnv:
         """Act for every present agent; see the module docstring for what comes back."""
         self._require_one_view()
         acted = self._check_ready()
-        action_batch = action_batch_from_dict(actions, self.agent_names, acted, self.action_space)
+        action_batch = LayoutActions(self.layout).from_dict(actions, self.agent_names, acted)
         batch = self.step_batch(action_batch)
         self._active_rows = batch.active
         return self.dict_view(batch, acted)
@@ -290,11 +357,20 @@ class MultiAgentEnv:
         if len(done_rows):
             final_obs = batch.final_obs if batch.final_obs is not None else batch.obs
             info["truncated"] = {names[row]: bool(batch.truncated[row]) for row in done_rows}
-            info["final_obs"] = {names[row]: final_obs[int(row)] for row in done_rows}
+            info["final_obs"] = self._obs_dict(final_obs, np.isin(np.arange(len(names)), done_rows))
         return obs, reward, done, info
 
     def _obs_dict(self, obs: Observation, active: np.ndarray) -> ObsDict:
-        return {self.agent_names[row]: obs[int(row)] for row in np.flatnonzero(active)}
+        """Each present agent's observation, under its block's plain field names."""
+        layout = self.layout
+        if layout.is_single:
+            return {self.agent_names[row]: obs[int(row)] for row in np.flatnonzero(active)}
+        return {
+            self.agent_names[row]: block_view(
+                obs[int(row)], layout.blocks[int(layout.block_of_row[row])]
+            )
+            for row in np.flatnonzero(active)
+        }
 
     # ------------------------------------------------------------------ helpers
     def _last_active(self) -> np.ndarray | None:
@@ -349,22 +425,18 @@ class MultiAgentEnv:
                 f"{type(self).__name__} returned observations for agents {sorted(unknown)} "
                 f"that are not in agent_names {names}"
             )
-        previous = getattr(self, "_last_obs", None)
-        template = next(iter(obs.values()), None)
-        if template is None and previous is not None:
-            template = previous[0]
-        if template is None:
+        previous: list[Observation] | None = getattr(self, "_last_obs", None)
+        if not obs and previous is None:
             raise ValueError(f"{type(self).__name__} returned no observation at all")
-        rows = []
-        for row, name in enumerate(names):
-            if name in obs:
-                rows.append(obs[name])
-            elif previous is not None:
-                rows.append(previous[row])
-            else:
-                rows.append(template.map(np.zeros_like))
-        stacked = Observation.stack(rows)
-        self._last_obs = stacked
+        # Each row: the agent's new observation, else its last one, else zeros shaped like
+        # another agent's of its block.
+        found: list[Observation | None] = [
+            obs.get(name, previous[row] if previous is not None else None)
+            for row, name in enumerate(names)
+        ]
+        rows = self._fill_missing(found)
+        self._last_obs = rows
+        stacked = self._stack_rows(rows)
         truncated_info = info.get("truncated", {})
         final_info = info.get("final_obs", {})
         truncated = np.array([bool(truncated_info.get(name, False)) for name in names])
@@ -373,8 +445,8 @@ class MultiAgentEnv:
         if final_info or (terminated | truncated).any():
             # A done agent's last observation: the env's info["final_obs"] if it gave one,
             # else the observation it returned with the done, else the last one it gave.
-            final_obs = Observation.stack(
-                [final_info.get(name, stacked[row]) for row, name in enumerate(names)]
+            final_obs = self._stack_rows(
+                [final_info.get(name, rows[row]) for row, name in enumerate(names)]
             )
         metrics = {
             key: np.atleast_1d(np.asarray(value))
@@ -393,6 +465,38 @@ class MultiAgentEnv:
             final_obs=final_obs,
             metrics=metrics,
         )
+
+    def _fill_missing(self, rows: list[Observation | None]) -> list[Observation]:
+        """Rows without any observation yet as zeros shaped like another of their block."""
+        layout = self.layout
+        filled: list[Observation] = []
+        for row, value in enumerate(rows):
+            if value is None:
+                block = layout.blocks[int(layout.block_of_row[row])]
+                template = next((rows[r] for r in block.rows if rows[r] is not None), None)
+                if template is None:
+                    raise ValueError(
+                        f"{type(self).__name__} returned no observation for any agent of block "
+                        f"{block.name or 'all'!r}"
+                    )
+                value = template.map(np.zeros_like)
+            filled.append(value)
+        return filled
+
+    def _stack_rows(self, rows: Sequence[Observation]) -> Observation:
+        """Per-agent observations as the batch view: stacked, and for several blocks each
+        block's fields under ``<block>/`` with zeros in the other blocks' rows."""
+        layout = self.layout
+        if layout.is_single:
+            return Observation.stack(list(rows))
+        fields: dict[str, np.ndarray] = {}
+        for block in layout.blocks:
+            stacked = Observation.stack([rows[row] for row in block.rows])
+            for name, value in stacked.numpy().items():
+                full = np.zeros((len(rows), *value.shape[1:]), dtype=value.dtype)
+                full[block.rows] = value
+                fields[block.prefix + name] = full
+        return Observation(**fields)
 
     # ------------------------------------------------------------------ lifecycle
     def render(self) -> Any:

@@ -9,7 +9,7 @@ import numpy as np
 
 from coltra.buffers import Action, Observation
 from coltra.envs.base import MultiAgentEnv, StepBatch
-from coltra.envs.spaces import ActionCodec, ObservationCodec
+from coltra.envs.spaces import LayoutActions, ObservationCodec
 
 __all__ = ["PettingZooEnv"]
 
@@ -21,9 +21,11 @@ class PettingZooEnv(MultiAgentEnv):
     while others go on) become inactive and disappear from the dict view; the copy is over
     when no agent is left. An agent that joins mid-episode appears (active) from the step
     it is in the env's ``agents`` list. Image observations (3-D Box) become
-    ``Observation.image``, others ``Observation.vector``. All agents must share one
-    observation and one action space. Each agent's return and length are reported as
-    ``e_episode_reward`` and ``e_episode_length`` when its episode ends.
+    ``Observation.image``, others ``Observation.vector``. Agents may have their own spaces
+    (``observation_space(agent)``, PettingZoo's model): those with equal spaces form a block
+    (:mod:`coltra.envs.blocks`), whose fields the batch view names ``<block>/vector`` ....
+    Each agent's return and length are reported as ``e_episode_reward`` and
+    ``e_episode_length`` when its episode ends.
     """
 
     default_backend: ClassVar[str] = "subprocess"
@@ -54,25 +56,18 @@ class PettingZooEnv(MultiAgentEnv):
             raise ValueError(f"env_fn={_describe(env_fn)} built an env with no possible_agents")
         self.env = env
         self.agent_names = list(env.possible_agents)
-        first = self.agent_names[0]
-        self.observation_space = env.observation_space(first)
-        self.action_space = env.action_space(first)
-        for name in self.agent_names[1:]:
-            if (
-                env.observation_space(name) != self.observation_space
-                or env.action_space(name) != self.action_space
-            ):
-                raise ValueError(
-                    f"agent '{name}' has spaces {env.observation_space(name)} / "
-                    f"{env.action_space(name)}, unlike '{first}' "
-                    f"({self.observation_space} / {self.action_space}); PettingZooEnv needs "
-                    "one observation space and one action space for all agents"
-                )
+        self.set_agent_spaces(
+            {name: env.observation_space(name) for name in self.agent_names},
+            {name: env.action_space(name) for name in self.agent_names},
+        )
         self._row = {name: row for row, name in enumerate(self.agent_names)}
-        self._obs_codec = ObservationCodec(self.observation_space)
-        self._action_codec = ActionCodec(self.action_space)
+        layout = self.layout
+        self._obs_codecs = [ObservationCodec(b.observation_space, b.prefix) for b in layout.blocks]
+        self._actions = LayoutActions(layout)
         rows = len(self.agent_names)
-        self._obs = self._obs_codec.zeros(rows)
+        self._obs = {
+            name: buffer for codec in self._obs_codecs for name, buffer in codec.zeros(rows).items()
+        }
         self._active = np.zeros(rows, dtype=bool)
         self._episode_reward = np.zeros(rows, dtype=np.float64)
         self._episode_length = np.zeros(rows, dtype=np.int64)
@@ -90,18 +85,22 @@ class PettingZooEnv(MultiAgentEnv):
 
     def _write_obs(self, observations: dict[str, Any]) -> None:
         names = list(observations)
-        rows: slice | np.ndarray
-        if names == self.agent_names:
-            rows = slice(None)  # every agent in row order (a full crowd): no lookups
-        else:
-            found = [self._row.get(name, -1) for name in names]
-            if -1 in found:
-                raise ValueError(
-                    f"PettingZoo env returned an observation for '{names[found.index(-1)]}', "
-                    f"which is not in possible_agents {self.agent_names}"
-                )
-            rows = np.array(found, dtype=np.intp)
-        self._obs_codec.write_rows(self._obs, rows, list(observations.values()))
+        if names == self.agent_names and len(self._obs_codecs) == 1:
+            # Every agent in row order (a full crowd): no lookups.
+            self._obs_codecs[0].write_rows(self._obs, slice(None), list(observations.values()))
+            return
+        found = np.array([self._row.get(name, -1) for name in names], dtype=np.intp)
+        if (found < 0).any():
+            raise ValueError(
+                f"PettingZoo env returned an observation for '{names[int(np.argmin(found))]}', "
+                f"which is not in possible_agents {self.agent_names}"
+            )
+        raws = list(observations.values())
+        block_of = self.layout.block_of_row[found]
+        for k, codec in enumerate(self._obs_codecs):
+            mine = np.flatnonzero(block_of == k)
+            if len(mine):
+                codec.write_rows(self._obs, found[mine], [raws[i] for i in mine])
 
     def _per_row(self, values: dict[str, Any], dtype: type, what: str) -> np.ndarray:
         """One value per row, zero/False for agents missing from ``values``."""
@@ -148,13 +147,23 @@ class PettingZooEnv(MultiAgentEnv):
 
     def step_batch(self, actions: Action) -> StepBatch:
         self._check_ready()
-        values = self._action_codec.check_batch(actions, len(self.agent_names), self._active)
         acting = np.flatnonzero(self._active)
-        if len(acting) == len(self.agent_names):  # everyone acts: no per-row indexing
-            names, acting_values = self.agent_names, values
+        single = self._actions.single
+        if single is not None:
+            values = single.check_batch(actions, len(self.agent_names), self._active)
+            if len(acting) == len(self.agent_names):  # everyone acts: no per-row indexing
+                names, acting_values = self.agent_names, values
+            else:
+                names, acting_values = [self.agent_names[row] for row in acting], values[acting]
+            action_dict = dict(zip(names, single.to_env_rows(acting_values)))
         else:
-            names, acting_values = [self.agent_names[row] for row in acting], values[acting]
-        action_dict = dict(zip(names, self._action_codec.to_env_rows(acting_values)))
+            checked = self._actions.check_batch(actions, len(self.agent_names), self._active)
+            action_dict = {}
+            block_of = self.layout.block_of_row[acting]
+            for k, codec in enumerate(self._actions.codecs):
+                rows = acting[block_of == k]
+                names = [self.agent_names[row] for row in rows]
+                action_dict.update(zip(names, codec.to_env_rows(checked[codec.field][rows])))
         observations, rewards, terminations, truncations, _ = self.env.step(action_dict)
         self._write_obs(observations)
         reward = self._per_row(rewards, np.float32, "reward")

@@ -15,12 +15,13 @@ import gymnasium as gym
 import numpy as np
 
 from coltra.buffers import Action, Observation, is_tensor, to_numpy
+from coltra.envs.blocks import BlockLayout
 
 __all__ = [
     "ActionCodec",
+    "LayoutActions",
     "ObservationCodec",
     "action_batch_from_dict",
-    "check_action_batch",
 ]
 
 
@@ -38,8 +39,9 @@ class ObservationCodec:
     is ``image``.
     """
 
-    def __init__(self, space: gym.Space) -> None:
+    def __init__(self, space: gym.Space, prefix: str = "") -> None:
         self.space = space
+        self.prefix = prefix  # a block's "<name>/" in an env with several blocks
         self.fields: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
         self._parts: list[tuple[str, str | None, gym.Space]] = []
         if isinstance(space, gym.spaces.Dict):
@@ -79,6 +81,7 @@ class ObservationCodec:
         shape: tuple[int, ...],
         dtype: np.dtype,
     ) -> None:
+        field = self.prefix + field
         self.fields[field] = (shape, dtype)
         self._parts.append((field, key, space))
 
@@ -155,11 +158,15 @@ class ActionCodec:
     """Checks Actions against ``space`` and turns rows into raw env actions.
 
     Discrete and MultiDiscrete travel as ``discrete`` integers; Box as a flat float32
-    ``continuous`` vector reshaped to the space's shape when sent to the env.
+    ``continuous`` vector reshaped to the space's shape when sent to the env. In an env with
+    several blocks, a block's codec reads its field under the block's ``prefix`` and checks
+    the values of its ``rows`` only (the other rows belong to other blocks).
     """
 
-    def __init__(self, space: gym.Space) -> None:
+    def __init__(self, space: gym.Space, prefix: str = "", rows: np.ndarray | None = None) -> None:
         self.space = space
+        self.prefix = prefix
+        self.rows = rows
         self.item_shape: tuple[int, ...]
         if isinstance(space, gym.spaces.Discrete):
             self.field, self.item_shape, self.integer = "discrete", (), True
@@ -181,6 +188,7 @@ class ActionCodec:
                 f"action space {space} is not supported; expected Discrete, MultiDiscrete, "
                 "MultiBinary or Box"
             )
+        self.field = prefix + self.field
         # One range for every integer action value (all but MultiDiscrete with unequal nvec).
         self._bounds: tuple[int, int] | None = None
         if self.integer and self.low.min() == self.low.max() and self.high.min() == self.high.max():
@@ -271,6 +279,12 @@ class ActionCodec:
                 f"step_batch: action '{self.field}' has shape {tuple(values.shape)}, "
                 f"expected {expected} (one row per agent, {self.describe()})"
             )
+        if self.rows is not None:  # only this block's rows are read
+            mine = np.zeros(rows, dtype=bool)
+            mine[self.rows] = True
+            active = mine if active is None else mine & active
+            self._check_values(values, "step_batch", active)
+            return values
         self._check_values(values, "step_batch", active)
         return values
 
@@ -307,11 +321,55 @@ def _to_numpy(value: Any) -> np.ndarray:
     return to_numpy(value) if is_tensor(value) else np.asarray(value)
 
 
-def check_action_batch(
-    actions: Action, space: gym.Space, rows: int, active: np.ndarray | None = None
-) -> np.ndarray:
-    """Validate a batch of actions (``rows`` agents) against one agent's ``space``."""
-    return ActionCodec(space).check_batch(actions, rows, active)
+class LayoutActions:
+    """The action codecs of every block of an env (one for a single block), checking and
+    stacking batch-view Actions."""
+
+    def __init__(self, layout: BlockLayout) -> None:
+        self.layout = layout
+        self.codecs = [
+            ActionCodec(block.action_space, block.prefix, None if layout.is_single else block.rows)
+            for block in layout.blocks
+        ]
+
+    @property
+    def single(self) -> ActionCodec | None:
+        """The codec of a single-block env (its fast paths take plain arrays)."""
+        return self.codecs[0] if len(self.codecs) == 1 else None
+
+    def check_batch(self, actions: object, rows: int, active: np.ndarray | None = None) -> Action:
+        """``actions`` validated for every block, as one Action of the blocks' fields."""
+        checked = {codec.field: codec.check_batch(actions, rows, active) for codec in self.codecs}
+        return Action(**checked)
+
+    def zeros(self, rows: int) -> dict[str, np.ndarray]:
+        return {codec.field: codec.zeros(rows) for codec in self.codecs}
+
+    def from_dict(self, actions: object, agent_names: Sequence[str], acting: np.ndarray) -> Action:
+        """Stack a dict of per-agent Actions into the batch view, checking every entry
+        against its agent's block. ``acting[row]`` says which agents must act now; an action
+        for any other name is an error."""
+        if not isinstance(actions, Mapping):
+            raise TypeError(
+                f"step() expects a dict of agent name -> Action, got {type(actions).__name__}"
+            )
+        _check_action_names(actions, agent_names, acting)
+        stacked = self.zeros(len(agent_names))
+        block_of_row = self.layout.block_of_row
+        for row, name in enumerate(agent_names):
+            if name in actions:
+                codec = self.codecs[int(block_of_row[row])]
+                plain = _plain(actions[name], codec)
+                stacked[codec.field][row] = codec.check_item(plain, f"action for agent '{name}'")
+        return Action(**stacked)
+
+
+def _plain(action: object, codec: ActionCodec) -> object:
+    """One agent's Action as its codec reads it: a block's codec reads ``<block>/discrete``,
+    while an agent's own Action says ``discrete``."""
+    if not codec.prefix or not isinstance(action, Action):
+        return action
+    return Action(**{codec.prefix + name: value for name, value in action.items()})
 
 
 def action_batch_from_dict(
@@ -320,15 +378,23 @@ def action_batch_from_dict(
     acting: np.ndarray,
     space: gym.Space,
 ) -> Action:
-    """Stack a dict of per-agent Actions into one row per agent, checking every entry.
-
-    ``acting[row]`` says which agents must act now; an action for any other name is an error.
-    """
+    """Stack a dict of per-agent Actions of one ``space`` into one row per agent."""
     codec = ActionCodec(space)
     if not isinstance(actions, Mapping):
         raise TypeError(
             f"step() expects a dict of agent name -> Action, got {type(actions).__name__}"
         )
+    _check_action_names(actions, agent_names, acting)
+    stacked = codec.zeros(len(agent_names))
+    for row, name in enumerate(agent_names):
+        if name in actions:
+            stacked[row] = codec.check_item(actions[name], f"action for agent '{name}'")
+    return Action(**{codec.field: stacked})
+
+
+def _check_action_names(
+    actions: Mapping[str, object], agent_names: Sequence[str], acting: np.ndarray
+) -> None:
     live = [name for name, is_live in zip(agent_names, acting) if is_live]
     live_set = set(live)
     unknown = [name for name in actions if name not in live_set]
@@ -346,11 +412,6 @@ def action_batch_from_dict(
     missing = [name for name in live if name not in actions]
     if missing:
         raise ValueError(f"no action for live agents {missing[:5]} ({len(missing)} missing)")
-    stacked = codec.zeros(len(agent_names))
-    for row, name in enumerate(agent_names):
-        if name in actions:
-            stacked[row] = codec.check_item(actions[name], f"action for agent '{name}'")
-    return Action(**{codec.field: stacked})
 
 
 def _preview(names: Sequence[str], limit: int = 8) -> str:

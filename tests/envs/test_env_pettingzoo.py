@@ -331,13 +331,36 @@ def test_step_before_reset() -> None:
         env.step(act(["early", "late", "slow"]))
 
 
-def test_all_agents_must_share_spaces() -> None:
+def test_agents_with_their_own_spaces_form_blocks() -> None:
+    """Issue 13 item 1: agents may have their own spaces (mpe2's simple_tag, speaker_listener)."""
+
     class Mixed(LeavingEnv):
         def action_space(self, agent: str) -> gym.Space:
             return gym.spaces.Discrete(3 if agent == "early" else 4)
 
-    with pytest.raises(ValueError, match="agent 'late' has spaces"):
-        PettingZooEnv(Mixed)
+    env = PettingZooEnv(Mixed)
+    layout = env.layout
+    assert [block.name for block in layout.blocks] == ["early", "block1"]  # late & slow: no stem
+    assert env.observation_space is None and env.action_space is None
+    assert env.agent_action_space("early") == gym.spaces.Discrete(3)
+    assert env.agent_action_space("slow") == gym.spaces.Discrete(4)
+    batch = env.reset_batch(seed=0)
+    assert sorted(batch.obs.keys()) == ["block1/vector", "early/vector"]
+    np.testing.assert_array_equal(batch.obs["early/vector"][1:], 0.0)  # other blocks' rows
+    bad = {"early/discrete": np.array([3, 0, 0]), "block1/discrete": np.zeros(3, np.int64)}
+    with pytest.raises(ValueError, match=r"action value\(s\) \[3\] outside Discrete\(3\)"):
+        env.step_batch(Action(**bad))  # early's block has 3 actions; the other rows unread
+    good = {"early/discrete": np.array([2, 0, 0]), "block1/discrete": np.array([0, 3, 3])}
+    step = env.step_batch(Action(**good))
+    assert step.reward.shape == (3,)
+    assert env.env.received[-1] == {"early": 2, "late": 3, "slow": 3}  # type: ignore[attr-defined]
+    # The dict view speaks each agent's own fields.
+    obs = env.reset(seed=0)
+    assert obs["early"].keys() == ["vector"] and obs["late"].keys() == ["vector"]
+    with pytest.raises(ValueError, match="outside Discrete"):
+        env.step({name: Action(discrete=3) for name in obs})  # 3 is too big for early
+    env.step({"early": Action(discrete=2), "late": Action(discrete=3), "slow": Action(discrete=3)})
+    assert env.env.received[-1] == {"early": 2, "late": 3, "slow": 3}  # type: ignore[attr-defined]
 
 
 # ----------------------------------------------------------------------------- fast path

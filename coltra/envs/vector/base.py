@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import ClassVar
 
-import gymnasium as gym
 import numpy as np
 
 from coltra.buffers import Action
 from coltra.envs.base import EnvCrashedError, MultiAgentEnv, StepBatch, vec_agent_name
-from coltra.envs.spaces import ActionCodec
+from coltra.envs.blocks import BlockLayout
+from coltra.envs.spaces import LayoutActions
 
 __all__ = ["EnvCreator", "VecEnv", "add_note", "check_copy_count"]
 
@@ -50,14 +50,10 @@ class VecEnv(MultiAgentEnv):
     _closed: bool = False
 
     def _set_layout(
-        self,
-        names_per_copy: Sequence[Sequence[str]],
-        observation_space: gym.Space,
-        action_space: gym.Space,
+        self, names_per_copy: Sequence[Sequence[str]], layouts: Sequence[BlockLayout]
     ) -> None:
+        """Rows of every copy, copy after copy; the copies' blocks (which must match) join."""
         self.num_envs = len(names_per_copy)
-        self.observation_space = observation_space
-        self.action_space = action_space
         self.base_agent_names = list(names_per_copy[0])
         self.agent_names = [
             vec_agent_name(name, self.first_index + copy)
@@ -69,7 +65,8 @@ class VecEnv(MultiAgentEnv):
         for names in names_per_copy:
             self._copy_slices.append(slice(start, start + len(names)))
             start += len(names)
-        self._action_codec = ActionCodec(action_space)
+        self._set_layout_of_agents(BlockLayout.joined(layouts))
+        self._actions = LayoutActions(self.layout)
 
     def rows_of_copy(self, copy: int) -> slice:
         """The rows that belong to env copy ``copy`` (counted within this env)."""
@@ -93,9 +90,14 @@ class VecEnv(MultiAgentEnv):
         if self._closed:
             raise RuntimeError(f"this {type(self).__name__} is closed")
 
-    def _check_actions(self, actions: Action) -> np.ndarray:
+    def _check_actions(self, actions: Action) -> np.ndarray | Action:
+        """The checked action values: an array for one block (the fast path), an Action of
+        the blocks' fields for several."""
         active = self._check_ready()
-        return self._action_codec.check_batch(actions, len(self.agent_names), active)
+        single = self._actions.single
+        if single is not None:
+            return single.check_batch(actions, len(self.agent_names), active)
+        return self._actions.check_batch(actions, len(self.agent_names), active)
 
 
 def copy_seed(seed: int | None, copy: int) -> int | None:

@@ -62,18 +62,6 @@ class InProcessVecEnv(VecEnv):
                     "object would all step the same env)"
                 )
             self.envs.append(env)
-        first = self.envs[0]
-        for copy, env in enumerate(self.envs[1:], start=1):
-            if (
-                env.observation_space != first.observation_space
-                or env.action_space != first.action_space
-            ):
-                self._close_copies()
-                raise ValueError(
-                    f"env copy {first_index + copy} has spaces {env.observation_space} / "
-                    f"{env.action_space}, copy {first_index} has {first.observation_space} / "
-                    f"{first.action_space}"
-                )
         for copy, env in enumerate(self.envs):
             if len(env.agent_names) == 0:
                 self._close_copies()
@@ -81,9 +69,13 @@ class InProcessVecEnv(VecEnv):
                     f"env copy {first_index + copy} has no agents (empty agent_names); a "
                     "vectorised env needs at least one agent per copy"
                 )
-        self._set_layout(
-            [env.agent_names for env in self.envs], first.observation_space, first.action_space
-        )
+        try:
+            self._set_layout(
+                [env.agent_names for env in self.envs], [env.layout for env in self.envs]
+            )
+        except ValueError as exc:  # copies whose agents' spaces differ
+            self._close_copies()
+            raise ValueError(f"env copies {first_index}..: {exc}") from None
         self._copy_starts = np.array([rows.start for rows in self._copy_slices], dtype=np.int64)
 
     def _call(self, copy: int, phase: str, fn: Callable[..., T], *args: Any) -> T:
@@ -119,7 +111,10 @@ class InProcessVecEnv(VecEnv):
         out = StepBuffers.like(self._obs_layout, len(self.agent_names))
         for copy, env in enumerate(self.envs):
             rows = self._copy_slices[copy]
-            self._call(copy, "step", env.step_into, values[rows], out, rows)
+            if isinstance(values, Action):  # several blocks: no fast path
+                self._call(copy, "step", _step_and_write, env, values[rows], out, rows)
+            else:
+                self._call(copy, "step", env.step_into, values[rows], out, rows)
         # Same-step autoreset: a copy whose agents are all done starts its next episode now.
         # Most steps nobody is done; otherwise one reduction over the rows finds the copies.
         if not out.active.all():
@@ -146,3 +141,8 @@ class InProcessVecEnv(VecEnv):
                 env.close()
             except Exception:  # best effort while shutting down
                 pass
+
+
+def _step_and_write(env: MultiAgentEnv, actions: Action, out: StepBuffers, rows: slice) -> None:
+    """One copy's step through ``step_batch``, written into its rows of ``out``."""
+    out.write(rows, env.step_batch(actions))

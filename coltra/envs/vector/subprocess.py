@@ -27,6 +27,7 @@ import numpy as np
 
 from coltra.buffers import Action
 from coltra.envs.base import EnvCrashedError, StepBatch
+from coltra.envs.blocks import BlockLayout
 from coltra.envs.vector.base import EnvCreator, VecEnv, add_note
 from coltra.envs.vector.inprocess import InProcessVecEnv
 
@@ -60,7 +61,7 @@ def _worker(
         env_fns = cloudpickle.loads(payload)
         venv = InProcessVecEnv(env_fns, seed=seed, first_index=first_index)
         copy_names = [venv.envs[copy].agent_names for copy in range(venv.num_envs)]
-        conn.send(("ok", (copy_names, venv.observation_space, venv.action_space)))
+        conn.send(("ok", (copy_names, [env.layout for env in venv.envs])))
         while True:
             if not conn.poll(PARENT_CHECK_INTERVAL):
                 # Orphaned (the main process was killed): stop instead of waiting forever.
@@ -157,21 +158,16 @@ class SubprocVecEnv(VecEnv):
             process.start()
             child.close()
         names_per_copy: list[list[str]] = []
-        spaces = None
+        layouts: list[BlockLayout] = []
         for worker in range(len(self._conns)):
-            copy_names, observation_space, action_space = self._receive(
-                worker, "construction", STARTUP_TIMEOUT
-            )
+            copy_names, copy_layouts = self._receive(worker, "construction", STARTUP_TIMEOUT)
             names_per_copy.extend(copy_names)
-            spaces = spaces or (observation_space, action_space)
-            if (observation_space, action_space) != spaces:
-                self.close()
-                raise ValueError(
-                    f"env copies {list(self._worker_copies[worker])} have spaces "
-                    f"{observation_space} / {action_space}, copy 0 has {spaces[0]} / {spaces[1]}"
-                )
-        assert spaces is not None
-        self._set_layout(names_per_copy, *spaces)
+            layouts.extend(copy_layouts)
+        try:
+            self._set_layout(names_per_copy, layouts)
+        except ValueError:  # copies whose agents' spaces differ
+            self.close()
+            raise
         self._worker_rows = [
             slice(
                 self.rows_of_copy(copies[0]).start,
@@ -286,9 +282,14 @@ class SubprocVecEnv(VecEnv):
         self._check_open()
         values = self._check_actions(actions)
         self._drain()
-        field = self._action_codec.field
+        single = self._actions.single
         for worker, rows in enumerate(self._worker_rows):
-            self._send(worker, "step", Action(**{field: np.ascontiguousarray(values[rows])}))
+            if isinstance(values, Action):
+                part = values[rows].map(np.ascontiguousarray)
+            else:
+                assert single is not None
+                part = Action(**{single.field: np.ascontiguousarray(values[rows])})
+            self._send(worker, "step", part)
         return self._remember(StepBatch.concat(self._gather("step")))
 
     def render(self) -> Any:
