@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from coltra.agents import Agent
 from coltra.configs.finish import first_difference
 from coltra.counters import RunCounters
 from coltra.groups import MacroAgent
@@ -27,6 +28,7 @@ from coltra.serialization import CheckpointError
 __all__ = [
     "STATE_FORMAT",
     "capture_rng",
+    "copy_agent_weights",
     "copy_weights",
     "derived_seed",
     "load_checkpoint",
@@ -35,6 +37,7 @@ __all__ = [
     "save_checkpoint",
     "space_needed",
     "trainer_state",
+    "weights_mismatch",
 ]
 
 STATE_FORMAT = "coltra-trainer-state"
@@ -167,25 +170,36 @@ def copy_weights(saved: MacroAgent, group: MacroAgent, path: Path) -> None:
             f"has {sorted(group.policies)}"
         )
     for name, agent in group.policies.items():
-        source = saved.policies[name]
-        if type(source) is not type(agent):
+        problem = weights_mismatch(saved.policies[name], agent)
+        if problem:
             raise CheckpointError(
-                f"the checkpoint {path} holds a {type(source).__name__} for policy '{name}', "
-                f"the group given has a {type(agent).__name__}"
+                f"the checkpoint {path} does not fit the group: policy '{name}' {problem}"
             )
-        if source.model is None or agent.model is None:
-            continue
-        # Compare as JSON, the form in which the checkpoint stored the description.
-        old = json.loads(json.dumps(source.model.describe()))
-        new = json.loads(json.dumps(agent.model.describe()))
-        found = first_difference(old, new, "")
-        if found:
-            key, was, now = found
-            raise CheckpointError(
-                f"the checkpoint {path} does not fit the group: policy '{name}' was built "
-                f"with {key} = {json.dumps(was)}, the group given has {json.dumps(now)}"
-            )
-        agent.model.load_state_dict(source.model.state_dict())
+        copy_agent_weights(saved.policies[name], agent)
+
+
+def weights_mismatch(source: Agent, target: Agent) -> str | None:
+    """Why ``source``'s weights cannot be loaded into ``target`` (another agent class, or
+    a model built differently: the first key that differs), or None when they can."""
+    if type(source) is not type(target):
+        return f"is a {type(source).__name__} there, a {type(target).__name__} here"
+    if source.model is None or target.model is None:
+        return None
+    # Compare as JSON, the form in which a checkpoint stores the description.
+    old = json.loads(json.dumps(source.model.describe()))
+    new = json.loads(json.dumps(target.model.describe()))
+    found = first_difference(old, new, "")
+    if found:
+        key, was, now = found
+        return f"was built with {key} = {json.dumps(was)} there, {json.dumps(now)} here"
+    return None
+
+
+def copy_agent_weights(source: Agent, target: Agent) -> None:
+    """``source``'s weights into ``target`` (checked with :func:`weights_mismatch`)."""
+    if source.model is not None and target.model is not None:
+        with torch.no_grad():
+            target.model.load_state_dict(source.model.state_dict())
 
 
 def _check_optimizer_shapes(

@@ -22,6 +22,7 @@ import numpy as np
 
 from coltra.buffers import Observation, to_numpy
 from coltra.envs.base import StepBatch
+from coltra.envs.blocks import SEPARATOR, BlockLayout
 
 __all__ = [
     "NonFinite",
@@ -53,10 +54,15 @@ class NonFinite:
 
 
 def find_nonfinite(
-    batch: StepBatch, acted: np.ndarray | None, agent_names: Sequence[str]
+    batch: StepBatch,
+    acted: np.ndarray | None,
+    agent_names: Sequence[str],
+    layout: BlockLayout | None = None,
 ) -> list[NonFinite]:
     """The NaN and inf values of ``batch`` that matter; ``acted`` marks the rows that took
-    the step (None for a reset). The common case costs one ``isfinite`` per array."""
+    the step (None for a reset). With the env's ``layout``, a block's fields are checked in
+    that block's rows only (the other rows hold zeros nobody reads). The common case costs
+    one ``isfinite`` per array."""
     finite_obs = all(_all_finite(value) for _, value in batch.obs.items())
     if finite_obs and _all_finite(batch.reward) and batch.final_obs is None:
         return []
@@ -72,10 +78,11 @@ def find_nonfinite(
     if batch.final_obs is not None and acted is not None:
         ended = acted & np.asarray(batch.done, dtype=bool)
         if ended.any():
-            for part, row, value in _bad_obs(batch.final_obs, ended):
+            for part, row, value in _bad_obs(batch.final_obs, ended, layout):
                 found.append(item(row, "final observation", part, value))
     if not finite_obs:
-        for part, row, value in _bad_obs(batch.obs, np.asarray(batch.active, dtype=bool)):
+        active = np.asarray(batch.active, dtype=bool)
+        for part, row, value in _bad_obs(batch.obs, active, layout):
             found.append(item(row, "observation", part, value))
     return found
 
@@ -135,10 +142,18 @@ def _bad_rows(values: np.ndarray, rows: np.ndarray | None) -> list[int]:
     return [int(row) for row in np.flatnonzero(bad)]
 
 
-def _bad_obs(obs: Observation, rows: np.ndarray) -> Iterable[tuple[str, int, Any]]:
-    """``(field, row, first bad value)`` for every row of ``obs`` with a NaN or inf."""
+def _bad_obs(
+    obs: Observation, rows: np.ndarray, layout: BlockLayout | None
+) -> Iterable[tuple[str, int, Any]]:
+    """``(field, row, first bad value)`` for every row of ``obs`` with a NaN or inf, among
+    ``rows`` and, for a block's field, that block's rows."""
     for part, raw in obs.items():
         values = to_numpy(raw)
-        for row in _bad_rows(values, rows):
+        checked = rows
+        if layout is not None and not layout.is_single and SEPARATOR in part:
+            mine = np.zeros(len(rows), dtype=bool)
+            mine[layout.block(part.split(SEPARATOR)[0]).rows] = True
+            checked = rows & mine
+        for row in _bad_rows(values, checked):
             flat = values[row].reshape(-1)
             yield part, row, flat[~np.isfinite(flat)][0]

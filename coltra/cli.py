@@ -391,23 +391,41 @@ def _report(trainer: PPOCrowdTrainer, summary: dict[str, float]) -> None:
     iteration = int(summary["iterations"])
     steps = f"{int(summary['env_steps']):,} env steps in {summary['time_s']:.1f} s"
     window = min(int(summary["episodes"]), cfg.return_window)
-    score = (
-        f"mean return {summary['return_mean']:.1f} over the last {window} episodes"
-        if not math.isnan(summary["return_mean"])
-        else "no episode finished yet"
+    policies = list(trainer.counters.policy_returns)  # with several policies
+    if math.isnan(summary["return_mean"]):
+        score = "no episode finished yet"
+    elif policies:  # several policies: each one's, not a mean over teams
+        score = "mean return over the last {} episodes: {}".format(
+            cfg.return_window,
+            ", ".join(f"{policy} {summary[f'{policy}/return_mean']:.2f}" for policy in policies),
+        )
+    else:
+        score = f"mean return {summary['return_mean']:.1f} over the last {window} episodes"
+    target = cfg.stop_at_return
+    shown_target = (
+        ", ".join(f"{policy} {value:g}" for policy, value in target.items())
+        if isinstance(target, dict)
+        else f"{target:g}"
+        if target is not None
+        else ""
     )
     if summary["interrupted"]:
         headline = f"Interrupted at iteration {iteration} ({steps}); {score}."
     elif summary["solved"]:
-        headline = f"Solved at iteration {iteration} ({steps}): {score} >= {cfg.stop_at_return:g}."
+        headline = f"Solved at iteration {iteration} ({steps}): {score} >= {shown_target}."
     else:
-        target = " (stop_at_return not reached)" if cfg.stop_at_return is not None else ""
-        headline = f"Finished {iteration} iterations ({steps}): {score}{target}."
+        missed = " (stop_at_return not reached)" if target is not None else ""
+        headline = f"Finished {iteration} iterations ({steps}): {score}{missed}."
     lines = [headline]
     if "eval/return_mean" in summary:
+        scores = [
+            f"{policy} {summary[f'{policy}/eval/return_mean']:.1f} +- "
+            f"{summary[f'{policy}/eval/return_std']:.1f}"
+            for policy in policies
+            if f"{policy}/eval/return_mean" in summary
+        ] or [f"{summary['eval/return_mean']:.1f} +- {summary['eval/return_std']:.1f}"]
         lines.append(
-            f"Final score: {summary['eval/return_mean']:.1f} +- "
-            f"{summary['eval/return_std']:.1f} mean return over "
+            f"Final score: {', '.join(scores)} mean return over "
             f"{int(summary['eval/episodes'])} evaluation episodes (deterministic actions)."
         )
     elif "eval/episodes" in summary:

@@ -153,7 +153,7 @@ class CrowdCollector:
         rows = len(self.env.agent_names)
         if self.episodes.rows != rows:
             self.episodes = EpisodeTracker(rows)
-        found = find_nonfinite(batch, None, self.env.agent_names)
+        found = find_nonfinite(batch, None, self.env.agent_names, self.env.layout)
         if found:
             batch, _ = self._nonfinite(found, batch, None, None)
         return batch
@@ -176,6 +176,7 @@ class CrowdCollector:
         self.nonfinite_dropped = 0
         names = list(env.agent_names)
         plans = plan_policies(group, env)
+        layout = env.layout
         storages: dict[str, _PolicyStorage] = {}
         env_metrics: dict[str, list[np.ndarray]] = {}
 
@@ -193,7 +194,7 @@ class CrowdCollector:
             # Entries left out of training: rows that act on a bad observation now, or
             # whose step returned one (drop mode; None in the common case).
             spoiled, self._spoiled_next = self._spoiled_next, None
-            found = find_nonfinite(next_batch, acted, names)
+            found = find_nonfinite(next_batch, acted, names, layout)
             if found:
                 next_batch, now = self._nonfinite(found, next_batch, t + 1, label)
                 spoiled = now if spoiled is None else spoiled | now

@@ -19,6 +19,8 @@ class RunCounters:
 
     ``recent_returns`` holds the returns of the last ``return_window`` finished episodes:
     their mean is the run's reported return, ``best_return`` the best such mean so far.
+    With several policies, ``policy_returns`` holds the same window for each policy's
+    agents.
     """
 
     return_window: int
@@ -30,18 +32,33 @@ class RunCounters:
     env_restarts: int = 0  # envs rebuilt after a crash
     best_return: float = -math.inf
     recent_returns: deque[float] = field(default_factory=deque)
+    policy_returns: dict[str, deque[float]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.recent_returns = deque(self.recent_returns, maxlen=self.return_window)
+        self.policy_returns = {
+            policy: deque(values, maxlen=self.return_window)
+            for policy, values in self.policy_returns.items()
+        }
 
-    def add_iteration(self, env_steps: int, agent_steps: int, returns: Iterable[float]) -> None:
-        """Count one iteration: its env and agent steps, and the returns of its episodes."""
+    def add_iteration(
+        self,
+        env_steps: int,
+        agent_steps: int,
+        returns: Iterable[float],
+        policy_returns: Mapping[str, Iterable[float]] | None = None,
+    ) -> None:
+        """Count one iteration: its env and agent steps, and the returns of its episodes
+        (of every agent, and by policy when there are several)."""
         finished = [float(value) for value in returns]
         self.iteration += 1
         self.env_steps += env_steps
         self.agent_steps += agent_steps
         self.episodes += len(finished)
         self.recent_returns.extend(finished)
+        for policy, values in (policy_returns or {}).items():
+            window = self.policy_returns.setdefault(policy, deque(maxlen=self.return_window))
+            window.extend(float(value) for value in values)
         if self.recent_returns:
             self.best_return = max(self.best_return, self.window_return)
 
@@ -52,17 +69,27 @@ class RunCounters:
             return math.nan
         return float(np.mean(self.recent_returns))
 
-    def reached(self, target: float | None) -> bool:
-        """A full window of episodes whose mean return is at least ``target``."""
-        return (
-            target is not None
-            and len(self.recent_returns) >= self.return_window
-            and self.window_return >= target
-        )
+    def policy_window_return(self, policy: str) -> float:
+        """The same mean over ``policy``'s agents' episodes (nan before any)."""
+        window = self.policy_returns.get(policy)
+        return float(np.mean(window)) if window else math.nan
+
+    def reached(self, target: float | Mapping[str, float] | None) -> bool:
+        """A full window of episodes whose mean return is at least ``target``; for a
+        mapping, a full window of each named policy's episodes reaching its target."""
+        if target is None:
+            return False
+        if isinstance(target, Mapping):
+            return bool(target) and all(
+                len(self.policy_returns.get(policy, ())) >= self.return_window
+                and self.policy_window_return(policy) >= value
+                for policy, value in target.items()
+            )
+        return len(self.recent_returns) >= self.return_window and self.window_return >= target
 
     def summary(self) -> dict[str, float]:
         """The counters as a ``train()`` summary reports them."""
-        return {
+        summary = {
             "iterations": float(self.iteration),
             "env_steps": float(self.env_steps),
             "agent_steps": float(self.agent_steps),
@@ -70,6 +97,9 @@ class RunCounters:
             "return_mean": self.window_return,
             "best_return": self.best_return if self.best_return > -math.inf else math.nan,
         }
+        for policy in self.policy_returns:
+            summary[f"{policy}/return_mean"] = self.policy_window_return(policy)
+        return summary
 
     def log_row(self) -> dict[str, float]:
         """The counters as a row of logged metrics (CleanRL's x axes: env steps)."""
@@ -81,16 +111,19 @@ class RunCounters:
         }
         if self.recent_returns:
             row["charts/episode_return_window"] = self.window_return
+        for policy, window in self.policy_returns.items():
+            if window:
+                row[f"{policy}/charts/episode_return_window"] = self.policy_window_return(policy)
         return row
 
     def progress_fields(self, sps: float) -> dict[str, str]:
         """What the progress line shows: steps, speed, the window's return and the best."""
-        window = self.window_return
-        fields = {
-            "steps": f"{self.env_steps:,}",
-            "SPS": f"{sps:,.0f}",
-            "return": "-" if math.isnan(window) else f"{window:.1f}",
-        }
+        fields = {"steps": f"{self.env_steps:,}", "SPS": f"{sps:,.0f}"}
+        if self.policy_returns:  # several policies: each one's return, not a mix of teams
+            for policy in self.policy_returns:
+                fields[f"{policy} return"] = _shown(self.policy_window_return(policy))
+            return fields
+        fields["return"] = _shown(self.window_return)
         if self.best_return > -math.inf:
             fields["best"] = f"{self.best_return:.1f}"
         return fields
@@ -105,6 +138,9 @@ class RunCounters:
             "env_restarts": self.env_restarts,
             "best_return": self.best_return,
             "recent_returns": list(self.recent_returns),
+            "policy_returns": {
+                policy: list(values) for policy, values in self.policy_returns.items()
+            },
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -119,3 +155,11 @@ class RunCounters:
         self.recent_returns = deque(
             (float(value) for value in state["recent_returns"]), maxlen=self.return_window
         )
+        self.policy_returns = {
+            str(policy): deque((float(value) for value in values), maxlen=self.return_window)
+            for policy, values in state.get("policy_returns", {}).items()
+        }
+
+
+def _shown(value: float) -> str:
+    return "-" if math.isnan(value) else f"{value:.1f}"

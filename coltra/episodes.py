@@ -7,11 +7,14 @@ the row they ended on, so they split by policy (:meth:`FinishedEpisodes.select`)
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["EpisodeTracker", "FinishedEpisodes"]
+from coltra.names import parse_agent_name
+
+__all__ = ["EpisodeTracker", "FinishedEpisodes", "TeamReturns"]
 
 
 @dataclass(frozen=True)
@@ -77,3 +80,44 @@ class EpisodeTracker:
         """The episodes that ended since the last call."""
         finished, self._finished = FinishedEpisodes.concat(self._finished), []
         return finished
+
+
+class TeamReturns:
+    """Team totals: the sum of the returns of one env copy's agents of a policy, once each
+    of them has ended its episode (the return of the team, where the env rewards each agent
+    for what the team does). Policies with one agent per copy have none: that is the
+    agent's own return."""
+
+    def __init__(self, agent_names: Sequence[str], policy_rows: Mapping[str, np.ndarray]) -> None:
+        copies = np.array([parse_agent_name(name)[1] or 0 for name in agent_names], np.int64)
+        self.team_of_row = np.full(len(agent_names), -1, np.int64)  # [rows]
+        self.policy_of_team: list[str] = []
+        self.team_rows: list[np.ndarray] = []
+        for policy, rows in policy_rows.items():
+            rows = np.asarray(rows, np.int64)
+            for copy in np.unique(copies[rows]):
+                members = rows[copies[rows] == copy]
+                if len(members) > 1:
+                    self.team_of_row[members] = len(self.team_rows)
+                    self.policy_of_team.append(policy)
+                    self.team_rows.append(members)
+        self.sums = np.zeros(len(self.team_rows), np.float64)  # [teams]
+        self.ended = np.zeros(len(agent_names), bool)  # [rows] ended since the team's last total
+
+    def add(self, finished: FinishedEpisodes) -> dict[str, list[float]]:
+        """The team totals ``finished`` completes, by policy."""
+        totals: dict[str, list[float]] = {}
+        if not self.team_rows:
+            return totals
+        teams = self.team_of_row[finished.rows]
+        for row, team, value in zip(finished.rows, teams, finished.returns):
+            if team < 0:
+                continue
+            self.sums[team] += value
+            self.ended[row] = True
+            members = self.team_rows[team]
+            if self.ended[members].all():
+                totals.setdefault(self.policy_of_team[team], []).append(float(self.sums[team]))
+                self.sums[team] = 0.0
+                self.ended[members] = False
+        return totals

@@ -20,6 +20,7 @@ import numpy as np
 from coltra.checks import NonFiniteError, find_nonfinite, nonfinite_message
 from coltra.collectors import join_policy_actions, plan_policies, policy_views, step_env
 from coltra.envs.base import MultiAgentEnv, StepBatch
+from coltra.envs.blocks import BlockLayout
 from coltra.episodes import EpisodeTracker
 from coltra.groups import MacroAgent
 
@@ -46,6 +47,14 @@ class Episodes:
 
     returns: np.ndarray
     lengths: np.ndarray
+    rows: np.ndarray | None = None  # the agent row each was played on
+
+    def select(self, rows: np.ndarray) -> Episodes:
+        """The episodes played on ``rows`` (one policy's, say)."""
+        if self.rows is None:
+            raise ValueError("these episodes do not record their rows")
+        keep = np.isin(self.rows, rows)
+        return Episodes(self.returns[keep], self.lengths[keep], self.rows[keep])
 
     def metrics(self, prefix: str = "") -> dict[str, float]:
         """Count, mean, std, min and max return, and mean length (``eval/return_mean``...)."""
@@ -96,7 +105,7 @@ def evaluate_episodes(
     plans = plan_policies(agents, env)
     names = env.agent_names
     rows = len(names)
-    batch = _checked(env.reset_batch(seed=seed), None, names, None)
+    batch = _checked(env.reset_batch(seed=seed), None, names, None, env.layout)
     # The rows present at the start owe the episodes, dealt out over them in row order
     # (agents that join later are not waited for: they might never come).
     players = np.flatnonzero(batch.active)
@@ -112,7 +121,7 @@ def evaluate_episodes(
         outputs = agents.act_policies(policy_views(batch.obs, plans), deterministic=deterministic)
         acted = batch.active
         batch = step_env(env, join_policy_actions(outputs, plans, rows))
-        batch = _checked(batch, acted, names, step)
+        batch = _checked(batch, acted, names, step, env.layout)
         tracker.step(batch.reward, acted, batch.done)
         finished = tracker.drain()
         for row, value, length in zip(finished.rows, finished.returns, finished.lengths):
@@ -124,6 +133,7 @@ def evaluate_episodes(
             return Episodes(
                 returns=np.array([returns[row][j] for j, row in kept], dtype=np.float32),
                 lengths=np.array([lengths[row][j] for j, row in kept], dtype=np.int64),
+                rows=np.array([row for _, row in kept], dtype=np.int64),
             )
     finished_count = int(np.minimum(done_count, needed).sum())
     raise EpisodesDidNotEnd(
@@ -133,10 +143,14 @@ def evaluate_episodes(
 
 
 def _checked(
-    batch: StepBatch, acted: np.ndarray | None, names: list[str], step: int | None
+    batch: StepBatch,
+    acted: np.ndarray | None,
+    names: list[str],
+    step: int | None,
+    layout: BlockLayout,
 ) -> StepBatch:
     """``batch``, or a NonFiniteError for NaN/inf in it (evaluation never drops steps)."""
-    found = find_nonfinite(batch, acted, names)
+    found = find_nonfinite(batch, acted, names, layout)
     if found:
         raise NonFiniteError(nonfinite_message(found[0], len(found), step, "the evaluation"))
     return batch
@@ -150,7 +164,8 @@ def evaluation_metrics(
 ) -> dict[str, float]:
     """``eval/*`` metrics (:meth:`Episodes.metrics`) of ``num_episodes`` deterministic
     agent-episodes in ``env``, or in a fresh env from a function that builds one (closed
-    afterwards). Episodes that never end are a warning and ``eval/episodes`` 0, not an
+    afterwards); with several policies, ``<policy>/eval/*`` for each one's agents too.
+    Episodes that never end are a warning and ``eval/episodes`` 0, not an
     error: a training run goes on."""
     owned = not isinstance(env, MultiAgentEnv)
     played_in = env() if not isinstance(env, MultiAgentEnv) else env
@@ -163,4 +178,10 @@ def evaluation_metrics(
     finally:
         if owned:
             played_in.close()
-    return played.metrics("eval/")
+    metrics = played.metrics("eval/")
+    if len(agents.policies) > 1:  # each team's own score too
+        for policy, rows in agents.policy_rows(played_in.agent_names).items():
+            mine = played.select(rows)
+            if len(mine.returns):
+                metrics.update(mine.metrics(f"{policy}/eval/"))
+    return metrics

@@ -1,8 +1,9 @@
 """Build the environment and the group a :class:`~coltra.configs.RunConfig` describes.
 
-``make_env(config.env, seed)`` and ``make_agents(config.model, env)`` are what the command
-line and :meth:`coltra.trainers.PPOCrowdTrainer.from_config` use; call them yourself to get
-the same env and group in a notebook. ``model.class`` picks the model among those
+``make_env(config.env, seed)`` and ``make_group(config, env)`` (one shared policy,
+``make_agents``, or a policy per entry of ``policies:``) are what the command line and
+:meth:`coltra.trainers.PPOCrowdTrainer.from_config` use; call them yourself to get the same
+env and group in a notebook. ``model.class`` picks the model among those
 registered with :func:`coltra.agents.register_model`. Every problem with the config (an
 unknown env id, a PettingZoo module that does not exist, env keywords the env does not
 take, model sizes that contradict the env) is a :class:`~coltra.configs.ConfigError`
@@ -17,14 +18,24 @@ from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
+import numpy as np
 
 from coltra.agents import Agent, CAgent, DAgent
+from coltra.checkpoints import copy_agent_weights, weights_mismatch
 from coltra.configs import ConfigError, EnvConfig, ModelConfig, RunConfig, WrapperConfig
 from coltra.envs import MultiAgentEnv, MultiGymEnv, PettingZooEnv, make_vec_env, registry
 from coltra.envs.blocks import Block
-from coltra.envs.probe_envs import PROBE_ENVS
-from coltra.groups import HomogeneousGroup
+from coltra.envs.probe_envs import PROBE_ENVS, TEAM_PROBE_ENVS
+from coltra.groups import (
+    HomogeneousGroup,
+    MacroAgent,
+    MultiPolicyGroup,
+    PolicyMappingError,
+    map_policy_rows,
+)
 from coltra.models import build_model
+from coltra.saved_policies import SavedPolicyError, find_saved_policy
+from coltra.serialization import CheckpointError
 
 __all__ = [
     "RunParts",
@@ -32,6 +43,7 @@ __all__ = [
     "make_agent",
     "make_agents",
     "make_env",
+    "make_group",
     "make_parts",
     "pettingzoo_env_fn",
 ]
@@ -47,14 +59,15 @@ class RunParts:
     builds a fresh env from a seed (to replace a crashed one)."""
 
     env: MultiAgentEnv
-    group: HomogeneousGroup
+    group: MacroAgent
     eval_env: Callable[[], MultiAgentEnv]
     env_factory: Callable[[int | None], MultiAgentEnv]
 
 
-def make_parts(config: RunConfig) -> RunParts:
+def make_parts(config: RunConfig, resuming: bool = False) -> RunParts:
     """The env and group of ``config`` (which must describe both: a run built in Python
-    records them as null), built in that order."""
+    records them as null), built in that order. ``resuming``: the weights come from the
+    run's checkpoint, so no policy is loaded from its ``init_from``."""
     env_cfg, model_cfg = config.env, config.model
     if env_cfg is None or model_cfg is None:
         raise ConfigError(
@@ -64,7 +77,7 @@ def make_parts(config: RunConfig) -> RunParts:
         )
     env = make_env(env_cfg, seed=config.trainer.seed)
     try:
-        group = make_agents(model_cfg, env)
+        group = make_group(config, env, init=not resuming)
         eval_cfg = eval_env_config(env_cfg, env, config.trainer.eval_episodes)
     except BaseException:
         env.close()
@@ -129,12 +142,13 @@ def make_env(env_cfg: EnvConfig, seed: int | None = None) -> MultiAgentEnv:
         if vec_kwargs["backend"] is None:
             vec_kwargs["backend"] = "inprocess"
         return _build(env_cfg, None, env_fn=copy, **vec_kwargs)
-    if env_cfg.env_name not in PROBE_ENVS:
+    probes: dict[str, type[MultiAgentEnv]] = {**PROBE_ENVS, **TEAM_PROBE_ENVS}
+    if env_cfg.env_name not in probes:
         raise ConfigError(
-            f"unknown probe env {env_cfg.env_name!r}; expected one of {sorted(PROBE_ENVS)}",
+            f"unknown probe env {env_cfg.env_name!r}; expected one of {sorted(probes)}",
             key="env.env_name",
         )
-    return _build(env_cfg, PROBE_ENVS[env_cfg.env_name], **vec_kwargs, **kwargs)
+    return _build(env_cfg, probes[env_cfg.env_name], **vec_kwargs, **kwargs)
 
 
 def pettingzoo_env_fn(module_path: str) -> Any:
@@ -207,6 +221,79 @@ def _refuse_keys(kwargs: dict[str, Any], reserved: tuple[str, ...], what: str) -
         raise ConfigError(
             f"{found} cannot be set from a config (only {what})", key="env.env_kwargs"
         )
+
+
+def make_group(config: RunConfig, env: MultiAgentEnv, init: bool = True) -> MacroAgent:
+    """The group of ``config`` for ``env``: one shared policy (``make_agents``) without a
+    ``policies:`` section, else a :class:`MultiPolicyGroup` with one agent per policy, each
+    sized from its agents' block and, with ``init`` (a new run), loaded from its
+    ``init_from``."""
+    if not config.policies:
+        if config.model is None:
+            raise ConfigError("the run's model section is null", key="model")
+        return make_agents(config.model, env)
+    mapping = {
+        prefix: name for name, policy in config.policies.items() for prefix in policy.prefixes(name)
+    }
+    try:
+        rows = map_policy_rows(env.agent_names, mapping)
+    except PolicyMappingError as exc:
+        raise ConfigError(
+            f"{exc} (add a policy with agents: [''] for every other agent)", key="policies"
+        ) from None
+    layout = env.layout
+    agents: dict[str, Agent] = {}
+    for name, policy in config.policies.items():
+        key = f"policies.{name}"
+        if name not in rows:
+            shown = ", ".join(env.agent_names[:6]) + (", ..." if env.num_agents > 6 else "")
+            raise ConfigError(
+                f"no agent of the env takes this policy: none of {policy.prefixes(name)} is the "
+                f"longest matching prefix of an agent name (agents: {shown})",
+                key=f"{key}.agents",
+            )
+        try:
+            block = layout.block_of(np.asarray(rows[name]), f"policy {name!r}")
+        except ValueError as exc:
+            raise ConfigError(str(exc), key=f"{key}.agents") from None
+        model_cfg = policy.model if policy.model is not None else config.model
+        if model_cfg is None:
+            raise ConfigError("needs a model section (the run's is null)", key=f"{key}.model")
+        try:
+            agents[name] = make_agent(model_cfg, block)
+        except ConfigError as exc:
+            within = "model" if policy.model is not None else ""
+            raise ConfigError(exc.problem, key=f"{key}.{within or exc.key}") from None
+        if init and policy.init_from is not None:
+            _init_from(agents[name], policy.init_from, name)
+    for name, policy in config.policies.items():
+        if policy.snapshot_of is not None:
+            problem = weights_mismatch(agents[policy.snapshot_of], agents[name])
+            if problem:
+                raise ConfigError(
+                    f"policy {policy.snapshot_of!r} cannot be copied into {name!r}: its agent "
+                    f"{problem}; self-play needs two policies with the same model and spaces",
+                    key=f"policies.{name}.snapshot_of",
+                )
+    frozen = [name for name, policy in config.policies.items() if policy.frozen]
+    return MultiPolicyGroup(agents, mapping, frozen=frozen)
+
+
+def _init_from(agent: Agent, source: str, name: str) -> None:
+    """``agent``'s weights from what ``source`` names (:mod:`coltra.saved_policies`)."""
+    key = f"policies.{name}.init_from"
+    try:
+        saved, where = find_saved_policy(source, name)
+    except (SavedPolicyError, CheckpointError) as exc:
+        raise ConfigError(f"cannot load a policy from {source!r}: {exc}", key=key) from None
+    problem = weights_mismatch(saved, agent)
+    if problem:
+        raise ConfigError(
+            f"the policy saved in {where} does not fit policy {name!r}: its agent {problem} "
+            f"(give policies.{name}.model the saved model's keys)",
+            key=key,
+        )
+    copy_agent_weights(saved, agent)
 
 
 def make_agents(model_cfg: ModelConfig, env: MultiAgentEnv) -> HomogeneousGroup:

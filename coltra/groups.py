@@ -14,7 +14,6 @@ each policy's agents and makes one call per policy.
 from __future__ import annotations
 
 import os
-import re
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -26,7 +25,7 @@ import torch
 from coltra.agents import Agent, Extra, action_item
 from coltra.buffers import Action, Observation
 from coltra.models.base import State
-from coltra.names import parse_agent_name
+from coltra.names import check_policy_name, parse_agent_name
 from coltra.serialization import CheckpointError, load_json, save_json
 
 __all__ = [
@@ -35,13 +34,13 @@ __all__ = [
     "MultiPolicyGroup",
     "PolicyMappingError",
     "PolicyOutput",
+    "map_policy_rows",
 ]
 
 GROUP_FORMAT = "coltra-group"
 GROUP_FILE = "group.json"
 GROUP_VERSION = 1
 _ROWS_CACHE_SIZE = 256
-_SAFE_POLICY_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 
 #: What one policy returns for its rows: actions, next state, extra (logprob, value).
 PolicyOutput = tuple[Action, State, Extra]
@@ -53,15 +52,6 @@ class PolicyMappingError(KeyError):
     def __str__(self) -> str:
         # KeyError's own str() is the repr of its message, quotes escaped and all.
         return str(self.args[0]) if self.args else ""
-
-
-def _check_policy_name(name: object) -> str:
-    if not isinstance(name, str) or not _SAFE_POLICY_NAME.match(name):
-        raise ValueError(
-            f"policy name {name!r} must be letters, digits, '_', '-' or '.' (it names a "
-            "checkpoint directory)"
-        )
-    return name
 
 
 class MacroAgent:
@@ -85,7 +75,7 @@ class MacroAgent:
         if isinstance(frozen, str):
             raise TypeError(f"frozen takes a list of policy names, got the string {frozen!r}")
         for name, agent in policies.items():
-            _check_policy_name(name)
+            check_policy_name(name)
             if not isinstance(agent, Agent):
                 raise TypeError(
                     f"policy '{name}' must be a coltra.agents.Agent, got {type(agent).__name__}"
@@ -138,15 +128,7 @@ class MacroAgent:
 
     def policy_for(self, agent_name: str) -> str:
         """The policy that acts for ``agent_name`` (longest matching prefix)."""
-        base, _ = parse_agent_name(agent_name)
-        for prefix in self._prefixes:
-            if base.startswith(prefix):
-                return self._policy_mapping[prefix]
-        raise PolicyMappingError(
-            f"no policy for agent '{agent_name}': no key of policy_mapping "
-            f"{self._policy_mapping} is a prefix of '{base}' (add a key such as \"\" to catch "
-            "every other agent)"
-        )
+        return _policy_for(agent_name, self._prefixes, self._policy_mapping)
 
     def policy_rows(self, agent_names: Sequence[str]) -> dict[str, np.ndarray]:
         """Row indices of each policy's agents in ``agent_names`` (a vectorised env's
@@ -155,9 +137,7 @@ class MacroAgent:
         key = tuple(agent_names)
         cached = self._rows_cache.get(key)
         if cached is None:
-            rows: dict[str, list[int]] = {}
-            for row, name in enumerate(agent_names):
-                rows.setdefault(self.policy_for(name), []).append(row)
+            rows = map_policy_rows(agent_names, self._policy_mapping)
             cached = {policy: self._rows_array(indices) for policy, indices in rows.items()}
             # Bounded: with agents leaving and joining, the dict API sees a new name set
             # almost every step, and an unbounded cache would grow for the whole run.
@@ -338,7 +318,7 @@ class MacroAgent:
         try:
             if not isinstance(meta["policies"], list):
                 raise TypeError(f"'policies' must be a list of names, got {meta['policies']!r}")
-            policies = [_check_policy_name(name) for name in meta["policies"]]
+            policies = [check_policy_name(name) for name in meta["policies"]]
             mapping = dict(meta["policy_mapping"])
             frozen = list(meta.get("frozen", []))
         except (KeyError, TypeError, ValueError) as exc:
@@ -360,6 +340,29 @@ class MacroAgent:
                 f"{directory} holds a {type(group).__name__}, not a {cls.__name__}"
             )
         return group
+
+
+def _policy_for(agent_name: str, prefixes: Sequence[str], mapping: Mapping[str, str]) -> str:
+    base, _ = parse_agent_name(agent_name)
+    for prefix in prefixes:
+        if base.startswith(prefix):
+            return mapping[prefix]
+    raise PolicyMappingError(
+        f"no policy for agent '{agent_name}': no key of policy_mapping {dict(mapping)} is a "
+        f"prefix of '{base}' (add a key such as \"\" to catch every other agent)"
+    )
+
+
+def map_policy_rows(
+    agent_names: Sequence[str], policy_mapping: Mapping[str, str]
+) -> dict[str, list[int]]:
+    """The rows of ``agent_names`` each policy of ``policy_mapping`` (prefix -> policy)
+    acts for, by the longest-prefix rule; policies without agents are left out."""
+    prefixes = sorted(policy_mapping, key=len, reverse=True)
+    rows: dict[str, list[int]] = {}
+    for row, name in enumerate(agent_names):
+        rows.setdefault(_policy_for(name, prefixes, policy_mapping), []).append(row)
+    return rows
 
 
 def _check_obs_dict(obs_dict: object, where: str) -> None:

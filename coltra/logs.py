@@ -168,18 +168,30 @@ class EpisodeLog:
     """Episodes and env metrics since the last logged row, reduced when the row is written.
 
     ``policy_rows`` (policy -> its agent rows) splits episodes by policy: with several
-    policies each also gets ``<policy>/charts/episode_return_mean`` and friends.
+    policies each also gets ``<policy>/charts/episode_return_mean`` and friends, and
+    ``<policy>/charts/team_return_mean`` when a copy has several of its agents
+    (``charts/team_return_mean`` with one policy).
     """
 
     def __init__(self) -> None:
         self._episodes: list[FinishedEpisodes] = []
         self._env: dict[str, list[np.ndarray]] = {}
+        self._teams: dict[str, list[float]] = {}
 
-    def add(self, episodes: FinishedEpisodes, env_metrics: Mapping[str, np.ndarray]) -> None:
+    def add(
+        self,
+        episodes: FinishedEpisodes,
+        env_metrics: Mapping[str, np.ndarray],
+        team_returns: Mapping[str, list[float]] | None = None,
+    ) -> None:
+        """An iteration's episodes, env metrics and team totals (by policy:
+        :class:`~coltra.episodes.TeamReturns`)."""
         self._episodes.append(episodes)
         for key, values in env_metrics.items():
             if key.startswith(("m_", "e_")):
                 self._env.setdefault(key, []).append(np.asarray(values, dtype=np.float64))
+        for policy, totals in (team_returns or {}).items():
+            self._teams.setdefault(policy, []).extend(totals)
 
     def reduce(self, policy_rows: Mapping[str, np.ndarray]) -> dict[str, float]:
         """This row's episode and env entries; the log starts empty again."""
@@ -190,11 +202,15 @@ class EpisodeLog:
             if len(policy_rows) > 1:
                 for policy, rows in policy_rows.items():
                     row.update(_episode_stats(joined.select(rows), f"{policy}/"))
+        for policy, totals in self._teams.items():
+            if totals:
+                prefix = f"{policy}/" if len(policy_rows) > 1 else ""
+                row[f"{prefix}charts/team_return_mean"] = float(np.mean(totals))
         for key, chunks in self._env.items():
             values = np.concatenate(chunks)
             if len(values):
                 row[f"env/{key}_mean"] = float(values.mean())
-        self._episodes, self._env = [], {}
+        self._episodes, self._env, self._teams = [], {}, {}
         return row
 
 

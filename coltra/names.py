@@ -1,16 +1,29 @@
 """Agent names of vectorised envs: agent ``pursuer_0`` of copy 3 is ``pursuer_0&env=3``.
 
-A leaf module so that environments (which make such names) and groups (which map them to
-policies) share one definition without depending on each other.
+A leaf module so that environments (which make such names), groups (which map them to
+policies) and configs (which name policies) share one definition without depending on each
+other.
 """
 
 from __future__ import annotations
 
 import re
 
-__all__ = ["parse_agent_name", "vec_agent_name"]
+__all__ = ["POLICY_NAME", "check_policy_name", "parse_agent_name", "vec_agent_name"]
 
 _VEC_NAME = re.compile(r"^(?P<base>.*)&env=(?P<index>\d+)$")
+#: A policy name: it names a checkpoint directory and prefixes metric names.
+POLICY_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+
+
+def check_policy_name(name: object) -> str:
+    """``name`` if it can name a policy, else a ValueError saying what may."""
+    if not isinstance(name, str) or not POLICY_NAME.match(name):
+        raise ValueError(
+            f"policy name {name!r} must be letters, digits, '_', '-' or '.' (it names a "
+            "checkpoint directory)"
+        )
+    return name
 
 
 def vec_agent_name(base: str, env_index: int) -> str:

@@ -28,7 +28,7 @@ import torch
 from coltra.advantages import compute_gae, explained_variance
 from coltra.agents import Agent
 from coltra.buffers import Action, MemoryRecord, Observation
-from coltra.configs import ConfigError, PPOConfig
+from coltra.configs import ConfigError, PPOConfig, policy_ppo
 from coltra.groups import MacroAgent
 from coltra.timing import PhaseTimes
 
@@ -165,6 +165,8 @@ class CrowdPPOptimizer:
 
     ``config`` is a ``PPOConfig`` or a (partial) dict of its keys; ``{}`` means defaults.
     ``loss_terms`` maps names to extra loss terms (see the module docstring).
+    ``policy_ppo`` gives policies PPO keys of their own (``{"prey": {"lr": 1e-3}}``, as a
+    config's ``policies.<name>.ppo``); :attr:`configs` holds each policy's full config.
     """
 
     def __init__(
@@ -172,21 +174,22 @@ class CrowdPPOptimizer:
         agents: MacroAgent,
         config: Mapping[str, Any] | PPOConfig | None = None,
         loss_terms: Mapping[str, LossTerm] | None = None,
+        policy_ppo: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> None:
+        self.group = agents  # the seed's keyword is `agents`; it is a group
+        unknown = sorted(set(policy_ppo or {}) - set(agents.policies))
+        if unknown:
+            raise KeyError(
+                f"policy_ppo names policies {unknown} the group does not have "
+                f"({agents.policy_names})"
+            )
+        self.policy_ppo = {name: dict(keys) for name, keys in (policy_ppo or {}).items()}
         if isinstance(config, PPOConfig):
             self.config = config
         elif config is None or isinstance(config, Mapping):
             self.config = PPOConfig.from_dict(dict(config or {}))
         else:
             raise TypeError(f"CrowdPPOptimizer config must be a dict or PPOConfig, got {config!r}")
-        cfg = self.config
-        if (cfg.anneal_lr or cfg.ent_coef_final is not None) and cfg.anneal_iterations is None:
-            why = "anneal_lr is true" if cfg.anneal_lr else "ent_coef_final is set"
-            raise ConfigError(
-                f"must be set when {why}: the number of iterations to anneal over (a training "
-                "run sets it to trainer.iterations)",
-                key="ppo.anneal_iterations",
-            )
         self.loss_terms: dict[str, LossTerm] = dict(loss_terms or {})
         for name, term in self.loss_terms.items():
             if not isinstance(name, str) or not name or not callable(term):
@@ -198,14 +201,40 @@ class CrowdPPOptimizer:
                     f"loss term name {name!r} is taken by PPO's own losses/{name}; choose "
                     f"another (taken: {', '.join(PPO_LOSS_METRICS)})"
                 )
-        self.group = agents  # the seed's keyword is `agents`; it is a group
         self.optimizers = {
-            policy: _adam(agents.policies[policy].parameters(), self.config)
+            policy: _adam(agents.policies[policy].parameters(), self.configs[policy])
             for policy in agents.trainable_policies
         }
         self.iteration = 0  # completed calls of train_on_data
         self.rng = np.random.default_rng(self.config.seed)
         self.timing = PhaseTimes()  # of the last update
+
+    @property
+    def config(self) -> PPOConfig:
+        """The run's PPO config; each policy's own is in :attr:`configs`."""
+        return self._config
+
+    @config.setter
+    def config(self, config: PPOConfig) -> None:
+        """Set the run's PPO config (a run extended past its end gets a longer schedule):
+        each policy's is this one with its own keys (``policy_ppo``) on top."""
+        configs = {}
+        for policy in self.group.policies:
+            try:
+                configs[policy] = policy_ppo(config, self.policy_ppo.get(policy, {}))
+            except ConfigError as exc:
+                raise exc.within(f"policies.{policy}.ppo") from None
+        for policy, cfg in configs.items():
+            if (cfg.anneal_lr or cfg.ent_coef_final is not None) and cfg.anneal_iterations is None:
+                why = "anneal_lr is true" if cfg.anneal_lr else "ent_coef_final is set"
+                raise ConfigError(
+                    f"must be set when {why}: the number of iterations to anneal over (a "
+                    "training run sets it to trainer.iterations)",
+                    key=f"policies.{policy}.ppo.anneal_iterations"
+                    if {"anneal_lr", "ent_coef_final"} & set(self.policy_ppo.get(policy, {}))
+                    else "ppo.anneal_iterations",
+                )
+        self._config, self.configs = config, configs
 
     @property
     def agents(self) -> MacroAgent:
@@ -217,9 +246,10 @@ class CrowdPPOptimizer:
         )
         return self.group
 
-    def schedule(self) -> tuple[float, float]:
-        """Learning rate and entropy coefficient for the current iteration (linear)."""
-        cfg = self.config
+    def schedule(self, policy: str | None = None) -> tuple[float, float]:
+        """Learning rate and entropy coefficient for the current iteration (linear), of
+        ``policy``'s config (default: the run's)."""
+        cfg = self.config if policy is None else self.configs[policy]
         progress = 0.0
         if cfg.anneal_iterations:
             progress = min(self.iteration / cfg.anneal_iterations, 1.0)
@@ -234,19 +264,19 @@ class CrowdPPOptimizer:
     ) -> dict[str, float]:
         """One PPO update of each policy in ``data_dict`` on its rollout. Returns metrics,
         prefixed with ``<policy>/`` when the group has several policies."""
-        cfg = self.config
         unknown = [policy for policy in data_dict if policy not in self.group.policies]
         if unknown:
             raise KeyError(
                 f"data for unknown policies {unknown}; the group has {self.group.policy_names}"
             )
-        lr, ent_coef = self.schedule()
         metrics: dict[str, float] = {}
         started, gae_s = time.perf_counter(), 0.0
 
         for policy, record in data_dict.items():
             if policy not in self.optimizers:  # a frozen policy acts but does not learn
                 continue
+            cfg = self.configs[policy]  # the run's PPO config with this policy's own keys
+            lr, ent_coef = self.schedule(policy)
             agent, optimizer = self.group.policies[policy], self.optimizers[policy]
             params = [p for param_group in optimizer.param_groups for p in param_group["params"]]
             for param_group in optimizer.param_groups:
@@ -360,9 +390,11 @@ class CrowdPPOptimizer:
             metrics[f"{prefix}losses/updates"] = float(updates)
             metrics[f"{prefix}losses/early_stop"] = float(stopped_early)
             metrics[f"{prefix}charts/batch_size"] = float(batch_size)
+            if policy in self.policy_ppo:
+                metrics[f"{prefix}charts/learning_rate"] = lr
+                metrics[f"{prefix}charts/ent_coef"] = ent_coef
 
-        metrics["charts/learning_rate"] = lr
-        metrics["charts/ent_coef"] = ent_coef
+        metrics["charts/learning_rate"], metrics["charts/ent_coef"] = self.schedule()
         self.timing = PhaseTimes()
         self.timing.add("gae", gae_s)
         self.timing.add("update", time.perf_counter() - started - gae_s)
@@ -397,5 +429,5 @@ class CrowdPPOptimizer:
             self.optimizers[name].load_state_dict(opt_state)
             # Adam's saved settings would replace the config's (lr is set every update).
             for param_group in self.optimizers[name].param_groups:
-                param_group["eps"] = self.config.adam_eps
+                param_group["eps"] = self.configs[name].adam_eps
         self.rng.bit_generator.state = state["rng"]

@@ -30,6 +30,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,7 @@ from coltra.configs import (
 )
 from coltra.counters import RunCounters
 from coltra.envs import EnvCrashedError, MultiAgentEnv
+from coltra.episodes import TeamReturns
 from coltra.evaluation import evaluation_metrics
 from coltra.groups import MacroAgent
 from coltra.logs import EpisodeLog, MetricSinks
@@ -61,6 +63,7 @@ from coltra.run_dir import (
     resume_command,
 )
 from coltra.runtime import prepare_process, resolve_device, seed_everything
+from coltra.self_play import Snapshots
 from coltra.signals import StopSignals
 from coltra.timing import PhaseTimes
 
@@ -95,9 +98,20 @@ class PPOCrowdTrainer:
         env_factory: Callable[[int | None], MultiAgentEnv] | None = None,
         callbacks: Iterable[Callback] = (),
         loss_terms: Mapping[str, LossTerm] | None = None,
+        policy_ppo: Mapping[str, Mapping[str, Any]] | None = None,
+        snapshots: Mapping[str, str] | None = None,
     ) -> None:
         plan = plan_run(config, seed, resume_from, built_in_python=True)
-        self._build(plan, agents, env, eval_env, env_factory, callbacks, loss_terms)
+        self._build(
+            plan,
+            agents,
+            env,
+            eval_env,
+            env_factory,
+            callbacks,
+            loss_terms,
+            Teams(policy_ppo or {}, snapshots or {}, ()),
+        )
 
     @classmethod
     def from_config(
@@ -115,7 +129,17 @@ class PPOCrowdTrainer:
 
         plan = plan_run(config, seed, resume_from, built_in_python=False)
         prepare_process(plan.config.trainer)  # threads, then seeds: before the weights exist
-        parts = make_parts(plan.config)
+        parts = make_parts(plan.config, resuming=plan.resumed is not None)
+        policies = plan.config.policies
+        teams = Teams(
+            policy_ppo={name: policy.ppo for name, policy in policies.items() if policy.ppo},
+            snapshots={
+                name: policy.snapshot_of
+                for name, policy in policies.items()
+                if policy.snapshot_of is not None
+            },
+            initialised=[name for name, policy in policies.items() if policy.init_from],
+        )
         try:
             trainer = cls.__new__(cls)
             trainer._build(
@@ -126,6 +150,7 @@ class PPOCrowdTrainer:
                 parts.env_factory,
                 callbacks,
                 loss_terms,
+                teams,
             )
         except BaseException:
             parts.env.close()
@@ -159,6 +184,7 @@ class PPOCrowdTrainer:
         env_factory: Callable[[int | None], MultiAgentEnv] | None,
         callbacks: Iterable[Callback],
         loss_terms: Mapping[str, LossTerm] | None,
+        teams: Teams,
     ) -> None:
         self.config: RunConfig = plan.config
         cfg = self.config.trainer
@@ -173,13 +199,19 @@ class PPOCrowdTrainer:
         self.eval_env = eval_env
         self._owns_env = False
         self.callbacks = list(callbacks)
-        self.optimizer = CrowdPPOptimizer(self.group, self.config.ppo, loss_terms)
+        self.optimizer = CrowdPPOptimizer(
+            self.group, self.config.ppo, loss_terms, policy_ppo=teams.policy_ppo
+        )
         self.num_envs = int(getattr(env, "num_envs", 1))
         # What can be checked is checked before the run directory exists (a start that
         # fails leaves no directory that can neither be reused nor resumed).
         check_agents_fit_env(self.group, env)
-        for rows in self.group.policy_rows(env.agent_names).values():
-            minibatch_size(self.config.ppo, len(rows) * cfg.steps)
+        policy_rows = self.group.policy_rows(env.agent_names)
+        for policy, rows in policy_rows.items():
+            if policy in self.optimizer.optimizers:
+                minibatch_size(self.optimizer.configs[policy], len(rows) * cfg.steps)
+        self.snapshots = _snapshots(self.group, teams.snapshots, cfg.snapshot_every)
+        _check_stop_targets(cfg.stop_at_return, self.group)
 
         self.counters = RunCounters(cfg.return_window)
         self.checkpoint_path: Path | None = None
@@ -192,6 +224,7 @@ class PPOCrowdTrainer:
         self._wandb_id: str | None = None
         self._sinks: MetricSinks | None = None
         self._episode_log = EpisodeLog()
+        self._teams = TeamReturns(env.agent_names, policy_rows)
         self._time_totals = PhaseTimes()  # summed over this train()
         self._restarts = EnvRestarts(cfg.restart_crashed_envs, env_factory)
         self._phase = "idle"
@@ -202,6 +235,9 @@ class PPOCrowdTrainer:
             self.run = plan.resumed
             self.run.lock()
         else:
+            if self.snapshots is not None:  # opponents start as their learners, unless loaded
+                targets = [name for name in self.snapshots.pairs if name not in teams.initialised]
+                self.snapshots.take(targets)
             seed_everything(self.seed)
             self.run = RunDirectory.create(
                 cfg.run_dir, space_needed(self.group, cfg.keep_checkpoints)
@@ -299,7 +335,7 @@ class PPOCrowdTrainer:
             while self.counters.iteration < target and not self._stopping():
                 metrics = self._iterate()
                 iteration = self.counters.iteration
-                solved = self.counters.reached(cfg.stop_at_return)
+                solved = self.counters.reached(self._stop_target())
                 run_over = solved or iteration >= cfg.iterations
                 call_over = run_over or iteration >= target or self._stopping()
                 fields = self.counters.progress_fields(metrics.get("charts/SPS", 0.0))
@@ -341,13 +377,23 @@ class PPOCrowdTrainer:
         self._phase = "idle"
 
         env_steps = self.num_envs * cfg.steps
-        agent_steps = int(sum(int(record.mask.sum()) for record in records.values()))
+        policy_steps = {policy: int(record.mask.sum()) for policy, record in records.items()}
+        agent_steps = sum(policy_steps.values())
         finished = self.collector.finished
-        self.counters.add_iteration(env_steps, agent_steps, finished.returns)
-        self._episode_log.add(finished, collected)
+        by_policy = None
+        if len(self.group.policies) > 1:
+            rows = self.group.policy_rows(self.env.agent_names)
+            by_policy = {policy: finished.select(rows[policy]).returns for policy in rows}
+        self.counters.add_iteration(env_steps, agent_steps, finished.returns, by_policy)
+        self._episode_log.add(finished, collected, self._teams.add(finished))
         times = self.collector.timing.merge(self.optimizer.timing)
         self._time_totals = self._time_totals.merge(times)
         metrics.update(times.iteration_metrics(env_steps, agent_steps))
+        if by_policy is not None:
+            for policy, steps in policy_steps.items():
+                metrics[f"{policy}/charts/agent_SPS"] = steps / max(times.total, 1e-9)
+        if self.snapshots is not None:
+            metrics.update(self.snapshots.after_iteration(self.counters.iteration))
         if cfg.on_nonfinite == "drop":
             metrics["charts/nonfinite_dropped"] = float(self.collector.nonfinite_dropped)
         if cfg.restart_crashed_envs > 0 or self.counters.env_restarts:
@@ -398,6 +444,14 @@ class PPOCrowdTrainer:
             self.optimizer.config = self.config.ppo  # the schedule's length may have grown
             self.run.write_config(self.config)
             self._notes += notes
+        return target
+
+    def _stop_target(self) -> float | Mapping[str, float] | None:
+        """``trainer.stop_at_return``; a mapping naming a group's only policy is that
+        policy's number (its window is the run's)."""
+        target = self.config.trainer.stop_at_return
+        if isinstance(target, Mapping) and len(self.group.policies) == 1:
+            return next(iter(target.values()), None)
         return target
 
     def request_stop(self) -> None:
@@ -511,6 +565,41 @@ class PPOCrowdTrainer:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+@dataclass(frozen=True)
+class Teams:
+    """What a run with several policies adds to the group: PPO keys of their own
+    (``policies.<name>.ppo``), snapshots (frozen policy -> the learner it copies) and the
+    policies loaded from ``init_from`` (which a snapshot does not overwrite at the start)."""
+
+    policy_ppo: Mapping[str, Mapping[str, Any]]
+    snapshots: Mapping[str, str]
+    initialised: Iterable[str]
+
+
+def _snapshots(group: MacroAgent, pairs: Mapping[str, str], every: int | None) -> Snapshots | None:
+    if not pairs and every is None:
+        return None
+    if not pairs or every is None:
+        missing = "no policy to snapshot (snapshots=...)" if not pairs else "no snapshot_every"
+        raise TrainerError(
+            f"self-play needs trainer.snapshot_every and policies to copy; this run has {missing}"
+        )
+    try:
+        return Snapshots(group, pairs, every)
+    except ValueError as exc:
+        raise TrainerError(str(exc)) from None
+
+
+def _check_stop_targets(targets: float | Mapping[str, float] | None, group: MacroAgent) -> None:
+    if isinstance(targets, Mapping):
+        unknown = sorted(set(targets) - set(group.policies))
+        if unknown:
+            raise TrainerError(
+                f"trainer.stop_at_return names policies {unknown} the group does not have "
+                f"({group.policy_names})"
+            )
 
 
 def _check_extras(

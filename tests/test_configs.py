@@ -20,6 +20,7 @@ from coltra.configs import (
     List,
     MLPConfig,
     ModelConfig,
+    PolicyConfig,
     PPOConfig,
     RunConfig,
     TrainerConfig,
@@ -105,6 +106,7 @@ def test_defaults_are_the_documented_ones() -> None:
         "device": "auto",
         "torch_threads": 1,
         "log_every": 1,
+        "snapshot_every": None,
         "on_nonfinite": "raise",
         "restart_crashed_envs": 0,
         "progress": True,
@@ -112,7 +114,8 @@ def test_defaults_are_the_documented_ones() -> None:
         "wandb_project": "coltra",
         "wandb_entity": None,
     }
-    assert list(config.to_dict()) == ["trainer", "ppo", "model", "env"]
+    assert list(config.to_dict()) == ["trainer", "ppo", "model", "env", "policies"]
+    assert config.policies == {}
 
 
 def test_list_and_dict_defaults_are_not_shared_between_configs() -> None:
@@ -199,7 +202,7 @@ def test_unknown_nested_key_suggests_the_close_one_and_lists_known_keys() -> Non
 def test_unknown_top_level_key_suggests_the_close_one() -> None:
     message = error_of(lambda: RunConfig.from_dict({"modle": {}}))
     assert message == (
-        "modle: unknown key; did you mean 'model'? (known keys: trainer, ppo, model, env)"
+        "modle: unknown key; did you mean 'model'? (known keys: trainer, ppo, model, env, policies)"
     )
     assert error_of(lambda: PPOConfig.from_dict({"gama": 0.9})).startswith(
         "gama: unknown key; did you mean 'gamma'?"
@@ -208,7 +211,7 @@ def test_unknown_top_level_key_suggests_the_close_one() -> None:
 
 def test_unknown_key_without_a_close_match_lists_known_keys_only() -> None:
     message = error_of(lambda: RunConfig.from_dict({"zzz": 1}))
-    assert message == "zzz: unknown key (known keys: trainer, ppo, model, env)"
+    assert message == "zzz: unknown key (known keys: trainer, ppo, model, env, policies)"
 
 
 def test_non_string_keys_are_config_errors() -> None:
@@ -657,7 +660,8 @@ def test_describe_lists_every_key_with_type_default_and_doc() -> None:
                 keys.append(prefix + key)
         return keys
 
-    assert [row.key for row in rows] == flat(RunConfig().to_dict())
+    policy_keys = [f"policies.<name>.{key}" for key in PolicyConfig.model_fields]
+    assert [row.key for row in rows] == [*flat(RunConfig().to_dict()), "policies", *policy_keys]
     assert all(row.doc and row.type for row in rows)
     by_key = {row.key: row for row in rows}
     assert by_key["ppo.lr"] == ("ppo.lr", "float", 2.5e-4, "Adam learning rate (CleanRL ppo.py).")
@@ -729,7 +733,11 @@ def test_json_schema_describes_config_files_for_editors() -> None:
     schema = RunConfig.json_schema()
     json.dumps(schema)  # plain JSON
     assert schema["additionalProperties"] is False
-    assert set(schema["properties"]) == {"trainer", "ppo", "model", "env"}
+    assert set(schema["properties"]) == {"trainer", "ppo", "model", "env", "policies"}
+    policy_model = schema["$defs"]["PolicyConfig"]["properties"]["model"]
+    assert policy_model == schema["properties"]["model"] | {
+        "description": PolicyConfig.model_fields["model"].description
+    }
     ppo = schema["$defs"]["PPOConfig"]["properties"]
     assert ppo["lr"]["exclusiveMinimum"] == 0 and ppo["lr"]["description"].startswith("Adam")
     variants = schema["properties"]["model"]["anyOf"][0]["oneOf"]
@@ -803,3 +811,81 @@ def test_junk_overrides_either_apply_or_raise_config_error(assignments: list[str
     except ConfigError:
         return
     assert RunConfig.from_dict(config.to_dict()) == config
+
+
+# ----------------------------------------------------------------------------- policies
+
+
+def test_a_policies_section_reads_each_policy_with_defaults() -> None:
+    config = RunConfig.from_dict(
+        {
+            "trainer": {"snapshot_every": 5},
+            "policies": {
+                "red": {"agents": ["a_", "c"], "ppo": {"lr": 1e-3}, "model": {"hidden_sizes": [8]}},
+                "blue": {"frozen": True, "snapshot_of": "red", "init_from": "runs/x:red"},
+            },
+        }
+    )
+    red, blue = config.policies["red"], config.policies["blue"]
+    assert red.prefixes("red") == ["a_", "c"] and blue.prefixes("blue") == ["blue"]
+    assert isinstance(red.model, MLPConfig) and red.model.hidden_sizes == [8]
+    assert blue.model is None and red.ppo == {"lr": 1e-3}
+    assert RunConfig.from_dict(config.to_dict()) == config
+    # --set reaches into a policy, its PPO keys and its model.
+    changed = config.override(["policies.red.ppo.epochs=2", "policies.blue.model.hidden_sizes=[4]"])
+    assert changed.policies["red"].ppo == {"lr": 1e-3, "epochs": 2}
+    assert changed.policies["blue"].model == MLPConfig(hidden_sizes=[4])
+
+
+@pytest.mark.parametrize(
+    ("policies", "trainer", "message"),
+    [
+        ({"a": {"ppo": {"lrr": 1}}}, {}, "policies.a.ppo.lrr: unknown key; did you mean 'lr'?"),
+        ({"a": {"ppo": {"lr": -1}}}, {}, "policies.a.ppo.lr: expected a float > 0, got -1.0"),
+        ({"a": {"ppo": {"seed": 1}}}, {}, "policies.a.ppo.seed: is run-wide"),
+        ({"a/b": {}}, {}, "policies.a/b: policy name 'a/b' must be letters, digits"),
+        (
+            {"a": {"agents": ["x"]}, "b": {"agents": ["x"]}},
+            {},
+            "policies.b.agents: prefix 'x' is taken by policy 'a' already",
+        ),
+        ({"a": {"agents": []}}, {}, "policies.a.agents: expected at least one agent-name prefix"),
+        ({"a": {"frozn": True}}, {}, "policies.a.frozn: unknown key; did you mean 'frozen'?"),
+        (
+            {"a": {}, "b": {"snapshot_of": "a"}},
+            {"snapshot_every": 2},
+            "policies.b.snapshot_of: a policy that takes snapshots must be frozen: true",
+        ),
+        (
+            {"a": {}, "b": {"snapshot_of": "c", "frozen": True}},
+            {"snapshot_every": 2},
+            "policies.b.snapshot_of: names no policy: 'c' (policies: a, b)",
+        ),
+        (
+            {"a": {}, "b": {"snapshot_of": "a", "frozen": True}},
+            {},
+            "policies.b.snapshot_of: needs trainer.snapshot_every",
+        ),
+        (
+            {"a": {"frozen": True}, "b": {"snapshot_of": "a", "frozen": True}},
+            {"snapshot_every": 2},
+            "policies.b.snapshot_of: must name a learning policy to copy",
+        ),
+        ({"a": {"model": {"hidden_sizes": [0]}}}, {}, "policies.a.model.hidden_sizes[0]: expected"),
+        ({"a": {"model": {"class": "Nope"}}}, {}, "policies.a.model.class: unknown model class"),
+        ({"a": {}}, {"stop_at_return": {"bb": 1}}, "trainer.stop_at_return.bb: names no policy"),
+    ],
+)
+def test_a_bad_policies_section_names_the_key(
+    policies: dict[str, Any], trainer: dict[str, Any], message: str
+) -> None:
+    assert error_of(
+        lambda: RunConfig.from_dict({"policies": policies, "trainer": trainer})
+    ).startswith(message)
+
+
+def test_a_policy_that_anneals_gets_the_runs_schedule_length() -> None:
+    config = RunConfig.from_dict(
+        {"trainer": {"iterations": 7}, "policies": {"a": {"ppo": {"anneal_lr": True}}}}
+    )
+    assert finish_run_config(config).ppo.anneal_iterations == 7

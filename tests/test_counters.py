@@ -37,3 +37,28 @@ def test_the_state_round_trips_whole() -> None:
     assert restored == counters
     with pytest.raises(KeyError):
         restored.load_state_dict({"iteration": 1})
+
+
+def test_several_policies_have_their_own_windows_and_stop_targets() -> None:
+    counters = RunCounters(return_window=2)
+    counters.add_iteration(4, 8, [1.0, 3.0, 0.0], {"red": [1.0, 3.0], "blue": [0.0]})
+    assert counters.policy_window_return("red") == 2.0
+    assert counters.policy_window_return("blue") == 0.0
+    assert math.isnan(counters.policy_window_return("green"))
+    # Each named policy needs a full window reaching its target.
+    assert counters.reached({"red": 2.0})
+    assert not counters.reached({"red": 2.0, "blue": 0.0})  # blue's window is not full
+    counters.add_iteration(4, 8, [5.0], {"blue": [5.0]})
+    assert counters.reached({"red": 2.0, "blue": 2.5}) and not counters.reached({"blue": 2.6})
+    assert counters.summary()["red/return_mean"] == 2.0
+    assert counters.log_row()["blue/charts/episode_return_window"] == 2.5
+    # The progress line shows each policy's return, not a mean over teams.
+    assert counters.progress_fields(10.0) == {
+        "steps": "8",
+        "SPS": "10",
+        "red return": "2.0",
+        "blue return": "2.5",
+    }
+    restored = RunCounters(return_window=2)
+    restored.load_state_dict(counters.state_dict())
+    assert restored == counters

@@ -20,10 +20,12 @@ from coltra.configs.sections import (
     EnvConfig,
     MLPConfig,
     ModelConfig,
+    PolicyConfig,
     PPOConfig,
     RunConfig,
     TrainerConfig,
     WrapperConfig,
+    policy_ppo,
     register_model_config,
 )
 from coltra.configs.yaml_io import load_yaml_mapping
@@ -40,6 +42,7 @@ __all__ = [
     "MLPConfig",
     "ModelConfig",
     "PPOConfig",
+    "PolicyConfig",
     "RunConfig",
     "TrainerConfig",
     "WrapperConfig",
@@ -49,6 +52,7 @@ __all__ = [
     "extend_run_config",
     "finish_run_config",
     "load_yaml_mapping",
+    "policy_ppo",
     "register_model_config",
     "resume_run_config",
     "type_name",

@@ -276,9 +276,22 @@ def _describe(config: Config, prefix: str) -> list[FieldInfo]:
         value = getattr(config, name)
         if isinstance(value, Config):  # a nested section: list its keys, with its defaults
             rows.extend(_describe(value, key))
-        else:
-            rows.append(FieldInfo(key, type_name(field.annotation), value, field.description or ""))
+            continue
+        rows.append(FieldInfo(key, type_name(field.annotation), value, field.description or ""))
+        entry = _mapping_of_sections(field.annotation)
+        if entry is not None:  # sections by name (policies): their keys under <name>
+            rows.extend(_describe(entry(), join_key(key, "<name>")))
     return rows
+
+
+def _mapping_of_sections(hint: Any) -> type[Config] | None:
+    """``PolicyConfig`` for a field declared ``dict[str, PolicyConfig]``, else None."""
+    base, _, _ = _unwrap(hint)
+    if typing.get_origin(base) is dict:
+        args = typing.get_args(base)
+        if len(args) == 2 and isinstance(args[1], type) and issubclass(args[1], Config):
+            return args[1]
+    return None
 
 
 def _copy_plain(value: Any) -> Any:
@@ -588,7 +601,9 @@ def _assign(cls: type[Config], data: dict[str, Any], text: str) -> str:
             node = child
     nested = _section_type(hint)
     if nested is not None:
-        example = f"{key}.{next(iter(nested.model_fields))}=..."
+        current = node.get(parts[-1])
+        fields = list(nested.section_class(current if current is not None else {}).model_fields)
+        example = f"{key}.{fields[0] if fields else 'class'}=..."
         raise ConfigError(f"is a section; set its keys one by one, e.g. {example}", key=key)
     value = parse_yaml_value(raw)
     base, _, _ = _unwrap(hint)

@@ -55,6 +55,13 @@ def finish_run_config(
         "ppo": {"seed": seed, "anneal_iterations": _schedule_length(config)},
     }
     if built_in_python:
+        if config.policies:
+            raise ConfigError(
+                "describes the policies a config builds, but this group was built in Python: "
+                "give PPOCrowdTrainer policy_ppo= and snapshots= instead, or build the run "
+                "with PPOCrowdTrainer.from_config",
+                key="policies",
+            )
         changes.update(model=None, env=None)
     return config.update(changes)
 
@@ -93,7 +100,7 @@ def _extended(before: RunConfig, after: RunConfig) -> tuple[RunConfig, list[str]
     unchanged by the user) grows with it; notes say when the schedule changed, or when it
     ends before the run does and the learning rate is 0 from there."""
     notes: list[str] = []
-    anneals = after.ppo.anneal_lr or after.ppo.ent_coef_final is not None
+    anneals = _any_anneals(after)
     old_total, new_total = before.trainer.iterations, after.trainer.iterations
     old_length = before.ppo.anneal_iterations
     if anneals and new_total > old_total and after.ppo.anneal_iterations == old_total == old_length:
@@ -118,6 +125,7 @@ def check_same_setup(saved: RunConfig, new: RunConfig, run_dir: Path) -> None:
     pairs: list[tuple[str, Any, Any]] = [
         ("model", _plain(saved.model), _plain(new.model)),
         ("env", _setup_keys(saved), _setup_keys(new)),
+        ("policies", _policy_setup(saved), _policy_setup(new)),
     ]
     for section, old, current in pairs:
         found = first_difference(old, current, section)
@@ -141,6 +149,15 @@ def _setup_keys(config: RunConfig) -> dict[str, Any] | None:
     return {key: env[key] for key in SETUP_ENV_KEYS}
 
 
+def _policy_setup(config: RunConfig) -> dict[str, Any]:
+    """What each policy is: its agents and its model (its PPO keys may change on resume;
+    init_from matters only at the start, a resumed run loads its own checkpoint)."""
+    return {
+        name: {"agents": policy.prefixes(name), "model": _plain(policy.model)}
+        for name, policy in config.policies.items()
+    }
+
+
 def first_difference(a: Any, b: Any, path: str) -> tuple[str, Any, Any] | None:
     """The first key path where two plain-data trees differ, with both values."""
     if isinstance(a, dict) and isinstance(b, dict):
@@ -156,12 +173,21 @@ def first_difference(a: Any, b: Any, path: str) -> tuple[str, Any, Any] | None:
 
 
 def _schedule_length(config: RunConfig) -> int | None:
-    """``ppo.anneal_iterations``, or the whole run when the config anneals without one."""
+    """``ppo.anneal_iterations``, or the whole run when the config (or a policy's own PPO
+    keys) anneals without one."""
     ppo = config.ppo
     if ppo.anneal_iterations is not None:
         return ppo.anneal_iterations
-    anneals = ppo.anneal_lr or ppo.ent_coef_final is not None
-    return config.trainer.iterations if anneals else None
+    return config.trainer.iterations if _any_anneals(config) else None
+
+
+def _any_anneals(config: RunConfig) -> bool:
+    """The run's PPO config, or one policy's, anneals its learning rate or entropy weight."""
+    base = config.ppo.to_dict()
+    return any(
+        bool(ppo["anneal_lr"]) or ppo["ent_coef_final"] is not None
+        for ppo in [base, *({**base, **policy.ppo} for policy in config.policies.values())]
+    )
 
 
 def _new_run_dir(name: str, now: datetime | None) -> str:

@@ -24,7 +24,8 @@ from pydantic import (
 )
 
 from coltra.configs.base import Config, Float, Int, List, YamlValue, custom_error
-from coltra.configs.errors import show, suggest
+from coltra.configs.errors import ConfigError, join_key, show, suggest
+from coltra.names import check_policy_name
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -32,9 +33,11 @@ __all__ = [
     "MLPConfig",
     "ModelConfig",
     "PPOConfig",
+    "PolicyConfig",
     "RunConfig",
     "TrainerConfig",
     "WrapperConfig",
+    "policy_ppo",
     "register_model_config",
 ]
 
@@ -361,10 +364,10 @@ class TrainerConfig(Config):
     keep_checkpoints: PositiveInt = Field(
         3, description="How many of the newest checkpoints to keep; older ones are deleted."
     )
-    stop_at_return: Float | None = Field(
+    stop_at_return: Float | dict[Name, Float] | None = Field(
         None,
         description="Stop early once the mean return of the last return_window episodes "
-        "reaches this.",
+        "reaches this; {policy: return, ...} = once each named policy's does.",
     )
     return_window: PositiveInt = Field(
         20,
@@ -394,6 +397,11 @@ class TrainerConfig(Config):
         "env workers); null = as is.",
     )
     log_every: PositiveInt = Field(1, description="Log metrics every this many iterations.")
+    snapshot_every: PositiveInt | None = Field(
+        None,
+        description="Self-play: every this many iterations, each policy with snapshot_of "
+        "gets a copy of that policy's weights; null = never.",
+    )
     on_nonfinite: Literal["raise", "drop"] = Field(
         "raise",
         description="NaN/inf from the env: 'raise' an error naming agent and step, or 'drop' "
@@ -421,6 +429,63 @@ class TrainerConfig(Config):
     )
 
 
+# ----------------------------------------------------------------------------- policies
+
+#: PPO keys a policy cannot set for itself: one shuffling RNG serves every policy.
+RUN_WIDE_PPO_KEYS = ("seed",)
+
+
+class PolicyConfig(Config):
+    """One policy of a run with several (``policies.<name>``): which agents it acts for,
+    its networks, and how it learns."""
+
+    agents: List[str] | None = Field(
+        None,
+        description="Agent-name prefixes this policy acts for (the longest matching prefix of "
+        "any policy wins; '' = every agent no other prefix takes); null = [its own name].",
+    )
+    model: ModelConfig | None = Field(
+        None,
+        description="Its networks (a model section, sized from its agents' spaces); null = the "
+        "run's model section.",
+    )
+    ppo: dict[str, YamlValue] = Field(
+        {},
+        description="PPO keys that differ for this policy (lr, ent_coef, epochs, clip_coef, "
+        "...); the others are the run's ppo section.",
+    )
+    frozen: bool = Field(False, description="Acts but never learns: a fixed opponent or teammate.")
+    init_from: str | None = Field(
+        None,
+        description="Start from saved weights: a run directory (its newest checkpoint) or a "
+        "checkpoint, with :POLICY to pick one of its policies (default: this name, or its only "
+        "one).",
+    )
+    snapshot_of: str | None = Field(
+        None,
+        description="Self-play: this frozen policy gets a copy of that learning policy's "
+        "weights every trainer.snapshot_every iterations (at the start too, unless init_from).",
+    )
+
+    _model_section = field_validator("model", mode="wrap")(_model_section)
+
+    def prefixes(self, name: str) -> list[str]:
+        """The agent-name prefixes of the policy called ``name``."""
+        return list(self.agents) if self.agents is not None else [name]
+
+
+def policy_ppo(base: PPOConfig, overrides: dict[str, Any]) -> PPOConfig:
+    """The PPO config of a policy: ``base`` with the policy's own keys; a ConfigError (key
+    relative to the overrides) for an unknown, run-wide or bad key."""
+    for key in overrides:
+        if key in RUN_WIDE_PPO_KEYS:
+            raise ConfigError(
+                "is run-wide (one minibatch shuffling for every policy): set ppo.seed", key=key
+            )
+    merged = {**base.to_dict(), **overrides}
+    return PPOConfig.from_dict(merged)
+
+
 # ----------------------------------------------------------------------------- the run
 
 
@@ -443,8 +508,85 @@ class RunConfig(Config):
         default_factory=EnvConfig,
         description="Environment and vectorisation; null = built in Python.",
     )
+    policies: dict[str, PolicyConfig] = Field(
+        {},
+        description="Several policies, by name (see PolicyConfig); {} = one policy shared by "
+        "every agent.",
+    )
 
     _model_section = field_validator("model", mode="wrap")(_model_section)
+
+    @model_validator(mode="after")
+    def _check_policies(self) -> RunConfig:
+        """Names that can name checkpoint directories, each prefix taken once, PPO keys that
+        exist, snapshots between a learning and a frozen policy, and stop targets of known
+        policies."""
+        owners: dict[str, str] = {}
+        for name, policy in self.policies.items():
+            try:
+                check_policy_name(name)
+            except ValueError as exc:
+                raise custom_error(str(exc), f"policies.{name}") from None
+            prefixes = policy.prefixes(name)
+            if not prefixes:
+                raise custom_error(
+                    "expected at least one agent-name prefix ('' for every agent)",
+                    f"policies.{name}.agents",
+                )
+            for prefix in prefixes:
+                if prefix in owners:
+                    raise custom_error(
+                        f"prefix {prefix!r} is taken by policy {owners[prefix]!r} already; a "
+                        "prefix sends its agents to one policy",
+                        f"policies.{name}.agents",
+                    )
+                owners[prefix] = name
+            try:
+                policy_ppo(self.ppo, policy.ppo)
+            except ConfigError as exc:
+                raise custom_error(exc.problem, join_key(f"policies.{name}.ppo", exc.key)) from None
+            self._check_snapshot(name, policy)
+        self._check_stop_targets()
+        return self
+
+    def _check_snapshot(self, name: str, policy: PolicyConfig) -> None:
+        source = policy.snapshot_of
+        key = f"policies.{name}.snapshot_of"
+        if source is None:
+            return
+        if source not in self.policies:
+            raise custom_error(
+                f"names no policy: {show(source)}{suggest(source, self.policies)} (policies: "
+                f"{', '.join(self.policies)})",
+                key,
+            )
+        if source == name or self.policies[source].frozen:
+            raise custom_error(
+                f"must name a learning policy to copy, not {show(source)} (frozen or itself)", key
+            )
+        if not policy.frozen:
+            raise custom_error(
+                "a policy that takes snapshots must be frozen: true (otherwise it learns, and "
+                "each snapshot overwrites what it learned)",
+                key,
+            )
+        if self.trainer.snapshot_every is None:
+            raise custom_error(
+                "needs trainer.snapshot_every: how many iterations between snapshots", key
+            )
+
+    def _check_stop_targets(self) -> None:
+        targets = self.trainer.stop_at_return
+        if not isinstance(targets, dict):
+            return
+        known = list(self.policies) or ["crowd"]
+        for policy in targets:
+            if policy not in known:
+                raise custom_error(
+                    f"names no policy: {show(policy)}{suggest(policy, known)} (policies: "
+                    f"{', '.join(known)})",
+                    f"trainer.stop_at_return.{policy}",
+                )
 
     @property
     def built_in_python(self) -> bool:
@@ -467,8 +609,13 @@ class RunConfig(Config):
                 sub["required"] = ["class", *sub.get("required", [])]
             definitions[config_class.__name__] = sub
             variants.append({"$ref": f"#/$defs/{config_class.__name__}"})
+        model = {"anyOf": [{"oneOf": variants}, {"type": "null"}]}
         schema["properties"]["model"] = {
             "description": cls.model_fields["model"].description,
-            "anyOf": [{"oneOf": variants}, {"type": "null"}],
+            **model,
+        }
+        definitions["PolicyConfig"]["properties"]["model"] = {
+            "description": PolicyConfig.model_fields["model"].description,
+            **model,
         }
         return schema

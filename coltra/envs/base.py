@@ -36,7 +36,7 @@ import numpy as np
 
 from coltra.buffers import Action, Observation
 from coltra.envs.blocks import Block, BlockLayout, block_view
-from coltra.envs.spaces import LayoutActions
+from coltra.envs.spaces import LayoutActions, ObservationCodec
 from coltra.names import parse_agent_name, vec_agent_name
 
 if TYPE_CHECKING:
@@ -467,7 +467,8 @@ class MultiAgentEnv:
         )
 
     def _fill_missing(self, rows: list[Observation | None]) -> list[Observation]:
-        """Rows without any observation yet as zeros shaped like another of their block."""
+        """Rows without any observation yet as zeros shaped like another of their block (or,
+        when none of the block is present, like its observation space's fields)."""
         layout = self.layout
         filled: list[Observation] = []
         for row, value in enumerate(rows):
@@ -475,11 +476,12 @@ class MultiAgentEnv:
                 block = layout.blocks[int(layout.block_of_row[row])]
                 template = next((rows[r] for r in block.rows if rows[r] is not None), None)
                 if template is None:
-                    raise ValueError(
-                        f"{type(self).__name__} returned no observation for any agent of block "
-                        f"{block.name or 'all'!r}"
+                    fields = ObservationCodec(block.observation_space).fields
+                    value = Observation(
+                        **{name: np.zeros(shape, dtype) for name, (shape, dtype) in fields.items()}
                     )
-                value = template.map(np.zeros_like)
+                else:
+                    value = template.map(np.zeros_like)
             filled.append(value)
         return filled
 

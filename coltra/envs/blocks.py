@@ -64,12 +64,25 @@ def _stem(agent_name: str) -> str:
     return re.sub(r"[_\-]?\d+$", "", base)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class BlockLayout:
     """The blocks of an env's rows, and which block each row is in."""
 
     blocks: tuple[Block, ...]
     block_of_row: np.ndarray  # [rows] index into blocks
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, BlockLayout):
+            return NotImplemented
+        return (
+            len(self.blocks) == len(other.blocks)
+            and all(
+                a == b and np.array_equal(a.rows, b.rows) for a, b in zip(self.blocks, other.blocks)
+            )
+            and np.array_equal(self.block_of_row, other.block_of_row)
+        )
+
+    __hash__ = None  # type: ignore[assignment]  # holds arrays
 
     @classmethod
     def single(

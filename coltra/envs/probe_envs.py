@@ -14,6 +14,11 @@ array operation, and vectorise like any other env.
 
 With ``continuous=True`` the action-dependent envs take a Box(-1, 1, (1,)) action and pay
 ``1 - (a - target) ** 2`` with target ``+0.5`` (or ``0.5 * s``).
+
+``TwoTeamsEnv`` ("teams") has two teams with their own spaces, for several policies: team
+``a`` sees a one-hot of c in {0, 1, 2} and is paid 1 for action ``c % 2`` (of 2), team ``b``
+sees a one-hot of c in {0..4} and is paid 1 for action ``c % 4`` (of 4). A random team earns
+1/2 and 1/4 per step; a correct learner earns 1 in both.
 """
 
 from __future__ import annotations
@@ -25,16 +30,18 @@ import numpy as np
 
 from coltra.buffers import Action, Observation
 from coltra.envs.base import MultiAgentEnv, StepBatch
-from coltra.envs.spaces import ActionCodec
+from coltra.envs.spaces import ActionCodec, LayoutActions
 
 __all__ = [
     "PROBE_ENVS",
+    "TEAM_PROBE_ENVS",
     "ActionRewardEnv",
     "ConstantRewardEnv",
     "DelayedRewardEnv",
     "ObsActionRewardEnv",
     "ObservedRewardEnv",
     "ProbeEnv",
+    "TwoTeamsEnv",
 ]
 
 
@@ -209,3 +216,94 @@ PROBE_ENVS: dict[str, type[ProbeEnv]] = {
     "obs_action": ObsActionRewardEnv,
     "delayed": DelayedRewardEnv,
 }
+
+
+class TwoTeamsEnv(MultiAgentEnv):
+    """Two teams with different spaces and known best actions (see the module docstring):
+    ``team_a`` agents ``a_0, a_1, ...`` (obs 3, 2 actions) and ``team_b`` agents ``b_0,
+    ...`` (obs 5, 4 actions), episodes of ``episode_length`` steps, a new c every step.
+    The batch view has the blocks ``a`` and ``b`` (``a/vector`` ``[rows, 3]``, ...)."""
+
+    default_backend: ClassVar[str] = "inprocess"
+    TEAMS = (("a", 3, 2), ("b", 5, 4))  # name, observation size, actions
+
+    def __init__(self, team_a: int = 1, team_b: int = 1, *, episode_length: int = 1) -> None:
+        for key, value in (
+            ("team_a", team_a),
+            ("team_b", team_b),
+            ("episode_length", episode_length),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{key} must be a whole number >= 1, got {value!r}")
+        self.episode_length = episode_length
+        counts = (team_a, team_b)
+        self.agent_names = [
+            f"{name}_{i}" for (name, _, _), count in zip(self.TEAMS, counts) for i in range(count)
+        ]
+        obs_spaces, action_spaces = {}, {}
+        for (name, size, actions), count in zip(self.TEAMS, counts):
+            for i in range(count):
+                obs_spaces[f"{name}_{i}"] = gym.spaces.Box(0.0, 1.0, (size,), np.float32)
+                action_spaces[f"{name}_{i}"] = gym.spaces.Discrete(actions)
+        self.set_agent_spaces(obs_spaces, action_spaces)
+        self._actions = LayoutActions(self.layout)
+        self._rng = np.random.default_rng()
+        self._t = 0
+        self._classes = np.zeros(self.num_agents, np.int64)  # [rows] c of each agent
+        self._episode_reward = np.zeros(self.num_agents, np.float32)
+
+    def _observe(self) -> Observation:
+        """A new c for every agent, as one-hots in its team's field."""
+        fields = {}
+        for (name, size, _), block in zip(self.TEAMS, self.layout.blocks):
+            self._classes[block.rows] = self._rng.integers(0, size, len(block.rows))
+            vector = np.zeros((self.num_agents, size), np.float32)
+            vector[block.rows, self._classes[block.rows]] = 1.0
+            fields[f"{name}/vector"] = vector
+        return Observation(**fields)
+
+    def best_actions(self) -> np.ndarray:
+        """The action each agent is paid for now. ``[rows]``"""
+        best = np.zeros(self.num_agents, np.int64)
+        for (_, _, actions), block in zip(self.TEAMS, self.layout.blocks):
+            best[block.rows] = self._classes[block.rows] % actions
+        return best
+
+    def reset_batch(self, seed: int | None = None) -> StepBatch:
+        if seed is not None:
+            self._rng = np.random.default_rng(seed)
+        self._t = 0
+        self._episode_reward[:] = 0.0
+        return self._remember(StepBatch.first(self._observe()))
+
+    def step_batch(self, actions: Action) -> StepBatch:
+        active = self._check_ready()
+        checked = self._actions.check_batch(actions, self.num_agents, active)
+        chosen = np.zeros(self.num_agents, np.int64)
+        for (name, _, _), block in zip(self.TEAMS, self.layout.blocks):
+            chosen[block.rows] = checked[f"{name}/discrete"][block.rows]
+        reward = (chosen == self.best_actions()).astype(np.float32)
+        self._episode_reward += reward
+        self._t += 1
+        ended = self._t >= self.episode_length
+        rows = self.num_agents
+        obs = self._observe()
+        batch = StepBatch(
+            obs=obs,
+            reward=reward,
+            terminated=np.full(rows, ended),
+            truncated=np.zeros(rows, bool),
+            active=np.full(rows, not ended),
+        )
+        if ended:
+            batch.final_obs = obs
+            batch.metrics = {
+                "e_episode_reward": self._episode_reward.copy(),
+                "e_episode_length": np.full(rows, self._t, dtype=np.float32),
+            }
+            self._episode_reward[:] = 0.0
+        return self._remember(batch)
+
+
+#: Probe envs with several teams of their own spaces (for several policies).
+TEAM_PROBE_ENVS: dict[str, type[MultiAgentEnv]] = {"teams": TwoTeamsEnv}

@@ -331,6 +331,8 @@ class LayoutActions:
             ActionCodec(block.action_space, block.prefix, None if layout.is_single else block.rows)
             for block in layout.blocks
         ]
+        # One agent's own Action names its plain field ("discrete"), whatever its block.
+        self._item_codecs = [ActionCodec(block.action_space) for block in layout.blocks]
 
     @property
     def single(self) -> ActionCodec | None:
@@ -358,18 +360,12 @@ class LayoutActions:
         block_of_row = self.layout.block_of_row
         for row, name in enumerate(agent_names):
             if name in actions:
-                codec = self.codecs[int(block_of_row[row])]
-                plain = _plain(actions[name], codec)
-                stacked[codec.field][row] = codec.check_item(plain, f"action for agent '{name}'")
+                block = int(block_of_row[row])
+                values = self._item_codecs[block].check_item(
+                    actions[name], f"action for agent '{name}'"
+                )
+                stacked[self.codecs[block].field][row] = values
         return Action(**stacked)
-
-
-def _plain(action: object, codec: ActionCodec) -> object:
-    """One agent's Action as its codec reads it: a block's codec reads ``<block>/discrete``,
-    while an agent's own Action says ``discrete``."""
-    if not codec.prefix or not isinstance(action, Action):
-        return action
-    return Action(**{codec.prefix + name: value for name, value in action.items()})
 
 
 def action_batch_from_dict(
