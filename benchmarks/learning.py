@@ -12,6 +12,10 @@ then one JSON line.
     python benchmarks/learning.py                      # both tasks, 3 seeds, Coltra and SB3
     python benchmarks/learning.py --env CartPole-v1 --seeds 3 --steps 100000
     python benchmarks/learning.py --peers none         # Coltra only
+    python benchmarks/learning.py --env simple_speaker_listener_v4 --seeds 3   # multi-agent
+
+The multi-agent tasks (mpe2 simple_speaker_listener_v4 and simple_tag_v3, magent2 battle_v4)
+run in ``benchmarks/multiagent.py``, which this script hands them to (see its docstring).
 
 Settings that cannot be matched exactly in SB3 (see ``sb3_kwargs``):
 
@@ -421,6 +425,13 @@ def _text(value: float | None, spec: str, missing: str = "-") -> str:
 
 
 def main() -> None:
+    if _multiagent_task(sys.argv[1:]):  # several policies: benchmarks/multiagent.py
+        import multiagent
+
+        argv = sys.argv[1:]
+        index = argv.index("--env")
+        multiagent.main([*argv[:index], "--task", *argv[index + 1 :]])
+        return
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--env", choices=[*TASKS, "all"], default="all")
     parser.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1")
@@ -473,6 +484,13 @@ def main() -> None:
         "summary": summaries,
     }
     print(_json(summary))
+
+
+def _multiagent_task(argv: Sequence[str]) -> bool:
+    """``--env`` names one of the multi-agent tasks (``benchmarks/multiagent.py``)."""
+    import multiagent
+
+    return "--env" in argv[:-1] and argv[argv.index("--env") + 1] in multiagent.TASKS
 
 
 def _json(data: dict[str, Any]) -> str:

@@ -53,8 +53,9 @@ def test_the_python_blocks_run_in_order_as_written(tmp_path: Path) -> None:
         MLPConfig.describe_markdown(),
         PPOConfig.describe_markdown(),
         RunConfig.describe_markdown(["trainer", "env"]),
+        RunConfig.describe_markdown(["policies"]),
     ],
-    ids=["model", "ppo", "trainer and env"],
+    ids=["model", "ppo", "trainer and env", "policies"],
 )
 def test_the_config_tables_are_the_generated_ones(table: str) -> None:
     assert table in README
@@ -63,3 +64,8 @@ def test_the_config_tables_are_the_generated_ones(table: str) -> None:
 def test_every_example_the_readme_names_exists() -> None:
     for name in re.findall(r"`examples/([\w]+\.py)`", README):
         assert (ROOT / "examples" / name).is_file(), name
+
+
+def test_the_teams_guide_shows_the_shipped_yaml() -> None:
+    shipped = (ROOT / "scripts" / "configs" / "teams_config.yaml").read_text(encoding="utf-8")
+    assert f"```yaml\n{shipped}```" in README

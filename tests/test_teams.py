@@ -399,6 +399,14 @@ def test_a_group_built_in_python_takes_policy_keys_as_arguments(tmp_path: Path) 
                 ),
                 snapshots={"blue": "red"},
             )
+        with pytest.raises(TrainerError, match=r"names policies \['green'\]"):
+            PPOCrowdTrainer(
+                group,
+                env,
+                RunConfig.from_dict(plain).update(
+                    {"trainer": {"run_dir": str(tmp_path / "d"), "stop_at_return": {"green": 1}}}
+                ),
+            )
         cfg = RunConfig.from_dict(plain).update({"trainer": {"run_dir": str(tmp_path / "c")}})
         with PPOCrowdTrainer(group, env, cfg, policy_ppo={"blue": {"lr": 0.25}}) as trainer:
             assert trainer.optimizer.configs["blue"].lr == 0.25

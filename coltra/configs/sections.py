@@ -577,9 +577,9 @@ class RunConfig(Config):
 
     def _check_stop_targets(self) -> None:
         targets = self.trainer.stop_at_return
-        if not isinstance(targets, dict):
-            return
-        known = list(self.policies) or ["crowd"]
+        if not isinstance(targets, dict) or not self.policies:
+            return  # without a policies: section the trainer checks them against its group
+        known = list(self.policies)
         for policy in targets:
             if policy not in known:
                 raise custom_error(

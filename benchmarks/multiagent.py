@@ -1,0 +1,479 @@
+"""Does Coltra learn standard multi-agent tasks with several policies?
+
+Each task trains Coltra's policies (``PPOCrowdTrainer``, independent PPO per policy, nothing
+shared between teams) on a PettingZoo-API env from ``mpe2`` or ``magent2``, in one or more
+phases, and reports per policy: the return of uniformly random play, the training curve
+(a PNG), and the final evaluation, next to the published anchor converted to the same reward
+convention (see ``TASKS``: each says where its anchor comes from and how it was converted).
+
+    python benchmarks/learning.py --env simple_speaker_listener_v4 --seeds 3
+    python benchmarks/learning.py --env simple_tag_v3
+    python benchmarks/learning.py --env battle_v4
+    python benchmarks/multiagent.py --task simple_tag_v3 --steps 3200   # a smoke run
+
+Reward convention everywhere: the return of one agent, the sum of its rewards over one
+episode, as the env gives them (mpe2: ``max_cycles=25`` steps; magent2 battle: 1000 steps).
+Training curves show ``<policy>/charts/episode_return_mean`` against env steps (one env step
+moves every agent of a copy once). Runs go to ``benchmarks/runs/`` (not committed), curves to
+``benchmarks/results/<task>_seed<N>.png`` (``--out`` elsewhere).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import platform
+import shutil
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from coltra.agents import Agent, RandomAgent
+from coltra.collectors import join_policy_actions, plan_policies, policy_views, step_env
+from coltra.configs import RunConfig
+from coltra.envs import MultiAgentEnv
+from coltra.evaluation import evaluate_episodes
+from coltra.factory import make_env, make_group
+from coltra.groups import MacroAgent, MultiPolicyGroup
+from coltra.names import parse_agent_name
+from coltra.trainers import PPOCrowdTrainer
+
+HERE = Path(__file__).resolve().parent
+
+MPE = {"max_cycles": 25, "continuous_actions": False}
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One training run of a task: which policies learn, which play uniformly at random
+    (``RandomAgent``), for how many env steps. Later phases continue from the weights the
+    earlier ones left."""
+
+    name: str
+    env_steps: int
+    learning: tuple[str, ...]
+    random: tuple[str, ...] = ()
+    snapshots: Mapping[str, str] = field(default_factory=dict)  # frozen -> learner it copies
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    config: dict[str, Any]  # a RunConfig: env, policies, ppo, model, trainer.steps
+    phases: tuple[Phase, ...]
+    eval_episodes: int  # agent-episodes of the random-play and final evaluations
+    eval_copies: int  # env copies they play on, side by side
+    deterministic_eval: bool  # False where an opponent is random (a stochastic game)
+    goal: Mapping[str, float]  # policy -> final evaluation return the issue asks for
+    anchor: str  # the published number and its source, in our convention
+    conversion: str  # how the published number was converted
+    random_note: str  # the random-play returns the issue quotes
+    kill_ratio: bool = False  # magent2 battle: deaths caused / deaths suffered vs random
+
+
+TASKS: dict[str, Task] = {
+    "simple_speaker_listener_v4": Task(
+        name="simple_speaker_listener_v4",
+        config={
+            "trainer": {"steps": 100, "save_every": 100, "return_window": 200},
+            "env": {
+                "kind": "pettingzoo",
+                "env_name": "mpe2.simple_speaker_listener_v4",
+                "env_kwargs": MPE,
+                "workers": 2,
+                "envs_per_worker": 16,
+            },
+            # MAPPO's MPE settings (Yu et al. 2021): lr 7e-4, 10 epochs of one minibatch,
+            # entropy 0.01, 64-unit networks; here without its centralised critic (IPPO).
+            "ppo": {"lr": 7e-4, "epochs": 10, "num_minibatches": 1, "ent_coef": 0.01},
+            "model": {"hidden_sizes": [64, 64]},
+            "policies": {"speaker": {"agents": ["speaker"]}, "listener": {"agents": ["listener"]}},
+        },
+        phases=(Phase("cooperate", 2_000_000, ("speaker", "listener")),),
+        eval_episodes=1024,
+        eval_copies=8,
+        deterministic_eval=True,
+        goal={"speaker": -12.0, "listener": -12.0},
+        anchor="see benchmarks/RESULTS.md (MAPPO paper, EPyMARL)",
+        conversion="see benchmarks/RESULTS.md",
+        random_note="random play ~ -41.8 per agent (issue 13)",
+    ),
+    "simple_tag_v3": Task(
+        name="simple_tag_v3",
+        config={
+            "trainer": {"steps": 100, "save_every": 100, "return_window": 200},
+            "env": {
+                "kind": "pettingzoo",
+                "env_name": "mpe2.simple_tag_v3",
+                "env_kwargs": {**MPE, "num_good": 1, "num_adversaries": 3, "num_obstacles": 2},
+                "workers": 2,
+                "envs_per_worker": 16,
+            },
+            "ppo": {"lr": 7e-4, "epochs": 10, "num_minibatches": 1, "ent_coef": 0.01},
+            "model": {"hidden_sizes": [64, 64]},
+            "policies": {"adversary": {"agents": ["adversary"]}, "prey": {"agents": ["agent"]}},
+        },
+        phases=(
+            Phase("adversaries vs random prey", 1_000_000, ("adversary",), random=("prey",)),
+            Phase("both learn", 1_000_000, ("adversary", "prey")),
+        ),
+        eval_episodes=1024,
+        eval_copies=8,
+        deterministic_eval=False,
+        goal={},
+        anchor="no convertible published return (see benchmarks/RESULTS.md)",
+        conversion="see benchmarks/RESULTS.md",
+        random_note="random adversaries and prey: adversary ~ 3.3, prey ~ -16.2 (issue 13)",
+    ),
+    "battle_v4": Task(
+        name="battle_v4",
+        config={
+            "trainer": {"steps": 64, "save_every": 100, "return_window": 2000},
+            "env": {
+                "kind": "pettingzoo",
+                "env_name": "magent2.environments.battle_v4",
+                "env_kwargs": {"map_size": 45, "max_cycles": 1000},
+                "workers": 2,
+                "envs_per_worker": 1,
+            },
+            "ppo": {"lr": 3e-4, "epochs": 4, "num_minibatches": 4, "ent_coef": 0.01},
+            # A flat 845-number view into 64 units: the small CNN costs 20x the update time
+            # on a CPU (54 s against 2.4 s for 6 iterations on the development machine).
+            "model": {"hidden_sizes": [64], "image_encoder": "flatten"},
+            "policies": {
+                "red": {"agents": ["red"]},
+                "blue": {"agents": ["blue"], "frozen": True},
+            },
+        },
+        phases=(Phase("self-play", 200_000, ("red",), snapshots={"blue": "red"}),),
+        eval_episodes=324,
+        eval_copies=2,
+        deterministic_eval=False,
+        goal={},
+        anchor="see benchmarks/RESULTS.md",
+        conversion="see benchmarks/RESULTS.md",
+        random_note="",
+        kill_ratio=True,
+    ),
+}
+#: Iterations between self-play snapshots.
+SNAPSHOT_EVERY = 10
+
+
+@dataclass
+class PolicyResult:
+    policy: str
+    random_return: float  # mean return of uniformly random play (all policies random)
+    final_return: float  # the final evaluation's mean return
+    final_std: float
+    goal: float | None
+    reached: bool | None
+
+
+@dataclass
+class TaskResult:
+    task: str
+    seed: int
+    env_steps: int
+    wall_time_s: float  # training, all phases
+    agent_sps: float
+    policies: list[PolicyResult]
+    phases: list[dict[str, Any]]
+    curve: str  # the PNG
+    kill_ratio: dict[str, float] | None = None
+
+
+def run_config(task: Task, phase: Phase, seed: int, run_dir: Path, iterations: int) -> RunConfig:
+    """The config of one phase's run (the trainer's keys; the group is built here)."""
+    data = {key: value for key, value in task.config.items() if key != "policies"}
+    trainer = {
+        **data.get("trainer", {}),
+        "name": task.name,
+        "run_dir": str(run_dir),
+        "seed": seed,
+        "iterations": iterations,
+        "progress": True,
+        "snapshot_every": SNAPSHOT_EVERY if phase.snapshots else None,
+    }
+    return RunConfig.from_dict({**data, "trainer": trainer, "policies": {}})
+
+
+def random_group(
+    group: MacroAgent, env: MultiAgentEnv, policies: Sequence[str], seed: int
+) -> MacroAgent:
+    """``group`` with ``policies`` replaced by uniformly random agents (frozen)."""
+    plans = plan_policies(group, env)
+    agents: dict[str, Agent] = dict(group.policies)
+    for k, policy in enumerate(policies):
+        agents[policy] = RandomAgent(plans[policy].block.action_space, seed=seed + k)
+    frozen = set(group.frozen) | set(policies)
+    return MultiPolicyGroup(agents, group.policy_mapping, frozen=sorted(frozen))
+
+
+def evaluate_by_policy(
+    group: MacroAgent, env: MultiAgentEnv, episodes: int, deterministic: bool, seed: int
+) -> dict[str, tuple[float, float]]:
+    """Mean and std of each policy's agents' returns over ``episodes`` agent-episodes."""
+    played = evaluate_episodes(group, env, episodes, deterministic=deterministic, seed=seed)
+    results = {}
+    for policy, rows in group.policy_rows(env.agent_names).items():
+        mine = played.select(rows)
+        results[policy] = (float(mine.returns.mean()), float(mine.returns.std()))
+    return results
+
+
+def kill_ratio(group: MacroAgent, env: MultiAgentEnv, episodes: int, seed: int) -> dict[str, float]:
+    """Red (learned, stochastic) against a uniformly random blue team: the deaths of each
+    team over at least ``episodes`` whole episodes (of all copies), and blue deaths / red
+    deaths (the kill ratio; random against random is about 1)."""
+    vs_random = random_group(group, env, ["blue"], seed)
+    plans = plan_policies(vs_random, env)
+    red = np.isin(np.arange(env.num_agents), plans["red"].rows)
+    copy_of_row = np.array([parse_agent_name(name)[1] or 0 for name in env.agent_names])
+    batch = env.reset_batch(seed=seed)
+    deaths = {"red": 0, "blue": 0}
+    ended = 0
+    while ended < episodes:
+        outputs = vs_random.act_policies(policy_views(batch.obs, plans))
+        acted = batch.active
+        batch = step_env(env, join_policy_actions(outputs, plans, env.num_agents))
+        died = acted & batch.terminated
+        deaths["red"] += int((died & red).sum())
+        deaths["blue"] += int((died & ~red).sum())
+        # A copy's episode is over when every agent that acted is done (it was reset).
+        over = np.ones(int(copy_of_row.max()) + 1, dtype=bool)
+        np.logical_and.at(over, copy_of_row, ~acted | batch.done)
+        played = np.zeros_like(over)
+        np.logical_or.at(played, copy_of_row, acted & batch.done)
+        ended += int((over & played).sum())
+    return {
+        "red_deaths": float(deaths["red"]),
+        "blue_deaths": float(deaths["blue"]),
+        "kill_ratio": deaths["blue"] / max(deaths["red"], 1),
+        "episodes": float(ended),
+    }
+
+
+def run_task(
+    task: Task,
+    seed: int,
+    steps: int | None = None,
+    eval_episodes: int | None = None,
+    out: Path = HERE,
+) -> TaskResult:
+    """Every phase of ``task`` with ``seed`` (``steps``: env steps per phase instead of the
+    task's); runs go to ``out/runs``, the curve to ``out/results``."""
+    episodes = eval_episodes or task.eval_episodes
+    base = RunConfig.from_dict(task.config)
+    assert base.env is not None
+    torch.manual_seed(seed)
+    env = make_env(base.env, seed=seed)
+    eval_env = make_env(
+        base.env.update({"backend": "inprocess", "workers": 8, "envs_per_worker": 1})
+    )
+    group = make_group(base, env)
+    copies, rollout = int(getattr(env, "num_envs", 1)), base.trainer.steps
+    random_play = evaluate_by_policy(
+        random_group(group, env, group.policy_names, seed),
+        eval_env,
+        task.eval_episodes,
+        False,
+        seed,
+    )
+    phases, curves, wall, env_steps, agent_steps, offset = [], [], 0.0, 0, 0, 0
+    try:
+        for index, phase in enumerate(task.phases):
+            budget = steps if steps is not None else phase.env_steps
+            iterations = max(1, round(budget / (copies * rollout)))
+            run_dir = out / "runs" / f"{task.name}_seed{seed}_{index}"
+            shutil.rmtree(run_dir, ignore_errors=True)  # a run of an earlier benchmark
+            playing = random_group(group, env, phase.random, seed) if phase.random else group
+            frozen = [p for p in group.policy_names if p not in phase.learning]
+            playing = MultiPolicyGroup(playing.policies, group.policy_mapping, frozen=frozen)
+            cfg = run_config(task, phase, seed, run_dir, iterations)
+            policy_ppo = {name: policy.ppo for name, policy in base.policies.items() if policy.ppo}
+            print(
+                f"== {task.name} seed {seed}, phase '{phase.name}': {iterations} iterations",
+                file=sys.stderr,
+            )
+            with PPOCrowdTrainer(
+                playing, env, cfg, policy_ppo=policy_ppo, snapshots=dict(phase.snapshots) or None
+            ) as trainer:
+                summary = trainer.train()
+            wall += summary["time_s"]
+            env_steps += int(summary["env_steps"])
+            agent_steps += int(summary["agent_steps"])
+            phases.append(
+                {
+                    "phase": phase.name,
+                    **{k: v for k, v in summary.items() if not k.startswith("time/")},
+                }
+            )
+            curves.append((phase.name, offset, read_curve(run_dir, group.policy_names)))
+            offset += int(summary["env_steps"])
+        final = evaluate_by_policy(group, eval_env, episodes, task.deterministic_eval, seed + 1000)
+        kills = (
+            kill_ratio(group, eval_env, 2 * task.eval_copies, seed + 2000)
+            if task.kill_ratio
+            else None
+        )
+    finally:
+        env.close()
+        eval_env.close()
+    png = out / "results" / f"{task.name}_seed{seed}.png"
+    plot(task, curves, random_play, png)
+    policies = []
+    for policy in group.policy_names:
+        goal = task.goal.get(policy)
+        mean, std = final[policy]
+        policies.append(
+            PolicyResult(
+                policy,
+                random_play[policy][0],
+                mean,
+                std,
+                goal,
+                None if goal is None else mean >= goal,
+            )
+        )
+    return TaskResult(
+        task.name,
+        seed,
+        env_steps,
+        wall,
+        agent_steps / max(wall, 1e-9),
+        policies,
+        phases,
+        str(png),
+        kills,
+    )
+
+
+def read_curve(run_dir: Path, policies: Sequence[str]) -> dict[str, list[tuple[float, float]]]:
+    """Per policy: (env steps, mean training return of the episodes logged there)."""
+    with (run_dir / "metrics.csv").open(newline="") as file:
+        rows = list(csv.DictReader(file))
+    curve: dict[str, list[tuple[float, float]]] = {policy: [] for policy in policies}
+    for row in rows:
+        for policy in policies:
+            value = row.get(f"{policy}/charts/episode_return_mean", "")
+            if value:
+                curve[policy].append((float(row["charts/env_steps"]), float(value)))
+    return curve
+
+
+def plot(
+    task: Task,
+    curves: list[tuple[str, int, dict[str, list[tuple[float, float]]]]],
+    random_play: Mapping[str, tuple[float, float]],
+    path: Path,
+) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(7, 4))
+    colours = dict(zip(random_play, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
+    for phase_index, (phase, offset, curve) in enumerate(curves):
+        for policy, points in curve.items():
+            if points:
+                x = [offset + steps for steps, _ in points]
+                label = policy if phase_index == 0 else None
+                axis.plot(x, [value for _, value in points], color=colours[policy], label=label)
+        if phase_index:
+            axis.axvline(offset, color="grey", linewidth=0.8)
+            axis.text(offset, axis.get_ylim()[1], f" {phase}", va="top", fontsize=8)
+    for policy, (mean, _) in random_play.items():
+        axis.axhline(mean, color=colours[policy], linestyle=":", linewidth=1)
+    for policy, goal in task.goal.items():
+        axis.axhline(goal, color=colours[policy], linestyle="--", linewidth=1)
+    axis.set_xlabel("env steps")
+    axis.set_ylabel("episode return per agent (training)")
+    axis.set_title(f"{task.name}: dotted = random play, dashed = goal")
+    if axis.get_legend_handles_labels()[0]:
+        axis.legend()
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def print_report(results: Sequence[TaskResult]) -> None:
+    for result in results:
+        print(
+            f"{result.task} seed {result.seed}: {result.env_steps:,} env steps in "
+            f"{result.wall_time_s:.0f} s ({result.agent_sps:,.0f} agent steps/s); curve "
+            f"{result.curve}"
+        )
+        for p in result.policies:
+            goal = (
+                "" if p.goal is None else f" | goal {p.goal:g}: {'PASS' if p.reached else 'MISS'}"
+            )
+            print(
+                f"  {p.policy:<10} random {p.random_return:8.2f} | final {p.final_return:8.2f} "
+                f"+- {p.final_std:.2f}{goal}"
+            )
+        if result.kill_ratio:
+            k = result.kill_ratio
+            print(
+                f"  vs a random blue team: red lost {k['red_deaths']:.0f}, blue lost "
+                f"{k['blue_deaths']:.0f}: kill ratio {k['kill_ratio']:.2f}"
+            )
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--task", choices=[*TASKS, "all"], default="all")
+    parser.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1")
+    parser.add_argument(
+        "--steps", type=int, default=None, help="env steps per phase (default: the task's)"
+    )
+    parser.add_argument(
+        "--eval-episodes", type=int, default=None, help="agent-episodes per evaluation"
+    )
+    parser.add_argument("--torch-threads", type=int, default=1)
+    parser.add_argument(
+        "--out", type=Path, default=HERE, help="where runs/ and results/ go (default: benchmarks)"
+    )
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.torch_threads)
+    names = list(TASKS) if args.task == "all" else [args.task]
+    started = time.perf_counter()
+    results = [
+        run_task(TASKS[name], seed, args.steps, args.eval_episodes, args.out)
+        for name in names
+        for seed in range(args.seeds)
+    ]
+    print_report(results)
+    summary = {
+        "benchmark": "multiagent",
+        "machine": {"python": platform.python_version(), "torch": torch.__version__},
+        "steps_per_phase": args.steps,
+        "wall_time_s": time.perf_counter() - started,
+        "results": [asdict(r) for r in results],
+    }
+    print(json.dumps(_finite(summary)))
+
+
+def _finite(value: Any) -> Any:
+    """``value`` as plain JSON: NaN and inf become null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    return value
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,59 @@
+"""The multi-agent learning benchmark keeps working (a tiny budget; its numbers live in
+benchmarks/RESULTS.md)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.timeout(240)
+def test_simple_tag_runs_both_phases_and_draws_its_curve(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "benchmarks/learning.py",
+            "--env",
+            "simple_tag_v3",
+            "--steps",
+            "3200",
+            "--eval-episodes",
+            "32",
+            "--out",
+            str(tmp_path),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=230,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    [run] = summary["results"]
+    assert (run["task"], run["seed"], run["env_steps"]) == ("simple_tag_v3", 0, 6400)
+    assert [phase["phase"] for phase in run["phases"]] == [
+        "adversaries vs random prey",
+        "both learn",
+    ]
+    # Phase 1: the prey plays at random and does not learn, the adversaries do.
+    assert {p["policy"] for p in run["policies"]} == {"adversary", "prey"}
+    for policy in run["policies"]:
+        assert policy["random_return"] is not None and policy["final_return"] is not None
+    assert Path(run["curve"]).is_file() and Path(run["curve"]).parent == tmp_path / "results"
+    assert (tmp_path / "runs" / "simple_tag_v3_seed0_0" / "metrics.csv").is_file()
+    header = (
+        (tmp_path / "runs" / "simple_tag_v3_seed0_0" / "metrics.csv").read_text().split("\n")[0]
+    )
+    assert "adversary/losses/policy_loss" in header and "prey/losses/policy_loss" not in header
+    header = (
+        (tmp_path / "runs" / "simple_tag_v3_seed0_1" / "metrics.csv").read_text().split("\n")[0]
+    )
+    assert "prey/losses/policy_loss" in header
+    assert "adversary  random" in result.stdout
