@@ -9,6 +9,7 @@ convention (see ``TASKS``: each says where its anchor comes from and how it was 
     python benchmarks/learning.py --env simple_speaker_listener_v4 --seeds 3
     python benchmarks/learning.py --env simple_tag_v3
     python benchmarks/learning.py --env battle_v4
+    python benchmarks/learning.py --env simple_speaker_listener_v4 --critic state   # MAPPO
     python benchmarks/multiagent.py --task simple_tag_v3 --steps 3200   # a smoke run
 
 Reward convention everywhere: the return of one agent, the sum of its rewards over one
@@ -29,7 +30,7 @@ import shutil
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -189,6 +190,20 @@ class TaskResult:
     phases: list[dict[str, Any]]
     curve: str  # the PNG
     kill_ratio: dict[str, float] | None = None
+
+
+def with_critic(task: Task, critic: str) -> Task:
+    """``task`` with its policies' value networks on ``critic``: ``local`` (independent PPO,
+    the task as written) or ``state`` (MAPPO's centralised critic on the env's global state,
+    ``<task>_mappo`` in run names and curves)."""
+    if critic == "local":
+        return task
+    config = {
+        **task.config,
+        "env": {**task.config["env"], "global_state": True},
+        "model": {**task.config.get("model", {}), "critic": critic},
+    }
+    return replace(task, name=f"{task.name}_mappo", config=config)
 
 
 def run_config(task: Task, phase: Phase, seed: int, run_dir: Path, iterations: int) -> RunConfig:
@@ -440,6 +455,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--eval-episodes", type=int, default=None, help="agent-episodes per evaluation"
     )
+    parser.add_argument(
+        "--critic",
+        choices=["local", "state"],
+        default="local",
+        help="value networks on each agent's observation (IPPO) or on the env's state (MAPPO)",
+    )
     parser.add_argument("--torch-threads", type=int, default=1)
     parser.add_argument(
         "--out", type=Path, default=HERE, help="where runs/ and results/ go (default: benchmarks)"
@@ -449,7 +470,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     names = list(TASKS) if args.task == "all" else [args.task]
     started = time.perf_counter()
     results = [
-        run_task(TASKS[name], seed, args.steps, args.eval_episodes, args.out)
+        run_task(
+            with_critic(TASKS[name], args.critic), seed, args.steps, args.eval_episodes, args.out
+        )
         for name in names
         for seed in range(args.seeds)
     ]

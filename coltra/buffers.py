@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 else:
     Array = Any
 
-__all__ = ["Action", "Array", "MemoryRecord", "Observation", "is_tensor", "to_numpy"]
+__all__ = ["STATE_FIELD", "Action", "Array", "MemoryRecord", "Observation", "is_tensor", "to_numpy"]
 
 B = TypeVar("B", bound="_ArrayBundle")
 
@@ -320,6 +320,11 @@ class _ArrayBundle:
     # Make numpy hand comparisons with arrays back to Python instead of broadcasting an
     # ndarray against the bundle element by element (``array == obs`` is just False).
     __array_ufunc__ = None
+
+
+#: The observation field that holds the env's global state, for ``critic: state`` models
+#: (:mod:`coltra.envs.global_state`).
+STATE_FIELD = "state"
 
 
 class Observation(_ArrayBundle):

@@ -61,6 +61,7 @@ def test_defaults_are_the_documented_ones() -> None:
         "image_encoder": "flatten",
         "cnn_channels": [16, 32],
         "shared_backbone": False,
+        "critic": "local",
     }
     assert config.ppo.to_dict() == {
         "lr": 2.5e-4,
@@ -91,6 +92,7 @@ def test_defaults_are_the_documented_ones() -> None:
         "envs_per_worker": 1,
         "backend": "auto",
         "step_timeout": None,
+        "global_state": False,
     }
     assert config.trainer.to_dict() == {
         "name": "run",

@@ -200,6 +200,12 @@ class MLPConfig(ModelConfig):
         description="One trunk of hidden layers under both heads (policy and value); false = "
         "two separate networks (CleanRL).",
     )
+    critic: Literal["local", "state"] = Field(
+        "local",
+        description="What the value network sees: local = the agent's own observation (IPPO); "
+        "state = only the 'state' field, the env's global state (MAPPO; env.global_state adds "
+        "it). The policy never sees 'state'.",
+    )
 
 
 register_model_config(DEFAULT_MODEL, MLPConfig)
@@ -336,6 +342,11 @@ class EnvConfig(Config):
         gt=0,
         description="Seconds to wait for a worker's step before failing (subprocess backend); "
         "null = wait forever.",
+    )
+    global_state: bool = Field(
+        False,
+        description="Add the env's global state() to every agent's observation as a 'state' "
+        "field, for critic: state models (PettingZoo envs).",
     )
 
 

@@ -19,6 +19,12 @@ With ``continuous=True`` the action-dependent envs take a Box(-1, 1, (1,)) actio
 ``a`` sees a one-hot of c in {0, 1, 2} and is paid 1 for action ``c % 2`` (of 2), team ``b``
 sees a one-hot of c in {0..4} and is paid 1 for action ``c % 4`` (of 4). A random team earns
 1/2 and 1/4 per step; a correct learner earns 1 in both.
+
+``TeamSumEnv`` ("team_sum") is for centralised critics: each of ``n`` agents sees its own
+random sign s_i (``vector``), the observation's ``state`` field holds all of them, and every
+agent is paid the team's mean sign in one-step episodes. V(state) = mean(s) exactly; a value
+network on the agent's own sign cannot do better than s_i / n, a mean squared error of
+(n - 1) / n**2 (0.25 for two agents).
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ __all__ = [
     "ObsActionRewardEnv",
     "ObservedRewardEnv",
     "ProbeEnv",
+    "TeamSumEnv",
     "TwoTeamsEnv",
 ]
 
@@ -305,5 +312,63 @@ class TwoTeamsEnv(MultiAgentEnv):
         return self._remember(batch)
 
 
-#: Probe envs with several teams of their own spaces (for several policies).
-TEAM_PROBE_ENVS: dict[str, type[MultiAgentEnv]] = {"teams": TwoTeamsEnv}
+class TeamSumEnv(MultiAgentEnv):
+    """One-step episodes paying every agent the mean of all agents' random signs; each sees
+    its own sign, the ``state`` field all of them (see the module docstring)."""
+
+    default_backend: ClassVar[str] = "inprocess"
+
+    def __init__(self, num_agents: int = 2) -> None:
+        if isinstance(num_agents, bool) or not isinstance(num_agents, int) or num_agents < 1:
+            raise ValueError(f"num_agents must be a whole number >= 1, got {num_agents!r}")
+        self.agent_names = [f"agent_{i}" for i in range(num_agents)]
+        self.observation_space = gym.spaces.Dict(
+            {
+                "vector": gym.spaces.Box(-1.0, 1.0, (1,), np.float32),
+                "state": gym.spaces.Box(-1.0, 1.0, (num_agents,), np.float32),
+            }
+        )
+        self.action_space = gym.spaces.Discrete(2)  # ignored
+        self._codec = ActionCodec(self.action_space)
+        self._rng = np.random.default_rng()
+        self._signs = np.zeros(num_agents, np.float32)
+
+    def _observe(self) -> Observation:
+        self._signs = self._rng.choice(np.array([-1.0, 1.0], np.float32), self.num_agents)
+        return self._current_obs()
+
+    def _current_obs(self) -> Observation:
+        rows = self.num_agents
+        return Observation(
+            vector=self._signs[:, None].copy(), state=np.repeat(self._signs[None], rows, axis=0)
+        )
+
+    def reset_batch(self, seed: int | None = None) -> StepBatch:
+        if seed is not None:
+            self._rng = np.random.default_rng(seed)
+        return self._remember(StepBatch.first(self._observe()))
+
+    def step_batch(self, actions: Action) -> StepBatch:
+        self._check_ready()
+        self._codec.check_batch(actions, self.num_agents)
+        rows = self.num_agents
+        reward = np.full(rows, self._signs.mean(), np.float32)
+        obs = self._current_obs()  # the episode is over: the vector env resets it
+        batch = StepBatch(
+            obs=obs,
+            reward=reward,
+            terminated=np.ones(rows, bool),
+            truncated=np.zeros(rows, bool),
+            active=np.zeros(rows, bool),
+        )
+        batch.final_obs = obs
+        batch.metrics = {
+            "e_episode_reward": reward.copy(),
+            "e_episode_length": np.ones(rows, np.float32),
+        }
+        return self._remember(batch)
+
+
+#: Probe envs of teams: several teams of their own spaces (for several policies), and a
+#: team paid as one (for centralised critics).
+TEAM_PROBE_ENVS: dict[str, type[MultiAgentEnv]] = {"teams": TwoTeamsEnv, "team_sum": TeamSumEnv}

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torch.distributions import Distribution
 
-from coltra.buffers import Observation
+from coltra.buffers import STATE_FIELD, Observation
 from coltra.configs import MLPConfig
 from coltra.models.base import BaseModel, State
 from coltra.models.distributions import Categorical, DiagNormal, MultiCategorical, ScaledBeta
@@ -117,6 +117,38 @@ def _image_shape(space: gym.Space | None) -> tuple[int, int, int] | None:
     return None
 
 
+def _critic_spaces(
+    critic: str, observation_space: gym.Space | None
+) -> tuple[gym.Space | None, gym.Space | None]:
+    """The spaces of the policy's input and the value network's state: the fields other
+    than ``state``, and ``state`` for a ``state`` critic (None for a ``local`` one, whose
+    value network reads the policy's input). Only a state critic ever reads ``state``."""
+    parts = observation_space.spaces if isinstance(observation_space, gym.spaces.Dict) else {}
+    if critic == "local":
+        if STATE_FIELD in parts and len(parts) > 1:
+            rest = {key: space for key, space in parts.items() if key != STATE_FIELD}
+            return gym.spaces.Dict(rest), None
+        return observation_space, None
+    if observation_space is None:
+        raise ValueError(
+            "critic='state' needs observation_space= (a Dict with a 'state' part) to size the "
+            "value network"
+        )
+    if STATE_FIELD not in parts:
+        raise ValueError(
+            f"critic='state' needs an observation with a '{STATE_FIELD}' field, the env's global "
+            f"state, got the observation space {observation_space} (env.global_state: true adds "
+            "a PettingZoo env's state())"
+        )
+    rest = {key: space for key, space in parts.items() if key != STATE_FIELD}
+    if not rest:
+        raise ValueError(
+            f"critic='state': the observation has only the '{STATE_FIELD}' field, which the "
+            "policy must not see; it needs fields of its own"
+        )
+    return gym.spaces.Dict(rest), parts[STATE_FIELD]
+
+
 def _resolve_config(
     config: MLPConfig, observation_space: gym.Space | None, action_space: gym.Space | None
 ) -> MLPConfig:
@@ -186,6 +218,12 @@ class MLPModel(BaseModel):
     ``shared_backbone`` one stack of hidden layers (``trunk``) feeds both heads. Layers are
     initialised as two separate MLPs would be: orthogonal, gain sqrt(2), heads with
     ``policy_head_gain`` and ``value_head_gain`` (CleanRL).
+
+    With ``critic: state`` (MAPPO's centralised critic, Yu et al. 2022) the observation has a
+    ``state`` field: the value network reads only that, the policy every other field, so
+    acting stays decentralised. The two networks then have different inputs and run as two
+    plain stacks (``policy_hidden``, ``value_hidden``). A ``local`` critic ignores a ``state``
+    field too, so that the two differ only in what the value network sees.
     """
 
     config_class = MLPConfig
@@ -203,7 +241,8 @@ class MLPModel(BaseModel):
             base = MLPConfig.from_dict(dict(config or {}))
         else:
             raise TypeError(f"MLPModel config must be a dict or MLPConfig, got {config!r}")
-        self.config = _resolve_config(base, observation_space, action_space)
+        actor_space, self.state_space = _critic_spaces(base.critic, observation_space)
+        self.config = _resolve_config(base, actor_space, action_space)
         self.observation_space = observation_space
         self.action_space = action_space
         cfg = self.config
@@ -218,7 +257,7 @@ class MLPModel(BaseModel):
         self.image_encoder: ImageEncoder | None = None
         features = cfg.input_size
         if cfg.image_encoder == "cnn":
-            image_shape = _image_shape(observation_space)
+            image_shape = _image_shape(actor_space)
             if image_shape is None:
                 raise ValueError(
                     "image_encoder='cnn' needs an image observation space (a 3-D Box, or a "
@@ -246,10 +285,25 @@ class MLPModel(BaseModel):
         policy_layers = mlp_layers(
             features, hidden, policy_out, cfg.initializer, cfg.policy_head_gain
         )
-        value_layers = mlp_layers(features, hidden, 1, cfg.initializer, cfg.value_head_gain)
+        self.state_features = (
+            0 if self.state_space is None else int(gym.spaces.flatdim(self.state_space))
+        )
+        value_layers = mlp_layers(
+            self.state_features or features, hidden, 1, cfg.initializer, cfg.value_head_gain
+        )
         self.hidden: TwinMLP | None = None
         self.trunk: nn.ModuleList | None = None
-        if cfg.shared_backbone:
+        self.policy_hidden: nn.ModuleList | None = None
+        self.value_hidden: nn.ModuleList | None = None
+        if self.state_space is not None:
+            if cfg.shared_backbone:
+                raise ValueError(
+                    "shared_backbone needs one input under both heads, but critic='state' gives "
+                    "the value network the global state: set one of them off"
+                )
+            self.policy_hidden = nn.ModuleList(policy_layers[:-1])
+            self.value_hidden = nn.ModuleList(value_layers[:-1])
+        elif cfg.shared_backbone:
             self.trunk = nn.ModuleList(policy_layers[:-1])
         else:
             self.hidden = TwinMLP(policy_layers[:-1], value_layers[:-1], activation)
@@ -265,11 +319,15 @@ class MLPModel(BaseModel):
             )
             self.register_buffer("action_low", torch.as_tensor(low))
             self.register_buffer("action_high", torch.as_tensor(high))
-        # Field order of the features: a Dict space's keys; otherwise the Observation's order.
-        self.field_order: list[str] | None = (
+        # Field order of the policy's features: a Dict space's keys (without the critic's
+        # state); otherwise the Observation's order. ``obs_fields``: every field expected.
+        self.obs_fields: list[str] | None = (
             list(observation_space.spaces)
             if isinstance(observation_space, gym.spaces.Dict)
             else None
+        )
+        self.field_order: list[str] | None = (
+            list(actor_space.spaces) if isinstance(actor_space, gym.spaces.Dict) else None
         )
 
     # ------------------------------------------------------------------ forward
@@ -310,14 +368,34 @@ class MLPModel(BaseModel):
             )
         return x
 
+    def encode_state(self, obs: Observation) -> torch.Tensor | None:
+        """The global state a ``critic: state`` value network reads, ``[batch, state]``;
+        None for a local critic."""
+        if self.state_space is None:
+            return None
+        if STATE_FIELD not in obs:
+            raise ValueError(
+                f"this model's value network reads the global state (critic='state'), so the "
+                f"observation needs a '{STATE_FIELD}' field, got {obs!r}"
+            )
+        value = torch.as_tensor(obs[STATE_FIELD], device=self.device)
+        state = value.reshape(value.shape[0], -1).float()
+        if state.shape[-1] != self.state_features:
+            raise ValueError(
+                f"the '{STATE_FIELD}' field has {state.shape[-1]} numbers per item, the value "
+                f"network expects {self.state_features} (state space {self.state_space})"
+            )
+        return state
+
     def _field_names(self, obs: Observation) -> list[str]:
+        """The fields the policy reads, in the order of the model's features."""
         names = obs.keys()
         if self.field_order is None or names == self.field_order:
             return names
-        if set(names) != set(self.field_order):
+        if self.obs_fields is not None and set(names) != set(self.obs_fields):
             raise ValueError(
                 f"observation has fields {sorted(names)}, the model's Dict observation space "
-                f"has {self.field_order}"
+                f"has {self.obs_fields}"
             )
         return self.field_order
 
@@ -341,9 +419,16 @@ class MLPModel(BaseModel):
         low, high = self.get_buffer("action_low"), self.get_buffer("action_high")
         return ScaledBeta(alpha, beta, low, high)
 
-    def heads(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Both networks on encoded features ``[batch, features]``: the policy head's output
+    def heads(
+        self, features: torch.Tensor, state: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Both networks on encoded features ``[batch, features]`` (and, for a ``critic:
+        state`` model, the global state ``[batch, state]``): the policy head's output
         ``[batch, policy_out]`` and the values ``[batch]``."""
+        if self.policy_hidden is not None:
+            if state is None:
+                raise ValueError("this model's value network (critic='state') needs the state")
+            return self.policy_head(self._run(self.policy_hidden, features)), self._value(state)
         if self.trunk is not None:  # shared_backbone: one stack of layers under both heads
             x = features
             for layer in self.trunk:
@@ -354,14 +439,30 @@ class MLPModel(BaseModel):
             policy_x, value_x = self.hidden(features)
         return self.policy_head(policy_x), self.value_head(value_x).squeeze(-1)
 
+    def _run(self, layers: nn.ModuleList, x: torch.Tensor) -> torch.Tensor:
+        for layer in layers:
+            x = self.activation(layer(x))
+        return x
+
+    def _value(self, state: torch.Tensor) -> torch.Tensor:
+        """The ``critic: state`` value network on the global state. ``[batch]``"""
+        assert self.value_hidden is not None
+        return self.value_head(self._run(self.value_hidden, state)).squeeze(-1)
+
     def forward(
         self, obs: Observation, state: State = (), get_value: bool = False
     ) -> tuple[Distribution, State, dict[str, torch.Tensor]]:
-        head, value = self.heads(self.encode(obs))
+        if self.policy_hidden is not None and not get_value:  # acting: the policy alone
+            head = self.policy_head(self._run(self.policy_hidden, self.encode(obs)))
+            return self.distribution(head), state, {}
+        head, value = self.heads(self.encode(obs), self.encode_state(obs))
         extra = {"value": value} if get_value else {}
         return self.distribution(head), state, extra
 
     def value(self, obs: Observation, state: State = ()) -> torch.Tensor:
+        global_state = self.encode_state(obs)
+        if global_state is not None:
+            return self._value(global_state)
         _, value = self.heads(self.encode(obs))
         return value
 

@@ -18,6 +18,7 @@ from coltra.envs.probe_envs import (
     ObsActionRewardEnv,
     ObservedRewardEnv,
     ProbeEnv,
+    TeamSumEnv,
 )
 
 Closer = Callable[[Any], Any]
@@ -210,3 +211,18 @@ def test_vectorised_with_both_backends(name: str, backend: str, closing: Closer)
             if not part.active.any():
                 ref.reset_batch()
         assert step.active.all()
+
+
+def test_team_sum_pays_the_mean_sign_that_only_the_state_shows() -> None:
+    env = TeamSumEnv(3)
+    batch = env.reset_batch(seed=0)
+    signs = batch.obs["vector"][:, 0]
+    assert set(signs.tolist()) <= {-1.0, 1.0}
+    np.testing.assert_array_equal(batch.obs["state"], np.tile(signs, (3, 1)))
+    assert env.observation_space.contains({"vector": signs[:1], "state": signs})
+    step = env.step_batch(Action(discrete=np.array([0, 1, 0])))
+    np.testing.assert_allclose(step.reward, np.full(3, signs.mean()))
+    assert step.terminated.all() and not step.active.any()
+    np.testing.assert_array_equal(step.metrics["e_episode_reward"], step.reward)
+    with pytest.raises(ValueError, match=r"num_agents must be a whole number >= 1, got 0"):
+        TeamSumEnv(0)

@@ -19,6 +19,7 @@ from coltra.envs import MultiAgentEnv, MultiGymEnv, PettingZooEnv
 from coltra.models import BaseModel, MLPModel, fused
 from coltra.models.distributions import DiagNormal, MultiCategorical, ScaledBeta
 from coltra.models.fused import POLICY, VALUE
+from coltra.models.mlp import mlp_layers
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -552,3 +553,75 @@ def test_twin_mlp_computes_two_separate_networks() -> None:
         torch.testing.assert_close(got, expected)
     with pytest.raises(ValueError, match="same sizes"):
         fused.TwinMLP(policy, [nn.Linear(3, 6), nn.Linear(6, 4)], torch.relu)
+
+
+# ---------------------------------------------------------------------------- critic: state
+
+STATE_OBS = gym.spaces.Dict(
+    {"vector": gym.spaces.Box(-1, 1, (3,)), "state": gym.spaces.Box(-1, 1, (7,))}
+)
+
+
+def _state_batch(rows: int, seed: int) -> Observation:
+    rng = np.random.default_rng(seed)
+    return Observation(
+        vector=rng.normal(size=(rows, 3)).astype(np.float32),
+        state=rng.normal(size=(rows, 7)).astype(np.float32),
+    )
+
+
+def test_state_critic_reads_the_state_and_the_policy_everything_else() -> None:
+    torch.manual_seed(0)
+    model = MLPModel({"critic": "state"}, STATE_OBS, gym.spaces.Discrete(4))
+    assert (model.features, model.state_features) == (3, 7)
+    assert model.config.input_size == 3  # the policy's input
+    assert model.policy_hidden is not None and model.value_hidden is not None
+    assert model.policy_hidden[0].in_features == 3 and model.value_hidden[0].in_features == 7
+    a, b = _state_batch(5, 0), _state_batch(5, 1)
+    same_state = Observation(vector=b["vector"], state=a["state"])
+    same_vector = Observation(vector=a["vector"], state=b["state"])
+    dist_a, _, extra_a = model(a, get_value=True)
+    dist_v, _, extra_v = model(same_state, get_value=True)
+    dist_s, _, extra_s = model(same_vector, get_value=True)
+    torch.testing.assert_close(extra_a["value"], extra_v["value"])  # value: the state only
+    torch.testing.assert_close(dist_a.logits, dist_s.logits)  # policy: never the state
+    assert not torch.allclose(extra_a["value"], extra_s["value"])
+    assert not torch.allclose(dist_a.logits, dist_v.logits)
+    torch.testing.assert_close(model.value(a), extra_a["value"])
+    acting, _, none = model(a)  # acting alone runs the policy alone
+    assert none == {}
+    torch.testing.assert_close(acting.logits, dist_a.logits)
+
+
+def test_state_critic_networks_are_built_as_two_mlps() -> None:
+    torch.manual_seed(0)
+    model = MLPModel({"critic": "state", "hidden_sizes": [16]}, STATE_OBS, gym.spaces.Discrete(2))
+    torch.manual_seed(0)
+    expected_policy = mlp_layers(3, [16], 2, "orthogonal", 0.01)
+    expected_value = mlp_layers(7, [16], 1, "orthogonal", 1.0)
+    got_policy = [*model.policy_hidden, model.policy_head]  # type: ignore[misc]
+    got_value = [*model.value_hidden, model.value_head]  # type: ignore[misc]
+    for got, expected in zip([*got_policy, *got_value], [*expected_policy, *expected_value]):
+        torch.testing.assert_close(got.weight, expected.weight)
+        torch.testing.assert_close(got.bias, expected.bias)
+
+
+def test_state_critic_refusals_name_the_problem() -> None:
+    vector = gym.spaces.Box(-1, 1, (3,))
+    with pytest.raises(ValueError, match=r"needs an observation with a 'state' field.*global_st"):
+        MLPModel({"critic": "state"}, vector, gym.spaces.Discrete(2))
+    only_state = gym.spaces.Dict({"state": vector})
+    with pytest.raises(ValueError, match=r"only the 'state' field, which the policy must not see"):
+        MLPModel({"critic": "state"}, only_state, gym.spaces.Discrete(2))
+    with pytest.raises(ValueError, match=r"shared_backbone needs one input.*critic='state'"):
+        MLPModel({"critic": "state", "shared_backbone": True}, STATE_OBS, gym.spaces.Discrete(2))
+    with pytest.raises(ValueError, match=r"needs observation_space="):
+        MLPModel({"critic": "state", "input_size": 3, "num_actions": 2, "discrete": True})
+    model = MLPModel({"critic": "state"}, STATE_OBS, gym.spaces.Discrete(2))
+    with pytest.raises(ValueError, match=r"value network reads the global state .*needs a 'state'"):
+        model.value(Observation(vector=np.zeros((2, 3), np.float32)))
+    wrong = Observation(vector=np.zeros((2, 3), np.float32), state=np.zeros((2, 5), np.float32))
+    with pytest.raises(ValueError, match=r"'state' field has 5 numbers per item.*expects 7"):
+        model.value(wrong)
+    with pytest.raises(ConfigError, match=r"critic"):
+        MLPModel({"critic": "team-ish"}, STATE_OBS, gym.spaces.Discrete(2))

@@ -1,0 +1,113 @@
+"""Centralised critics: ``model.critic: state`` values the env's global state.
+
+On the team probe (``coltra.envs.probe_envs.TeamSumEnv``) every agent is paid the mean of
+all agents' random signs and sees only its own: no value of the agent's observation can
+get its mean squared error below (n - 1) / n**2 = 0.25 for two agents, while the value of
+the ``state`` field (all signs) can be exact. Both are trained by the same PPO run config.
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from coltra.buffers import Observation
+from coltra.cli import main
+from coltra.collectors import plan_policies, policy_views
+from coltra.configs import RunConfig
+from coltra.factory import make_env
+from coltra.groups import MacroAgent
+from coltra.models import MLPModel
+from coltra.trainers import PPOCrowdTrainer
+
+pytestmark = pytest.mark.timeout(300)
+
+
+def train_team_sum(run_dir: Path, critic: str) -> torch.nn.Module:
+    config = RunConfig.from_dict(
+        {
+            "trainer": {
+                "run_dir": str(run_dir), "steps": 16, "iterations": 40, "seed": 0,
+                "progress": False, "save_every": 40,
+            },
+            "ppo": {"lr": 3e-3, "epochs": 4, "num_minibatches": 2},
+            "model": {"hidden_sizes": [16], "critic": critic},
+            "env": {"kind": "probe", "env_name": "team_sum", "workers": 2},
+        }
+    )  # fmt: skip
+    with PPOCrowdTrainer.from_config(config) as trainer:
+        trainer.train()
+        model = trainer.group.policies["crowd"].model
+    assert model is not None
+    return model
+
+
+def value_error(model: torch.nn.Module) -> float:
+    """Mean squared error of V against the expected return, over the four sign pairs."""
+    rows = []
+    for signs in itertools.product([-1.0, 1.0], repeat=2):
+        for agent in range(2):
+            rows.append((signs[agent], signs, np.mean(signs)))
+    obs = Observation(
+        vector=np.array([[own] for own, _, _ in rows], np.float32),
+        state=np.array([signs for _, signs, _ in rows], np.float32),
+    )
+    with torch.no_grad():
+        values = model.value(obs).numpy()
+    return float(np.mean((values - np.array([target for *_, target in rows])) ** 2))
+
+
+def test_the_state_critic_predicts_what_the_local_one_cannot(tmp_path: Path) -> None:
+    local = value_error(train_team_sum(tmp_path / "local", "local"))
+    state = value_error(train_team_sum(tmp_path / "state", "state"))
+    assert local >= 0.25 - 0.02  # the bound: no function of the own sign does better
+    assert state < 0.01, f"state critic MSE {state:.4f}"
+
+
+def test_mappo_on_speaker_listener_from_yaml_saves_and_reloads(tmp_path: Path) -> None:
+    """``env.global_state`` and ``model.critic: state`` in a ``coltra train`` config: both
+    policies train, their checkpoints rebuild the same centralised critics, and a reloaded
+    group values and acts on the env's observations."""
+    config = {
+        "trainer": {"name": "mappo", "steps": 25, "iterations": 2, "save_every": 2},
+        "ppo": {"epochs": 1},
+        "model": {"hidden_sizes": [16], "critic": "state"},
+        "env": {
+            "kind": "pettingzoo",
+            "env_name": "mpe2.simple_speaker_listener_v4",
+            "env_kwargs": {"max_cycles": 25},
+            "workers": 2,
+            "backend": "inprocess",
+            "global_state": True,
+        },
+        "policies": {"speaker": {}, "listener": {"model": {"critic": "local"}}},
+    }
+    path = tmp_path / "mappo.yaml"
+    path.write_text(yaml.safe_dump(config))
+    run_dir = tmp_path / "run"
+    assert main(["train", "-c", str(path), "--run-dir", str(run_dir)]) == 0
+    with (run_dir / "metrics.csv").open(newline="") as file:
+        last = list(csv.DictReader(file))[-1]
+    assert last["speaker/losses/explained_variance"] and last["listener/losses/value_loss"]
+    latest = (run_dir / "checkpoints" / "latest").read_text().strip()
+    group = MacroAgent.load(run_dir / "checkpoints" / latest / "agents")
+    speaker, listener = group.policies["speaker"].model, group.policies["listener"].model
+    assert isinstance(speaker, MLPModel) and isinstance(listener, MLPModel)
+    assert (speaker.features, speaker.state_features) == (3, 14)
+    assert (listener.features, listener.state_features) == (11, 0)  # local: own 11 numbers
+    env = make_env(RunConfig.from_dict(config).env, seed=1)  # type: ignore[arg-type]
+    try:
+        batch = env.reset_batch(seed=1)
+        views = policy_views(batch.obs, plan_policies(group, env))
+        with torch.no_grad():
+            assert speaker.value(views["speaker"]).shape == (2,)
+        outputs = group.act_policies(views)
+        assert set(outputs) == {"speaker", "listener"}
+    finally:
+        env.close()
