@@ -9,7 +9,7 @@ convention (see ``TASKS``: each says where its anchor comes from and how it was 
     python benchmarks/learning.py --env simple_speaker_listener_v4 --seeds 3
     python benchmarks/learning.py --env simple_tag_v3
     python benchmarks/learning.py --env battle_v4
-    python benchmarks/learning.py --env simple_speaker_listener_v4 --critic state   # MAPPO
+    python benchmarks/learning.py --env simple_speaker_listener_v4 --algo mappo
     python benchmarks/multiagent.py --task simple_tag_v3 --steps 3200   # a smoke run
 
 Reward convention everywhere: the return of one agent, the sum of its rewards over one
@@ -192,16 +192,17 @@ class TaskResult:
     kill_ratio: dict[str, float] | None = None
 
 
-def with_critic(task: Task, critic: str) -> Task:
-    """``task`` with its policies' value networks on ``critic``: ``local`` (independent PPO,
-    the task as written) or ``state`` (MAPPO's centralised critic on the env's global state,
-    ``<task>_mappo`` in run names and curves)."""
-    if critic == "local":
+def with_algorithm(task: Task, algorithm: str) -> Task:
+    """``task`` trained by ``algorithm``: ``ippo`` (independent PPO, value networks on each
+    agent's own observation: the task as written) or ``mappo`` (Yu et al. 2022: a value
+    network on the env's global state, with ValueNorm; ``<task>_mappo`` in run names and
+    curves)."""
+    if algorithm == "ippo":
         return task
     config = {
         **task.config,
         "env": {**task.config["env"], "global_state": True},
-        "model": {**task.config.get("model", {}), "critic": critic},
+        "model": {**task.config.get("model", {}), "critic": "state", "value_norm": True},
     }
     return replace(task, name=f"{task.name}_mappo", config=config)
 
@@ -456,9 +457,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--eval-episodes", type=int, default=None, help="agent-episodes per evaluation"
     )
     parser.add_argument(
-        "--critic",
-        choices=["local", "state"],
-        default="local",
+        "--algo",
+        choices=["ippo", "mappo"],
+        default="ippo",
         help="value networks on each agent's observation (IPPO) or on the env's state (MAPPO)",
     )
     parser.add_argument("--torch-threads", type=int, default=1)
@@ -471,7 +472,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     started = time.perf_counter()
     results = [
         run_task(
-            with_critic(TASKS[name], args.critic), seed, args.steps, args.eval_episodes, args.out
+            with_algorithm(TASKS[name], args.algo), seed, args.steps, args.eval_episodes, args.out
         )
         for name in names
         for seed in range(args.seeds)

@@ -30,6 +30,7 @@ from coltra.agents import Agent
 from coltra.buffers import Action, MemoryRecord, Observation
 from coltra.configs import ConfigError, PPOConfig, policy_ppo
 from coltra.groups import MacroAgent
+from coltra.reward_scaling import ReturnScaler
 from coltra.timing import PhaseTimes
 
 __all__ = ["CrowdPPOptimizer", "LossTerm", "Minibatch", "PPOLoss", "minibatch_size", "ppo_loss"]
@@ -206,6 +207,7 @@ class CrowdPPOptimizer:
             for policy in agents.trainable_policies
         }
         self.iteration = 0  # completed calls of train_on_data
+        self.reward_scalers: dict[str, ReturnScaler] = {}  # policies with ppo.reward_scaling
         self.rng = np.random.default_rng(self.config.seed)
         self.timing = PhaseTimes()  # of the last update
 
@@ -282,10 +284,16 @@ class CrowdPPOptimizer:
             for param_group in optimizer.param_groups:
                 param_group["lr"] = lr
 
-            # 1. Advantages and value targets on [agents, steps], truncation-aware.
+            # 1. Advantages and value targets on [agents, steps], truncation-aware; with
+            # reward_scaling, of rewards divided by the running std of the return.
             gae_started = time.perf_counter()
+            reward = record.reward
+            if cfg.reward_scaling:
+                scaler = self.reward_scalers.setdefault(policy, ReturnScaler(cfg.gamma))
+                done = record.terminated | record.truncated
+                reward = scaler.scale(reward, done, record.mask)
             advantages, returns = compute_gae(
-                record.reward,
+                reward,
                 record.value,
                 record.terminated,
                 record.truncated,
@@ -312,6 +320,16 @@ class CrowdPPOptimizer:
             batch_returns = torch.as_tensor(flat(returns), device=device)
             batch_size = len(valid)
             size = minibatch_size(cfg, batch_size)
+            # With value_norm the value head predicts normalised returns (MAPPO's ValueNorm):
+            # the statistics take in this batch's targets, and the loss compares normalised
+            # values with normalised targets.
+            model = agent.model
+            value_norm = model.value_normalizer() if model is not None else None
+            target_returns, target_old_value = batch_returns, old_value
+            if value_norm is not None:
+                value_norm.update(batch_returns)
+                target_returns = value_norm.normalize(batch_returns)
+                target_old_value = value_norm.normalize(old_value)
 
             # 3. Epochs of shuffled minibatches of the clipped PPO loss.
             sums: dict[str, float] = {}
@@ -325,9 +343,9 @@ class CrowdPPOptimizer:
                         logprob,
                         old_logprob[index],
                         batch_advantages[index],
-                        value,
-                        old_value[index],
-                        batch_returns[index],
+                        value if value_norm is None else value_norm.normalize(value),
+                        target_old_value[index],
+                        target_returns[index],
                         entropy,
                         cfg,
                         ent_coef,
@@ -378,6 +396,8 @@ class CrowdPPOptimizer:
                 if stopped_early:
                     break
                 epochs_done += 1
+            if model is not None:  # obs_norm: the next rollout's statistics include this one's
+                model.observe(obs)
 
             # 4. Metrics: minibatch means, plus how well the values explained the returns.
             prefix = f"{policy}/" if len(self.group.policies) > 1 else ""
@@ -419,6 +439,9 @@ class CrowdPPOptimizer:
                 name: copy.deepcopy(opt.state_dict()) for name, opt in self.optimizers.items()
             },
             "rng": self.rng.bit_generator.state,
+            "reward_scalers": {
+                name: scaler.state_dict() for name, scaler in self.reward_scalers.items()
+            },
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -431,3 +454,7 @@ class CrowdPPOptimizer:
             for param_group in self.optimizers[name].param_groups:
                 param_group["eps"] = self.configs[name].adam_eps
         self.rng.bit_generator.state = state["rng"]
+        for name, scaler_state in state.get("reward_scalers", {}).items():
+            scaler = ReturnScaler(self.configs[name].gamma)
+            scaler.load_state_dict(scaler_state)
+            self.reward_scalers[name] = scaler

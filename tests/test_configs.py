@@ -62,6 +62,8 @@ def test_defaults_are_the_documented_ones() -> None:
         "cnn_channels": [16, 32],
         "shared_backbone": False,
         "critic": "local",
+        "obs_norm": False,
+        "value_norm": False,
     }
     assert config.ppo.to_dict() == {
         "lr": 2.5e-4,
@@ -78,6 +80,7 @@ def test_defaults_are_the_documented_ones() -> None:
         "max_grad_norm": 0.5,
         "target_kl": None,
         "norm_adv": True,
+        "reward_scaling": False,
         "anneal_lr": False,
         "anneal_iterations": None,
         "adam_eps": 1e-5,
@@ -191,8 +194,8 @@ def test_update_errors_name_the_full_key() -> None:
 
 PPO_KEYS = (
     "lr, gamma, gae_lambda, epochs, num_minibatches, minibatch_size, clip_coef, clip_vloss, "
-    "vf_coef, ent_coef, ent_coef_final, max_grad_norm, target_kl, norm_adv, anneal_lr, "
-    "anneal_iterations, adam_eps, seed"
+    "vf_coef, ent_coef, ent_coef_final, max_grad_norm, target_kl, norm_adv, reward_scaling, "
+    "anneal_lr, anneal_iterations, adam_eps, seed"
 )
 
 

@@ -9,14 +9,16 @@ import numpy as np
 import pytest
 import torch
 
+from coltra.advantages import compute_gae
 from coltra.agents import DAgent
-from coltra.buffers import MemoryRecord
+from coltra.buffers import MemoryRecord, Observation
 from coltra.collectors import CrowdCollector
 from coltra.configs import ConfigError, PPOConfig
-from coltra.envs.probe_envs import ConstantRewardEnv, ObsActionRewardEnv
+from coltra.envs.probe_envs import ConstantRewardEnv, ObsActionRewardEnv, ObservedRewardEnv
 from coltra.groups import HomogeneousGroup, MultiPolicyGroup
 from coltra.models import MLPModel
 from coltra.policy_optimization import CrowdPPOptimizer, LossTerm, Minibatch, ppo_loss
+from coltra.reward_scaling import ReturnScaler
 
 CLEANRL_METRICS = {
     "losses/policy_loss",
@@ -310,3 +312,92 @@ def test_the_old_attribute_names_still_answer_with_a_warning() -> None:
         assert group.agents is group.policies
     with pytest.warns(DeprecationWarning, match="CrowdPPOptimizer.agents is now"):
         assert optimizer.agents is group
+
+
+# ----------------------------------------------------------------------------- normalisation
+
+
+def test_return_scaling_divides_by_the_std_of_the_running_return() -> None:
+    scaler = ReturnScaler(gamma=0.5)
+    reward = np.array([[1.0, 1.0, 1.0], [2.0, 0.0, 4.0]], np.float32)
+    done = np.array([[False, True, False], [False, False, False]])
+    mask = np.array([[True, True, True], [True, False, True]])  # row 1 absent at step 1
+    scaled = scaler.scale(reward, done, mask)
+    # Row 0: G = 1, 1.5, then a new episode: 1. Row 1: G = 2, (absent), 2 * 0.5 + 4 = 5.
+    seen = np.array([1.0, 1.5, 1.0, 2.0, 5.0])
+    std = np.sqrt(seen.var() + 1e-8)
+    np.testing.assert_allclose(scaled, reward / std, rtol=1e-6)
+    assert scaler.returns is not None and scaler.returns.tolist() == [1.0, 5.0]
+    again = ReturnScaler(gamma=0.5)
+    again.load_state_dict(scaler.state_dict())
+    nxt = np.array([[1.0], [1.0]], np.float32)
+    flags = np.zeros((2, 1), bool)
+    assert np.array_equal(
+        again.scale(nxt, flags, ~flags), scaler.scale(nxt, flags, ~flags)
+    )  # carried on: G = 1.5 and 3.5
+    huge = ReturnScaler(gamma=0.0)
+    assert (
+        huge.scale(np.ones((1, 4), np.float32), np.ones((1, 4), bool), np.ones((1, 4), bool)).max()
+        == 10.0
+    )
+
+
+def normalised(env: ConstantRewardEnv, **config: object) -> tuple[MLPModel, HomogeneousGroup]:
+    """A seeded model with value_norm and obs_norm (and ``config``) for ``env``, in a group."""
+    torch.manual_seed(0)
+    model = MLPModel(
+        {"value_norm": True, "obs_norm": True, **config}, env.observation_space, env.action_space
+    )
+    return model, HomogeneousGroup(DAgent(model))
+
+
+def test_value_norm_and_obs_norm_take_in_each_update_batch() -> None:
+    env = ObservedRewardEnv(num_agents=4)
+    model, agents = normalised(env)
+    data = rollout(agents, env, steps=16)
+    record = data["crowd"]
+    _, returns = compute_gae(
+        record.reward, record.value, record.terminated, record.truncated,
+        record.bootstrap_value, record.last_value, gamma=0.99, gae_lambda=0.95, mask=record.mask,
+    )  # fmt: skip
+    CrowdPPOptimizer(agents, {}).train_on_data(data)
+    value_stats, obs_stats = model.value_normalizer(), model.obs_normalizer
+    assert value_stats is not None and obs_stats is not None
+    assert value_stats.count.item() == obs_stats.count.item() == 64
+    np.testing.assert_allclose(value_stats.mean.item(), returns.mean(), rtol=1e-6)
+    np.testing.assert_allclose(value_stats.var.item(), returns.var(), rtol=1e-5)
+    seen = record.obs["vector"].reshape(-1, 1)
+    np.testing.assert_allclose(obs_stats.mean.numpy(), seen.mean(0), rtol=1e-6)
+
+
+def test_value_norm_learns_values_in_return_units() -> None:
+    """Returns of 100 +- 50: the value head learns normalised targets, the values it
+    reports are V(s) = 100 + 50 s."""
+    env = ObservedRewardEnv(num_agents=8)
+    model, agents = normalised(env, obs_norm=False, hidden_sizes=[16])
+    optimizer = CrowdPPOptimizer(agents, {"lr": 1e-2, "epochs": 8})
+    collector = CrowdCollector(agents, env, seed=0)
+    for _ in range(40):
+        data, _, _ = collector.collect(16)
+        record = data["crowd"]
+        record.reward[:] = 100.0 + 50.0 * record.reward  # s = +-1: 50 or 150
+        optimizer.train_on_data(data)
+    obs = Observation(vector=np.array([[-1.0], [1.0]], np.float32))
+    with torch.no_grad():
+        values = model.value(obs).numpy()
+    np.testing.assert_allclose(values, [50.0, 150.0], rtol=0.05)
+
+
+def test_state_dict_round_trip_with_every_normalisation() -> None:
+    env = ObsActionRewardEnv(num_agents=8)
+    model, agents = normalised(env)
+    data = rollout(agents, env)
+    config = {"reward_scaling": True}
+    first = CrowdPPOptimizer(agents, config)
+    first.train_on_data(data)
+    state, weights = first.state_dict(), {k: v.clone() for k, v in model.state_dict().items()}
+    expected = first.train_on_data(data)
+    model.load_state_dict(weights)
+    second = CrowdPPOptimizer(agents, config)
+    second.load_state_dict(state)
+    assert second.train_on_data(data) == expected

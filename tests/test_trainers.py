@@ -730,3 +730,35 @@ def test_a_crash_during_the_evaluation_is_an_error_not_a_missing_score(tmp_path:
             assert evaluation_metrics(group, endless, 1) == {"eval/episodes": 0.0}
     finally:
         env.close()
+
+
+def test_a_resumed_run_gets_back_every_normalisation_statistic_bit_for_bit(
+    tmp_path: Path,
+) -> None:
+    """obs_norm and value_norm statistics (model buffers) and the reward scaler's running
+    returns and statistics (optimizer state) are what they were when the run stopped."""
+    normalised = {
+        **CARTPOLE,
+        "model": {**CARTPOLE["model"], "obs_norm": True, "value_norm": True},
+        "ppo": {**CARTPOLE["ppo"], "reward_scaling": True},
+    }
+    run_dir = tmp_path / "run"
+    with PPOCrowdTrainer.from_config(config(normalised, run_dir, iterations=2)) as trainer:
+        trainer.train()
+        model = trainer.group.policies["crowd"].model
+        assert model is not None
+        buffers = {key: value.clone() for key, value in model.state_dict().items()}
+        scaler = trainer.optimizer.reward_scalers["crowd"]
+        scaled = scaler.state_dict()
+    assert buffers["value_norm.count"].item() == buffers["obs_normalizer.count"].item() == 128
+    resumed = config(normalised, run_dir, iterations=3)
+    with PPOCrowdTrainer.resume(run_dir, config=resumed) as trainer:
+        model = trainer.group.policies["crowd"].model
+        assert model is not None
+        for key, value in model.state_dict().items():
+            assert torch.equal(value, buffers[key]), key
+        again = trainer.optimizer.reward_scalers["crowd"].state_dict()
+        assert torch.equal(again["returns"], scaled["returns"])
+        for key, value in again["stats"].items():
+            assert torch.equal(value, scaled["stats"][key]), key
+        trainer.train()

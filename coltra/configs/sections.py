@@ -206,6 +206,16 @@ class MLPConfig(ModelConfig):
         "state = only the 'state' field, the env's global state (MAPPO; env.global_state adds "
         "it). The policy never sees 'state'.",
     )
+    obs_norm: bool = Field(
+        False,
+        description="Normalise the networks' input features (and a state critic's state) by "
+        "their running mean and std, clipped to +-10 (SB3's VecNormalize).",
+    )
+    value_norm: bool = Field(
+        False,
+        description="The value network learns returns normalised by their running mean and std "
+        "(MAPPO's ValueNorm); the values it gives are de-normalised.",
+    )
 
 
 register_model_config(DEFAULT_MODEL, MLPConfig)
@@ -265,6 +275,11 @@ class PPOConfig(Config):
         "exceeds this (SB3's check, at 1x; CleanRL checks after each epoch); null = never.",
     )
     norm_adv: bool = Field(True, description="Normalise advantages per minibatch (CleanRL).")
+    reward_scaling: bool = Field(
+        False,
+        description="Divide rewards by the running std of the discounted return before GAE "
+        "(Engstrom et al. 2020; SB3's VecNormalize norm_reward).",
+    )
     anneal_lr: bool = Field(
         False,
         description="Decay lr linearly to 0 over anneal_iterations (CleanRL: on; off by default "

@@ -13,6 +13,7 @@ from torch.distributions import Distribution
 
 from coltra.buffers import Observation
 from coltra.configs import ModelConfig
+from coltra.models.normalization import RunningMeanStd
 
 __all__ = ["BaseModel", "State", "space_from_dict", "space_to_dict"]
 
@@ -48,6 +49,18 @@ class BaseModel(nn.Module):
 
     def value(self, obs: Observation, state: State = ()) -> torch.Tensor:
         raise NotImplementedError
+
+    def value_normalizer(self) -> RunningMeanStd | None:
+        """The running statistics the value network's targets are normalised with
+        (``value_norm``): the PPO update updates them with each batch of returns and compares
+        normalised values with normalised targets. None (the default): raw returns."""
+        return None
+
+    def observe(self, obs: Observation) -> None:
+        """Update input statistics (``obs_norm``) with a rollout's observations
+        (``[batch, ...]``); the PPO update calls this after each update of the model, so
+        acting between updates, evaluation and loaded models use frozen statistics. Does
+        nothing by default."""
 
     def get_initial_state(self, batch_size: int) -> State:
         """State before the first step of ``batch_size`` agents; ``()`` for feed-forward."""

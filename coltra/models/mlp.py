@@ -24,6 +24,7 @@ from coltra.configs import MLPConfig
 from coltra.models.base import BaseModel, State
 from coltra.models.distributions import Categorical, DiagNormal, MultiCategorical, ScaledBeta
 from coltra.models.fused import TwinMLP
+from coltra.models.normalization import RunningMeanStd
 
 __all__ = ["MLPModel", "mlp_layers"]
 
@@ -224,7 +225,16 @@ class MLPModel(BaseModel):
     acting stays decentralised. The two networks then have different inputs and run as two
     plain stacks (``policy_hidden``, ``value_hidden``). A ``local`` critic ignores a ``state``
     field too, so that the two differ only in what the value network sees.
+
+    ``obs_norm`` normalises the input features (and the state) by running statistics
+    (``obs_normalizer``, ``state_normalizer``), ``value_norm`` makes the value head predict
+    normalised returns (``value_norm``, de-normalised in every value it gives); both are
+    buffers of the model, updated only by the PPO update (:meth:`observe`,
+    :meth:`value_normalizer`).
     """
+
+    #: Clip of normalised input features (SB3's VecNormalize clip_obs).
+    OBS_CLIP = 10.0
 
     config_class = MLPConfig
 
@@ -266,6 +276,11 @@ class MLPModel(BaseModel):
             self.image_encoder = ImageEncoder(image_shape, list(cfg.cnn_channels), cfg.initializer)
             features = features - int(np.prod(image_shape)) + self.image_encoder.out_size
         self.features = features
+        if cfg.obs_norm and self.image_encoder is not None:
+            raise ValueError(
+                "obs_norm normalises flat input features; with image_encoder='cnn' the CNN's "
+                "features are learned: set one of them off"
+            )
 
         if not self.discrete and cfg.continuous_mode == "beta":
             if not (
@@ -295,6 +310,15 @@ class MLPModel(BaseModel):
         self.trunk: nn.ModuleList | None = None
         self.policy_hidden: nn.ModuleList | None = None
         self.value_hidden: nn.ModuleList | None = None
+        self.obs_normalizer = (
+            RunningMeanStd((features,), clip=self.OBS_CLIP) if cfg.obs_norm else None
+        )
+        self.state_normalizer = (
+            RunningMeanStd((self.state_features,), clip=self.OBS_CLIP)
+            if cfg.obs_norm and self.state_features
+            else None
+        )
+        self.value_norm = RunningMeanStd((), min_var=1e-2) if cfg.value_norm else None
         if self.state_space is not None:
             if cfg.shared_backbone:
                 raise ValueError(
@@ -332,7 +356,14 @@ class MLPModel(BaseModel):
 
     # ------------------------------------------------------------------ forward
     def encode(self, obs: Observation) -> torch.Tensor:
-        """Observation fields flattened and concatenated. ``[batch, features]``
+        """The policy's input: its observation fields flattened and concatenated, normalised
+        with ``obs_norm``. ``[batch, features]``"""
+        x = self.raw_features(obs)
+        return x if self.obs_normalizer is None else self.obs_normalizer.normalize(x)
+
+    def raw_features(self, obs: Observation) -> torch.Tensor:
+        """Observation fields flattened and concatenated (no normalisation).
+        ``[batch, features]``
 
         Takes a batch (numpy or torch); with a Dict observation space the fields are taken
         in the space's key order, so the order they were built in does not matter.
@@ -369,8 +400,14 @@ class MLPModel(BaseModel):
         return x
 
     def encode_state(self, obs: Observation) -> torch.Tensor | None:
-        """The global state a ``critic: state`` value network reads, ``[batch, state]``;
-        None for a local critic."""
+        """The global state a ``critic: state`` value network reads (normalised with
+        ``obs_norm``), ``[batch, state]``; None for a local critic."""
+        state = self.raw_state(obs)
+        if state is None or self.state_normalizer is None:
+            return state
+        return self.state_normalizer.normalize(state)
+
+    def raw_state(self, obs: Observation) -> torch.Tensor | None:
         if self.state_space is None:
             return None
         if STATE_FIELD not in obs:
@@ -430,14 +467,16 @@ class MLPModel(BaseModel):
                 raise ValueError("this model's value network (critic='state') needs the state")
             return self.policy_head(self._run(self.policy_hidden, features)), self._value(state)
         if self.trunk is not None:  # shared_backbone: one stack of layers under both heads
-            x = features
-            for layer in self.trunk:
-                x = self.activation(layer(x))
-            policy_x = value_x = x
+            policy_x = value_x = self._run(self.trunk, features)
         else:
             assert self.hidden is not None
             policy_x, value_x = self.hidden(features)
-        return self.policy_head(policy_x), self.value_head(value_x).squeeze(-1)
+        return self.policy_head(policy_x), self._denormalized(self.value_head(value_x).squeeze(-1))
+
+    def _denormalized(self, value: torch.Tensor) -> torch.Tensor:
+        """The value head's output in return units (``value_norm``: it predicts normalised
+        returns)."""
+        return value if self.value_norm is None else self.value_norm.denormalize(value)
 
     def _run(self, layers: nn.ModuleList, x: torch.Tensor) -> torch.Tensor:
         for layer in layers:
@@ -447,7 +486,7 @@ class MLPModel(BaseModel):
     def _value(self, state: torch.Tensor) -> torch.Tensor:
         """The ``critic: state`` value network on the global state. ``[batch]``"""
         assert self.value_hidden is not None
-        return self.value_head(self._run(self.value_hidden, state)).squeeze(-1)
+        return self._denormalized(self.value_head(self._run(self.value_hidden, state)).squeeze(-1))
 
     def forward(
         self, obs: Observation, state: State = (), get_value: bool = False
@@ -465,6 +504,19 @@ class MLPModel(BaseModel):
             return self._value(global_state)
         _, value = self.heads(self.encode(obs))
         return value
+
+    def value_normalizer(self) -> RunningMeanStd | None:
+        return self.value_norm
+
+    @torch.no_grad()
+    def observe(self, obs: Observation) -> None:
+        """Add a rollout's observations to the ``obs_norm`` statistics."""
+        if self.obs_normalizer is not None:
+            self.obs_normalizer.update(self.raw_features(obs))
+        if self.state_normalizer is not None:
+            state = self.raw_state(obs)
+            assert state is not None
+            self.state_normalizer.update(state)
 
     @property
     def device(self) -> torch.device:

@@ -10,6 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from coltra.groups import MacroAgent
+from coltra.models import MLPModel
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -57,3 +60,27 @@ def test_simple_tag_runs_both_phases_and_draws_its_curve(tmp_path: Path) -> None
     )
     assert "prey/losses/policy_loss" in header
     assert "adversary  random" in result.stdout
+
+
+@pytest.mark.timeout(240)
+def test_mappo_speaker_listener_runs_with_a_state_critic(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "benchmarks/multiagent.py",
+            "--task", "simple_speaker_listener_v4", "--algo", "mappo",
+            "--steps", "3200", "--eval-episodes", "16", "--out", str(tmp_path),
+        ],
+        cwd=ROOT, capture_output=True, text=True, timeout=230, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    [run] = json.loads(result.stdout.strip().splitlines()[-1])["results"]
+    assert run["task"] == "simple_speaker_listener_v4_mappo"
+    run_dir = tmp_path / "runs" / "simple_speaker_listener_v4_mappo_seed0_0"
+    latest = (run_dir / "checkpoints" / "latest").read_text().strip()
+    group = MacroAgent.load(run_dir / "checkpoints" / latest / "agents")
+    for policy in ("speaker", "listener"):
+        model = group.policies[policy].model
+        assert isinstance(model, MLPModel)
+        assert model.state_features == 14 and model.value_norm is not None
+        assert model.value_norm.count.item() > 0  # the update took in the returns
