@@ -17,7 +17,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from coltra.buffers import Action, Observation
+from coltra.buffers import ACTION_MASK_FIELD, Action, Observation
 from coltra.models import BaseModel, register_model
 from coltra.models.base import State, space_from_dict, space_to_dict
 from coltra.models.distributions import distribution_mode
@@ -418,7 +418,8 @@ def _toy_result(
 
 
 class RandomAgent(Agent):
-    """Uniformly random actions from ``action_space``, from its own seeded generator."""
+    """Uniformly random actions from ``action_space``, from its own seeded generator; with
+    an ``action_mask`` observation field (Discrete actions), uniformly random legal ones."""
 
     def __init__(self, action_space: gym.Space, seed: int | None = None) -> None:
         if not isinstance(
@@ -449,7 +450,14 @@ class RandomAgent(Agent):
         single = not obs.is_batch
         size = 1 if single else obs.batch_size
         space = self.action_space
-        if isinstance(space, gym.spaces.Discrete):
+        if isinstance(space, gym.spaces.Discrete) and ACTION_MASK_FIELD in obs:
+            legal = np.asarray(obs[ACTION_MASK_FIELD]).reshape(size, -1) > 0.5
+            legal[~legal.any(1)] = True  # no legal action: an absent agent's row
+            # The k-th legal action with k uniform: argmax of uniform noise over legal ones.
+            noise = np.where(legal, self.rng.random(legal.shape), -1.0)
+            values = space.start + noise.argmax(1)
+            logprob = -np.log(legal.sum(1)).astype(np.float32)
+        elif isinstance(space, gym.spaces.Discrete):
             values = self.rng.integers(space.start, space.start + space.n, size=size)
             logprob = np.full(size, -np.log(space.n), dtype=np.float32)
         elif isinstance(space, gym.spaces.MultiDiscrete):

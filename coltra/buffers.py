@@ -24,7 +24,16 @@ if TYPE_CHECKING:
 else:
     Array = Any
 
-__all__ = ["STATE_FIELD", "Action", "Array", "MemoryRecord", "Observation", "is_tensor", "to_numpy"]
+__all__ = [
+    "ACTION_MASK_FIELD",
+    "STATE_FIELD",
+    "Action",
+    "Array",
+    "MemoryRecord",
+    "Observation",
+    "is_tensor",
+    "to_numpy",
+]
 
 B = TypeVar("B", bound="_ArrayBundle")
 
@@ -325,6 +334,9 @@ class _ArrayBundle:
 #: The observation field that holds the env's global state, for ``critic: state`` models
 #: (:mod:`coltra.envs.global_state`).
 STATE_FIELD = "state"
+#: The observation field of an action mask (PettingZoo's convention): 1 = legal, 0 = not,
+#: one entry per action (per choice of each dimension, for MultiDiscrete).
+ACTION_MASK_FIELD = "action_mask"
 
 
 class Observation(_ArrayBundle):

@@ -10,6 +10,10 @@ values by 0 (:func:`zero_nonfinite`) and leaves the entries they spoil out of tr
 Only values that matter are checked: observations of rows that act next, rewards of rows
 that acted, and final observations of rows whose episode ended (other rows of a step may
 hold anything, see :class:`~coltra.envs.base.StepBatch`).
+
+Action masks get one more check (:func:`find_no_legal_action`): an agent that acts next
+whose ``action_mask`` allows no action (in some dimension) is a :class:`NoLegalActionError`
+naming it, never a silent pick of an illegal action.
 """
 
 from __future__ import annotations
@@ -18,16 +22,20 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import gymnasium as gym
 import numpy as np
 
-from coltra.buffers import Observation, to_numpy
+from coltra.buffers import ACTION_MASK_FIELD, Observation, to_numpy
 from coltra.envs.base import StepBatch
 from coltra.envs.blocks import SEPARATOR, BlockLayout
 
 __all__ = [
+    "NoLegalActionError",
     "NonFinite",
     "NonFiniteError",
     "NonFiniteMode",
+    "check_legal_actions",
+    "find_no_legal_action",
     "find_nonfinite",
     "nonfinite_message",
     "zero_nonfinite",
@@ -85,6 +93,62 @@ def find_nonfinite(
         for part, row, value in _bad_obs(batch.obs, active, layout):
             found.append(item(row, "observation", part, value))
     return found
+
+
+class NoLegalActionError(ValueError):
+    """An env gave an agent that acts next an action mask with no legal action."""
+
+
+def find_no_legal_action(
+    obs: Observation,
+    active: np.ndarray,
+    agent_names: Sequence[str],
+    layout: BlockLayout | None = None,
+) -> str | None:
+    """What is wrong when an active row's ``action_mask`` field (or ``<block>/action_mask``)
+    allows no action, per dimension for MultiDiscrete: the agent and its mask; None when every
+    agent can act (and at no cost without a mask field)."""
+    for part, raw in obs.items():
+        if part != ACTION_MASK_FIELD and not part.endswith(SEPARATOR + ACTION_MASK_FIELD):
+            continue
+        rows = np.asarray(active, dtype=bool)
+        space = layout.blocks[0].action_space if layout is not None else None
+        if layout is not None and SEPARATOR in part:
+            block = layout.block(part.split(SEPARATOR)[0])
+            mine = np.zeros(len(rows), dtype=bool)
+            mine[block.rows] = True
+            rows, space = rows & mine, block.action_space
+        legal = to_numpy(raw).reshape(len(rows), -1) > 0.5
+        if isinstance(space, gym.spaces.MultiDiscrete) and legal.shape[1] == space.nvec.sum():
+            splits = np.cumsum(space.nvec)[:-1]
+            playable = np.all([p.any(1) for p in np.split(legal, splits, axis=1)], axis=0)
+        else:
+            playable = legal.any(1)
+        bad = np.flatnonzero(rows & ~playable)
+        if len(bad):
+            row = int(bad[0])
+            agent = agent_names[row] if row < len(agent_names) else f"row {row}"
+            mask = to_numpy(raw)[row].reshape(-1).tolist()
+            return f"agent '{agent}' has no legal action: its {part} is {mask}" + (
+                f" ({len(bad) - 1} more agents without one)" if len(bad) > 1 else ""
+            )
+    return None
+
+
+def check_legal_actions(
+    obs: Observation,
+    active: np.ndarray,
+    agent_names: Sequence[str],
+    layout: BlockLayout | None,
+    when: str,
+) -> None:
+    """A :class:`NoLegalActionError` (``when``: "returned by step 3 of ...") for an agent
+    that acts next with no legal action."""
+    problem = find_no_legal_action(obs, active, agent_names, layout)
+    if problem is not None:
+        raise NoLegalActionError(
+            f"{problem} ({when}); a masked env must leave every agent that acts a legal action"
+        )
 
 
 def nonfinite_message(item: NonFinite, count: int, step: int | None, where: str = "") -> str:

@@ -34,6 +34,7 @@ from coltra.checks import (
     NonFinite,
     NonFiniteError,
     NonFiniteMode,
+    check_legal_actions,
     find_nonfinite,
     nonfinite_message,
     zero_nonfinite,
@@ -156,6 +157,10 @@ class CrowdCollector:
         found = find_nonfinite(batch, None, self.env.agent_names, self.env.layout)
         if found:
             batch, _ = self._nonfinite(found, batch, None, None)
+        env = self.env
+        check_legal_actions(
+            batch.obs, batch.active, env.agent_names, env.layout, "returned by reset"
+        )
         return batch
 
     def collect(
@@ -198,6 +203,8 @@ class CrowdCollector:
             if found:
                 next_batch, now = self._nonfinite(found, next_batch, t + 1, label)
                 spoiled = now if spoiled is None else spoiled | now
+            when = f"returned by step {t + 1}" + (f" of {label}" if label else "")
+            check_legal_actions(next_batch.obs, next_batch.active, names, layout, when)
             self.episodes.step(next_batch.reward, acted, next_batch.done)
             for key, value in next_batch.metrics.items():
                 env_metrics.setdefault(key, []).append(value)

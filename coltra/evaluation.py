@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from coltra.checks import NonFiniteError, find_nonfinite, nonfinite_message
+from coltra.checks import NonFiniteError, check_legal_actions, find_nonfinite, nonfinite_message
 from coltra.collectors import join_policy_actions, plan_policies, policy_views, step_env
 from coltra.envs.base import MultiAgentEnv, StepBatch
 from coltra.envs.blocks import BlockLayout
@@ -149,10 +149,13 @@ def _checked(
     step: int | None,
     layout: BlockLayout,
 ) -> StepBatch:
-    """``batch``, or a NonFiniteError for NaN/inf in it (evaluation never drops steps)."""
+    """``batch``, or a NonFiniteError for NaN/inf in it (evaluation never drops steps), or
+    a NoLegalActionError for an agent that acts next without a legal action."""
     found = find_nonfinite(batch, acted, names, layout)
     if found:
         raise NonFiniteError(nonfinite_message(found[0], len(found), step, "the evaluation"))
+    when = "returned by reset" if step is None else f"returned by step {step}"
+    check_legal_actions(batch.obs, batch.active, names, layout, f"{when} of the evaluation")
     return batch
 
 

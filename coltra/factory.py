@@ -25,7 +25,7 @@ from coltra.checkpoints import copy_agent_weights, weights_mismatch
 from coltra.configs import ConfigError, EnvConfig, ModelConfig, RunConfig, WrapperConfig
 from coltra.envs import MultiAgentEnv, MultiGymEnv, PettingZooEnv, make_vec_env, registry
 from coltra.envs.blocks import Block
-from coltra.envs.probe_envs import PROBE_ENVS, TEAM_PROBE_ENVS
+from coltra.envs.probe_envs import MASK_PROBE_ENVS, PROBE_ENVS, TEAM_PROBE_ENVS
 from coltra.groups import (
     HomogeneousGroup,
     MacroAgent,
@@ -152,7 +152,7 @@ def make_env(env_cfg: EnvConfig, seed: int | None = None) -> MultiAgentEnv:
         if vec_kwargs["backend"] is None:
             vec_kwargs["backend"] = "inprocess"
         return _build(env_cfg, None, env_fn=copy, **vec_kwargs)
-    probes: dict[str, type[MultiAgentEnv]] = {**PROBE_ENVS, **TEAM_PROBE_ENVS}
+    probes: dict[str, type[MultiAgentEnv]] = {**PROBE_ENVS, **TEAM_PROBE_ENVS, **MASK_PROBE_ENVS}
     if env_cfg.env_name not in probes:
         raise ConfigError(
             f"unknown probe env {env_cfg.env_name!r}; expected one of {sorted(probes)}",

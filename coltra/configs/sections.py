@@ -206,6 +206,11 @@ class MLPConfig(ModelConfig):
         "state = only the 'state' field, the env's global state (MAPPO; env.global_state adds "
         "it). The policy never sees 'state'.",
     )
+    action_mask_input: bool = Field(
+        False,
+        description="Feed an 'action_mask' observation field to the networks as features too "
+        "(it always masks the policy's logits).",
+    )
     obs_norm: bool = Field(
         False,
         description="Normalise the networks' input features (and a state critic's state) by "

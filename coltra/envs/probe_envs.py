@@ -25,6 +25,13 @@ random sign s_i (``vector``), the observation's ``state`` field holds all of the
 agent is paid the team's mean sign in one-step episodes. V(state) = mean(s) exactly; a value
 network on the agent's own sign cannot do better than s_i / n, a mean squared error of
 (n - 1) / n**2 (0.25 for two agents).
+
+``MaskedActionEnv`` ("masked") is for action masks: 4 actions paying 1, 0.75, 0.5 and
+0.25, but action 0 is never legal and each of the others is legal with probability 1/2
+(at least one is), shown in an ``action_mask`` field. The best legal action is the lowest
+legal one (expected reward 4.25 / 7 ~ 0.607). An illegal action raises (``illegal="raise"``,
+an env that enforces legality) or pays -1 (``"penalty"``); with ``masks=False`` the mask is
+hidden, and the best a learner can do is action 1 every time, 0 on average with penalties.
 """
 
 from __future__ import annotations
@@ -39,11 +46,13 @@ from coltra.envs.base import MultiAgentEnv, StepBatch
 from coltra.envs.spaces import ActionCodec, LayoutActions
 
 __all__ = [
+    "MASK_PROBE_ENVS",
     "PROBE_ENVS",
     "TEAM_PROBE_ENVS",
     "ActionRewardEnv",
     "ConstantRewardEnv",
     "DelayedRewardEnv",
+    "MaskedActionEnv",
     "ObsActionRewardEnv",
     "ObservedRewardEnv",
     "ProbeEnv",
@@ -216,6 +225,99 @@ class DelayedRewardEnv(ProbeEnv):
         return np.full(self.num_agents, 1.0 if paid else 0.0, dtype=np.float32)
 
 
+class OneStepEnv(MultiAgentEnv):
+    """One-step episodes: ``_observe`` draws a new observation of every agent, a step pays
+    what ``_pay`` computes and ends every episode; the vector env then resets the copy."""
+
+    default_backend: ClassVar[str] = "inprocess"
+    _rng: np.random.Generator
+
+    def _observe(self) -> Observation:
+        raise NotImplementedError
+
+    def _current_obs(self) -> Observation:
+        raise NotImplementedError
+
+    def _pay(self, actions: Action) -> np.ndarray:
+        """The reward of every agent for ``actions``. ``[agents]``"""
+        raise NotImplementedError
+
+    def step_batch(self, actions: Action) -> StepBatch:
+        self._check_ready()
+        return self._end(self._pay(actions))
+
+    def reset_batch(self, seed: int | None = None) -> StepBatch:
+        if seed is not None:
+            self._rng = np.random.default_rng(seed)
+        return self._remember(StepBatch.first(self._observe()))
+
+    def _end(self, reward: np.ndarray) -> StepBatch:
+        """The step that ends every agent's episode with ``reward`` (``[agents]``)."""
+        rows = self.num_agents
+        batch = StepBatch(
+            obs=self._current_obs(),
+            reward=reward.astype(np.float32),
+            terminated=np.ones(rows, bool),
+            truncated=np.zeros(rows, bool),
+            active=np.zeros(rows, bool),
+        )
+        batch.final_obs = batch.obs
+        batch.metrics = {
+            "e_episode_reward": batch.reward.copy(),
+            "e_episode_length": np.ones(rows, np.float32),
+        }
+        return self._remember(batch)
+
+
+class MaskedActionEnv(OneStepEnv):
+    """One-step episodes with a random action mask (see the module docstring)."""
+
+    PAYOFF = np.array([1.0, 0.75, 0.5, 0.25], np.float32)
+    PENALTY = -1.0
+
+    def __init__(self, num_agents: int = 1, *, illegal: str = "raise", masks: bool = True) -> None:
+        if isinstance(num_agents, bool) or not isinstance(num_agents, int) or num_agents < 1:
+            raise ValueError(f"num_agents must be a whole number >= 1, got {num_agents!r}")
+        if illegal not in ("raise", "penalty"):
+            raise ValueError(f"illegal must be 'raise' or 'penalty', got {illegal!r}")
+        self.illegal, self.masks = illegal, masks
+        self.agent_names = [f"agent_{i}" for i in range(num_agents)]
+        vector = gym.spaces.Box(1.0, 1.0, (1,), np.float32)
+        mask = gym.spaces.Box(0, 1, (len(self.PAYOFF),), np.int8)
+        self.observation_space = (
+            gym.spaces.Dict({"vector": vector, "action_mask": mask}) if masks else vector
+        )
+        self.action_space = gym.spaces.Discrete(len(self.PAYOFF))
+        self._codec = ActionCodec(self.action_space)
+        self._rng = np.random.default_rng()
+        self.legal = np.zeros((num_agents, len(self.PAYOFF)), bool)  # [agents, actions]
+
+    def _observe(self) -> Observation:
+        legal = np.zeros_like(self.legal)
+        while not legal.any(1).all():  # every agent has a legal action
+            empty = ~legal.any(1)
+            legal[empty, 1:] = self._rng.random((int(empty.sum()), len(self.PAYOFF) - 1)) < 0.5
+        self.legal = legal
+        return self._current_obs()
+
+    def _current_obs(self) -> Observation:
+        ones = np.ones((self.num_agents, 1), np.float32)
+        if not self.masks:
+            return Observation(vector=ones)
+        return Observation(vector=ones, action_mask=self.legal.astype(np.int8))
+
+    def _pay(self, actions: Action) -> np.ndarray:
+        chosen = self._codec.check_batch(actions, self.num_agents)
+        allowed = self.legal[np.arange(self.num_agents), chosen]
+        if self.illegal == "raise" and not allowed.all():
+            row = int(np.argmin(allowed))
+            raise ValueError(
+                f"agent '{self.agent_names[row]}' took action {int(chosen[row])}, which its "
+                f"action mask {self.legal[row].astype(int).tolist()} forbids"
+            )
+        return np.where(allowed, self.PAYOFF[chosen], self.PENALTY)
+
+
 PROBE_ENVS: dict[str, type[ProbeEnv]] = {
     "constant": ConstantRewardEnv,
     "observed": ObservedRewardEnv,
@@ -312,11 +414,9 @@ class TwoTeamsEnv(MultiAgentEnv):
         return self._remember(batch)
 
 
-class TeamSumEnv(MultiAgentEnv):
+class TeamSumEnv(OneStepEnv):
     """One-step episodes paying every agent the mean of all agents' random signs; each sees
     its own sign, the ``state`` field all of them (see the module docstring)."""
-
-    default_backend: ClassVar[str] = "inprocess"
 
     def __init__(self, num_agents: int = 2) -> None:
         if isinstance(num_agents, bool) or not isinstance(num_agents, int) or num_agents < 1:
@@ -343,32 +443,13 @@ class TeamSumEnv(MultiAgentEnv):
             vector=self._signs[:, None].copy(), state=np.repeat(self._signs[None], rows, axis=0)
         )
 
-    def reset_batch(self, seed: int | None = None) -> StepBatch:
-        if seed is not None:
-            self._rng = np.random.default_rng(seed)
-        return self._remember(StepBatch.first(self._observe()))
-
-    def step_batch(self, actions: Action) -> StepBatch:
-        self._check_ready()
+    def _pay(self, actions: Action) -> np.ndarray:
         self._codec.check_batch(actions, self.num_agents)
-        rows = self.num_agents
-        reward = np.full(rows, self._signs.mean(), np.float32)
-        obs = self._current_obs()  # the episode is over: the vector env resets it
-        batch = StepBatch(
-            obs=obs,
-            reward=reward,
-            terminated=np.ones(rows, bool),
-            truncated=np.zeros(rows, bool),
-            active=np.zeros(rows, bool),
-        )
-        batch.final_obs = obs
-        batch.metrics = {
-            "e_episode_reward": reward.copy(),
-            "e_episode_length": np.ones(rows, np.float32),
-        }
-        return self._remember(batch)
+        return np.full(self.num_agents, self._signs.mean(), np.float32)
 
 
 #: Probe envs of teams: several teams of their own spaces (for several policies), and a
 #: team paid as one (for centralised critics).
 TEAM_PROBE_ENVS: dict[str, type[MultiAgentEnv]] = {"teams": TwoTeamsEnv, "team_sum": TeamSumEnv}
+#: The probe of action masks.
+MASK_PROBE_ENVS: dict[str, type[MultiAgentEnv]] = {"masked": MaskedActionEnv}

@@ -19,14 +19,19 @@ import torch
 from torch import nn
 from torch.distributions import Distribution
 
-from coltra.buffers import STATE_FIELD, Observation
+from coltra.buffers import ACTION_MASK_FIELD, STATE_FIELD, Observation
 from coltra.configs import MLPConfig
 from coltra.models.base import BaseModel, State
 from coltra.models.distributions import Categorical, DiagNormal, MultiCategorical, ScaledBeta
 from coltra.models.fused import TwinMLP
 from coltra.models.normalization import RunningMeanStd
 
-__all__ = ["MLPModel", "mlp_layers"]
+__all__ = ["MASKED_LOGIT", "MLPModel", "mlp_layers"]
+
+#: The logit of an illegal action: exp(-1e8) is 0 in float32, and unlike -inf it keeps
+#: log-probabilities, entropies and their gradients finite (sb3-contrib uses the same).
+MASKED_LOGIT = -1e8
+
 
 L = TypeVar("L", nn.Linear, nn.Conv2d)
 
@@ -150,6 +155,32 @@ def _critic_spaces(
     return gym.spaces.Dict(rest), parts[STATE_FIELD]
 
 
+def _field(obs: Observation, name: str, why: str, device: torch.device) -> torch.Tensor:
+    """Field ``name`` of ``obs`` as a tensor, or an error saying why the model needs it."""
+    if name not in obs:
+        raise ValueError(f"this model needs a '{name}' observation field ({why}), got {obs!r}")
+    return torch.as_tensor(obs[name], device=device)
+
+
+def _without_mask(space: gym.Space | None) -> gym.Space | None:
+    """``space`` without its ``action_mask`` part (which masks logits, not a feature)."""
+    if not isinstance(space, gym.spaces.Dict) or ACTION_MASK_FIELD not in space.spaces:
+        return space
+    rest = {key: sub for key, sub in space.spaces.items() if key != ACTION_MASK_FIELD}
+    if not rest:
+        raise ValueError(
+            f"the observation has only an '{ACTION_MASK_FIELD}' field; the policy needs fields "
+            "to see (or set action_mask_input: true to feed it the mask)"
+        )
+    return gym.spaces.Dict(rest)
+
+
+def _mask_space(space: gym.Space | None) -> gym.Space | None:
+    if isinstance(space, gym.spaces.Dict):
+        return space.spaces.get(ACTION_MASK_FIELD)
+    return None
+
+
 def _resolve_config(
     config: MLPConfig, observation_space: gym.Space | None, action_space: gym.Space | None
 ) -> MLPConfig:
@@ -252,6 +283,9 @@ class MLPModel(BaseModel):
         else:
             raise TypeError(f"MLPModel config must be a dict or MLPConfig, got {config!r}")
         actor_space, self.state_space = _critic_spaces(base.critic, observation_space)
+        self.mask_space = _mask_space(observation_space)
+        if not base.action_mask_input:
+            actor_space = _without_mask(actor_space)
         self.config = _resolve_config(base, actor_space, action_space)
         self.observation_space = observation_space
         self.action_space = action_space
@@ -276,6 +310,19 @@ class MLPModel(BaseModel):
             self.image_encoder = ImageEncoder(image_shape, list(cfg.cnn_channels), cfg.initializer)
             features = features - int(np.prod(image_shape)) + self.image_encoder.out_size
         self.features = features
+        if self.mask_space is not None:
+            if not self.discrete:
+                raise ValueError(
+                    f"an '{ACTION_MASK_FIELD}' observation field masks categorical actions, but "
+                    f"the action space {action_space} is continuous"
+                )
+            entries = int(gym.spaces.flatdim(self.mask_space))
+            if entries != cfg.num_actions:
+                raise ValueError(
+                    f"the action mask has {entries} entries, the action space {action_space} "
+                    f"has {cfg.num_actions} choices (one entry per action; for MultiDiscrete, "
+                    "one per choice of each dimension, concatenated)"
+                )
         if cfg.obs_norm and self.image_encoder is not None:
             raise ValueError(
                 "obs_norm normalises flat input features; with image_encoder='cnn' the CNN's "
@@ -410,12 +457,7 @@ class MLPModel(BaseModel):
     def raw_state(self, obs: Observation) -> torch.Tensor | None:
         if self.state_space is None:
             return None
-        if STATE_FIELD not in obs:
-            raise ValueError(
-                f"this model's value network reads the global state (critic='state'), so the "
-                f"observation needs a '{STATE_FIELD}' field, got {obs!r}"
-            )
-        value = torch.as_tensor(obs[STATE_FIELD], device=self.device)
+        value = _field(obs, STATE_FIELD, "its value network reads the global state", self.device)
         state = value.reshape(value.shape[0], -1).float()
         if state.shape[-1] != self.state_features:
             raise ValueError(
@@ -435,6 +477,24 @@ class MLPModel(BaseModel):
                 f"has {self.obs_fields}"
             )
         return self.field_order
+
+    def mask_logits(self, head: torch.Tensor, obs: Observation) -> torch.Tensor:
+        """``head`` with the logits of illegal actions (``action_mask`` 0) at
+        ``MASKED_LOGIT``: their probability is exactly 0, so they are never sampled, the
+        mode is the best legal action, and log-probabilities and entropy are those of the
+        masked distribution. Unchanged without a mask field. ``[batch, num_actions]``
+
+        A row with no legal action (in some dimension) is left unmasked: it is an absent
+        agent's zero observation, or an env error that the collector and evaluation report
+        by the agent's name (:func:`coltra.checks.find_no_legal_action`) before acting."""
+        if self.mask_space is None:
+            return head
+        why = "its observation space has an action mask"
+        mask = _field(obs, ACTION_MASK_FIELD, why, head.device)
+        legal = mask.reshape(head.shape[0], -1) > 0.5
+        parts = torch.split(legal, self.nvec, -1) if self.nvec is not None else (legal,)
+        playable = torch.stack([part.any(-1) for part in parts], -1).all(-1)  # [batch]
+        return head.masked_fill(~legal & playable[:, None], MASKED_LOGIT)
 
     def distribution(self, head: torch.Tensor) -> Distribution:
         """The action distribution of the policy head's output."""
@@ -493,10 +553,10 @@ class MLPModel(BaseModel):
     ) -> tuple[Distribution, State, dict[str, torch.Tensor]]:
         if self.policy_hidden is not None and not get_value:  # acting: the policy alone
             head = self.policy_head(self._run(self.policy_hidden, self.encode(obs)))
-            return self.distribution(head), state, {}
+            return self.distribution(self.mask_logits(head, obs)), state, {}
         head, value = self.heads(self.encode(obs), self.encode_state(obs))
         extra = {"value": value} if get_value else {}
-        return self.distribution(head), state, extra
+        return self.distribution(self.mask_logits(head, obs)), state, extra
 
     def value(self, obs: Observation, state: State = ()) -> torch.Tensor:
         global_state = self.encode_state(obs)

@@ -618,7 +618,9 @@ def test_state_critic_refusals_name_the_problem() -> None:
     with pytest.raises(ValueError, match=r"needs observation_space="):
         MLPModel({"critic": "state", "input_size": 3, "num_actions": 2, "discrete": True})
     model = MLPModel({"critic": "state"}, STATE_OBS, gym.spaces.Discrete(2))
-    with pytest.raises(ValueError, match=r"value network reads the global state .*needs a 'state'"):
+    with pytest.raises(
+        ValueError, match=r"needs a 'state' observation field \(its value network reads"
+    ):
         model.value(Observation(vector=np.zeros((2, 3), np.float32)))
     wrong = Observation(vector=np.zeros((2, 3), np.float32), state=np.zeros((2, 5), np.float32))
     with pytest.raises(ValueError, match=r"'state' field has 5 numbers per item.*expects 7"):
