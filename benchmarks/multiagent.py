@@ -195,14 +195,21 @@ class TaskResult:
 def with_algorithm(task: Task, algorithm: str) -> Task:
     """``task`` trained by ``algorithm``: ``ippo`` (independent PPO, value networks on each
     agent's own observation: the task as written) or ``mappo`` (Yu et al. 2022: a value
-    network on the env's global state, with ValueNorm; ``<task>_mappo`` in run names and
-    curves)."""
+    network on the env's global state, ValueNorm, Huber value loss, advantages normalised
+    over the batch, gradient norm 10; ``<task>_mappo`` in run names and curves)."""
     if algorithm == "ippo":
         return task
     config = {
         **task.config,
         "env": {**task.config["env"], "global_state": True},
         "model": {**task.config.get("model", {}), "critic": "state", "value_norm": True},
+        "ppo": {
+            **task.config.get("ppo", {}),
+            "value_loss": "huber",
+            "huber_delta": 10.0,
+            "norm_adv_over": "batch",
+            "max_grad_norm": 10.0,
+        },
     }
     return replace(task, name=f"{task.name}_mappo", config=config)
 

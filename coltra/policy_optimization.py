@@ -60,9 +60,11 @@ def ppo_loss(
     config: PPOConfig,
     ent_coef: float,
 ) -> PPOLoss:
-    """Clipped surrogate + (optionally clipped) value loss - entropy bonus (Schulman 2017)."""
-    if config.norm_adv and advantage.numel() > 1:
-        advantage = (advantage - advantage.mean()) / (advantage.std() + 1e-8)
+    """Clipped surrogate + (optionally clipped) value loss - entropy bonus (Schulman 2017).
+    The value loss is half the squared error, or the Huber loss (``value_loss: huber``,
+    which equals it within ``huber_delta``)."""
+    if config.norm_adv and config.norm_adv_over == "minibatch" and advantage.numel() > 1:
+        advantage = normalized(advantage)
 
     log_ratio = logprob - old_logprob
     ratio = log_ratio.exp()
@@ -70,11 +72,18 @@ def ppo_loss(
     policy_loss_clipped = -advantage * ratio.clamp(1 - config.clip_coef, 1 + config.clip_coef)
     policy_loss = torch.max(policy_loss_unclipped, policy_loss_clipped).mean()
 
+    def value_error(estimate: torch.Tensor) -> torch.Tensor:
+        if config.value_loss == "huber":
+            return torch.nn.functional.huber_loss(
+                estimate, returns, reduction="none", delta=config.huber_delta
+            )
+        return 0.5 * (estimate - returns) ** 2
+
     if config.clip_vloss:
         value_clipped = old_value + (value - old_value).clamp(-config.clip_coef, config.clip_coef)
-        value_loss = 0.5 * torch.max((value - returns) ** 2, (value_clipped - returns) ** 2).mean()
+        value_loss = torch.max(value_error(value), value_error(value_clipped)).mean()
     else:
-        value_loss = 0.5 * ((value - returns) ** 2).mean()
+        value_loss = value_error(value).mean()
 
     entropy_loss = entropy.mean()
     total = policy_loss - ent_coef * entropy_loss + config.vf_coef * value_loss
@@ -84,6 +93,11 @@ def ppo_loss(
         old_approx_kl = (-log_ratio).mean()
         clipfrac = ((ratio - 1.0).abs() > config.clip_coef).float().mean()
     return PPOLoss(total, policy_loss, value_loss, entropy_loss, approx_kl, old_approx_kl, clipfrac)
+
+
+def normalized(advantage: torch.Tensor) -> torch.Tensor:
+    """Zero mean, unit std (unbiased, +1e-8: CleanRL)."""
+    return (advantage - advantage.mean()) / (advantage.std() + 1e-8)
 
 
 @dataclass(frozen=True)
@@ -100,7 +114,7 @@ class Minibatch:
     actions: Action  # [batch, ...]
     old_logprob: torch.Tensor
     old_value: torch.Tensor
-    advantages: torch.Tensor  # GAE, before per-minibatch normalisation
+    advantages: torch.Tensor  # GAE (normalised over the batch with norm_adv_over: batch)
     returns: torch.Tensor  # value targets
     loss: PPOLoss  # PPO's own loss terms on this minibatch
 
@@ -317,6 +331,8 @@ class CrowdPPOptimizer:
             old_logprob = torch.as_tensor(flat(record.logprob), device=device)
             old_value = torch.as_tensor(flat(record.value), device=device)
             batch_advantages = torch.as_tensor(flat(advantages), device=device)
+            if cfg.norm_adv and cfg.norm_adv_over == "batch" and len(valid) > 1:
+                batch_advantages = normalized(batch_advantages)  # once, over the policy's batch
             batch_returns = torch.as_tensor(flat(returns), device=device)
             batch_size = len(valid)
             size = minibatch_size(cfg, batch_size)

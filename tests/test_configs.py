@@ -76,12 +76,15 @@ def test_defaults_are_the_documented_ones() -> None:
         "clip_coef": 0.2,
         "clip_vloss": True,
         "vf_coef": 0.5,
+        "value_loss": "mse",
+        "huber_delta": 10.0,
         "ent_coef": 0.0,
         "ent_coef_final": None,
         "max_grad_norm": 0.5,
         "target_kl": None,
         "norm_adv": True,
         "reward_scaling": False,
+        "norm_adv_over": "minibatch",
         "anneal_lr": False,
         "anneal_iterations": None,
         "adam_eps": 1e-5,
@@ -195,8 +198,8 @@ def test_update_errors_name_the_full_key() -> None:
 
 PPO_KEYS = (
     "lr, gamma, gae_lambda, epochs, num_minibatches, minibatch_size, clip_coef, clip_vloss, "
-    "vf_coef, ent_coef, ent_coef_final, max_grad_norm, target_kl, norm_adv, reward_scaling, "
-    "anneal_lr, anneal_iterations, adam_eps, seed"
+    "vf_coef, value_loss, huber_delta, ent_coef, ent_coef_final, max_grad_norm, target_kl, "
+    "norm_adv, norm_adv_over, reward_scaling, anneal_lr, anneal_iterations, adam_eps, seed"
 )
 
 

@@ -94,6 +94,48 @@ def test_advantages_are_normalised_per_minibatch() -> None:
     assert loss.policy.item() == pytest.approx(0.0, abs=1e-6)
 
 
+def test_huber_value_loss_is_quadratic_within_delta_and_linear_beyond() -> None:
+    value, returns = tensors([0.0, 20.0], [1.0, 0.0])
+    zeros = torch.zeros(2)
+    huber = PPOConfig(norm_adv=False, clip_vloss=False, value_loss="huber", huber_delta=10.0)
+    loss = ppo_loss(zeros, zeros, zeros, value, value, returns, zeros, huber, 0.0)
+    assert loss.value.item() == pytest.approx((0.5 * 1**2 + 10.0 * (20.0 - 5.0)) / 2)
+    mse = PPOConfig(norm_adv=False, clip_vloss=False)
+    assert ppo_loss(
+        zeros, zeros, zeros, value, value, returns, zeros, mse, 0.0
+    ).value.item() == pytest.approx((0.5 + 200.0) / 2)
+    # Clipped around the old value 0 (clip 0.2): the prediction 0.2 is 0.8 off, beyond a
+    # delta of 0.5, so the worse of the two errors is 0.5 * (0.8 - 0.25).
+    value, old, returns, zero = tensors([1.0], [0.0], [1.0], [0.0])
+    clipped = huber.update({"clip_vloss": True, "huber_delta": 0.5})
+    loss = ppo_loss(zero, zero, zero, value, old, returns, zero, clipped, 0.0)
+    assert loss.value.item() == pytest.approx(0.5 * (0.8 - 0.25))
+
+
+def test_advantages_normalised_over_the_batch_are_not_normalised_again() -> None:
+    advantage = torch.tensor([1.0, 3.0])
+    zeros = torch.zeros(2)
+    config = PPOConfig(norm_adv_over="batch")
+    loss = ppo_loss(zeros, zeros, advantage, zeros, zeros, zeros, zeros, config, 0.0)
+    assert loss.policy.item() == pytest.approx(-2.0)
+    env = ObsActionRewardEnv(num_agents=8)
+    agents = HomogeneousGroup(make_agent(env))
+    data = rollout(agents, env)
+    seen: list[torch.Tensor] = []
+
+    def record(batch: Minibatch) -> torch.Tensor:
+        seen.append(batch.advantages.detach())
+        return torch.zeros(())
+
+    optimizer = CrowdPPOptimizer(
+        agents, {"norm_adv_over": "batch", "epochs": 1}, loss_terms={"spy": record}
+    )
+    optimizer.train_on_data(data)
+    whole = torch.cat(seen)  # every sample once (one epoch)
+    assert whole.mean().item() == pytest.approx(0.0, abs=1e-6)
+    assert whole.std().item() == pytest.approx(1.0, abs=1e-5)
+
+
 def test_train_on_data_reports_cleanrl_metrics() -> None:
     env = ObsActionRewardEnv(num_agents=8)
     agents = HomogeneousGroup(make_agent(env))

@@ -258,6 +258,14 @@ class PPOConfig(Config):
         True, description="Also clip the value loss around the old values (CleanRL)."
     )
     vf_coef: Float = Field(0.5, ge=0, description="Weight of the value loss (CleanRL).")
+    value_loss: Literal["mse", "huber"] = Field(
+        "mse",
+        description="Value loss: squared error (CleanRL) or Huber with huber_delta (MAPPO's "
+        "default).",
+    )
+    huber_delta: Float = Field(
+        10.0, gt=0, description="Where the Huber value loss turns linear (MAPPO: 10)."
+    )
     ent_coef: Float = Field(
         0.0,
         ge=0,
@@ -280,6 +288,11 @@ class PPOConfig(Config):
         "exceeds this (SB3's check, at 1x; CleanRL checks after each epoch); null = never.",
     )
     norm_adv: bool = Field(True, description="Normalise advantages per minibatch (CleanRL).")
+    norm_adv_over: Literal["minibatch", "batch"] = Field(
+        "minibatch",
+        description="What advantages are normalised over: each minibatch (CleanRL) or the "
+        "policy's whole batch, once (MAPPO).",
+    )
     reward_scaling: bool = Field(
         False,
         description="Divide rewards by the running std of the discounted return before GAE "
