@@ -331,9 +331,11 @@ class _ArrayBundle:
     __array_ufunc__ = None
 
 
-#: The observation field that holds the env's global state, for ``critic: state`` models
-#: (:mod:`coltra.envs.global_state`).
+#: The observation fields a centralised value network reads (``critic: state`` / ``team``):
+#: the env's global state, and the observations of the agent's team
+#: (:mod:`coltra.envs.critic_inputs`).
 STATE_FIELD = "state"
+TEAM_FIELD = "team"
 #: The observation field of an action mask (PettingZoo's convention): 1 = legal, 0 = not,
 #: one entry per action (per choice of each dimension, for MultiDiscrete).
 ACTION_MASK_FIELD = "action_mask"

@@ -103,12 +103,13 @@ def make_env(env_cfg: EnvConfig, seed: int | None = None) -> MultiAgentEnv:
     }
     kwargs = dict(env_cfg.env_kwargs)
     wrappers = [_wrapper(spec, i) for i, spec in enumerate(env_cfg.wrappers)]
-    if env_cfg.global_state and env_cfg.kind != "pettingzoo":
-        raise ConfigError(
-            f"global_state adds a PettingZoo env's state() to its observations; a {env_cfg.kind} "
-            "env gives its agents a 'state' observation field itself",
-            key="env.global_state",
-        )
+    for key, field in (("global_state", "state"), ("team_observations", "team")):
+        if getattr(env_cfg, key) and env_cfg.kind != "pettingzoo":
+            raise ConfigError(
+                f"{key} adds to a PettingZoo env's observations; a {env_cfg.kind} env gives its "
+                f"agents a '{field}' observation field itself",
+                key=f"env.{key}",
+            )
     if env_cfg.kind == "gym":
         _check_gym_id(env_cfg.env_name)
         _refuse_keys(kwargs, ("env", "env_fn", "wrappers", "agent_name"), "gymnasium.make keywords")
@@ -123,8 +124,13 @@ def make_env(env_cfg: EnvConfig, seed: int | None = None) -> MultiAgentEnv:
     if env_cfg.kind == "pettingzoo":
         _refuse_keys(kwargs, ("env_fn",), "parallel_env keywords; env.env_name names the module")
         env_fn = pettingzoo_env_fn(env_cfg.env_name)
-        if env_cfg.global_state:  # last: the state goes next to the final observation parts
-            from coltra.envs.global_state import GlobalState
+        # Last, in this order: the team's observations are of the agents' own parts only.
+        if env_cfg.team_observations:
+            from coltra.envs.critic_inputs import TeamObservations
+
+            wrappers.append(TeamObservations)
+        if env_cfg.global_state:
+            from coltra.envs.critic_inputs import GlobalState
 
             wrappers.append(GlobalState)
         if wrappers:

@@ -100,6 +100,7 @@ def test_defaults_are_the_documented_ones() -> None:
         "backend": "auto",
         "step_timeout": None,
         "global_state": False,
+        "team_observations": False,
     }
     assert config.trainer.to_dict() == {
         "name": "run",

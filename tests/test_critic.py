@@ -111,3 +111,31 @@ def test_mappo_on_speaker_listener_from_yaml_saves_and_reloads(tmp_path: Path) -
         assert set(outputs) == {"speaker", "listener"}
     finally:
         env.close()
+
+
+def test_a_team_critic_on_simple_tag_values_the_whole_team(tmp_path: Path) -> None:
+    """``env.team_observations`` and ``critic: team``: the adversaries' value network reads
+    the three adversaries' observations (3 x (16 + 1) numbers), the prey's its own 14 + 1."""
+    config = RunConfig.from_dict(
+        {
+            "trainer": {"run_dir": str(tmp_path / "run"), "steps": 25, "iterations": 1,
+                        "progress": False},
+            "ppo": {"epochs": 1},
+            "model": {"hidden_sizes": [16], "critic": "team"},
+            "env": {
+                "kind": "pettingzoo", "env_name": "mpe2.simple_tag_v3",
+                "env_kwargs": {"max_cycles": 25}, "workers": 1, "backend": "inprocess",
+                "team_observations": True, "global_state": True,
+            },
+            "policies": {"adversary": {}, "prey": {"agents": ["agent"]}},
+        }
+    )  # fmt: skip
+    with PPOCrowdTrainer.from_config(config) as trainer:
+        trainer.train()
+        models = {name: agent.model for name, agent in trainer.group.policies.items()}
+    adversary, prey = models["adversary"], models["prey"]
+    assert isinstance(adversary, MLPModel) and isinstance(prey, MLPModel)
+    assert (adversary.features, adversary.state_features) == (16, 51)
+    assert (prey.features, prey.state_features) == (14, 15)
+    with pytest.raises(ValueError, match=r"critic='team' needs .* 'team' field.*team_observat"):
+        MLPModel({"critic": "team"}, adversary.observation_space.spaces["vector"], None)  # type: ignore[union-attr]

@@ -200,11 +200,11 @@ class MLPConfig(ModelConfig):
         description="One trunk of hidden layers under both heads (policy and value); false = "
         "two separate networks (CleanRL).",
     )
-    critic: Literal["local", "state"] = Field(
+    critic: Literal["local", "state", "team"] = Field(
         "local",
         description="What the value network sees: local = the agent's own observation (IPPO); "
         "state = only the 'state' field, the env's global state (MAPPO; env.global_state adds "
-        "it). The policy never sees 'state'.",
+        "it); team = only the 'team' field (env.team_observations). No policy sees either.",
     )
     action_mask_input: bool = Field(
         False,
@@ -380,6 +380,11 @@ class EnvConfig(Config):
         False,
         description="Add the env's global state() to every agent's observation as a 'state' "
         "field, for critic: state models (PettingZoo envs).",
+    )
+    team_observations: bool = Field(
+        False,
+        description="Add the observations of each agent's team (agents named <team>_<n>), each "
+        "with a presence flag, as a 'team' field, for critic: team models (PettingZoo envs).",
     )
 
 

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torch.distributions import Distribution
 
-from coltra.buffers import ACTION_MASK_FIELD, STATE_FIELD, Observation
+from coltra.buffers import ACTION_MASK_FIELD, STATE_FIELD, TEAM_FIELD, Observation
 from coltra.configs import MLPConfig
 from coltra.models.base import BaseModel, State
 from coltra.models.distributions import Categorical, DiagNormal, MultiCategorical, ScaledBeta
@@ -123,36 +123,41 @@ def _image_shape(space: gym.Space | None) -> tuple[int, int, int] | None:
     return None
 
 
+#: The observation field each centralised critic reads; no policy ever reads them.
+CRITIC_FIELDS = {"state": STATE_FIELD, "team": TEAM_FIELD}
+
+
 def _critic_spaces(
     critic: str, observation_space: gym.Space | None
 ) -> tuple[gym.Space | None, gym.Space | None]:
-    """The spaces of the policy's input and the value network's state: the fields other
-    than ``state``, and ``state`` for a ``state`` critic (None for a ``local`` one, whose
-    value network reads the policy's input). Only a state critic ever reads ``state``."""
+    """The spaces of the policy's input and of the value network's own input: the fields
+    other than ``state`` and ``team``, and that of the critic (``state`` or ``team``; None
+    for a ``local`` critic, whose value network reads the policy's input)."""
     parts = observation_space.spaces if isinstance(observation_space, gym.spaces.Dict) else {}
+    rest = {key: space for key, space in parts.items() if key not in CRITIC_FIELDS.values()}
     if critic == "local":
-        if STATE_FIELD in parts and len(parts) > 1:
-            rest = {key: space for key, space in parts.items() if key != STATE_FIELD}
+        if len(rest) < len(parts) and rest:
             return gym.spaces.Dict(rest), None
         return observation_space, None
+    field = CRITIC_FIELDS[critic]
+    adds = "env.global_state" if critic == "state" else "env.team_observations"
     if observation_space is None:
         raise ValueError(
-            "critic='state' needs observation_space= (a Dict with a 'state' part) to size the "
-            "value network"
+            f"critic='{critic}' needs observation_space= (a Dict with a '{field}' part) to size "
+            "the value network"
         )
-    if STATE_FIELD not in parts:
+    if field not in parts:
         raise ValueError(
-            f"critic='state' needs an observation with a '{STATE_FIELD}' field, the env's global "
-            f"state, got the observation space {observation_space} (env.global_state: true adds "
-            "a PettingZoo env's state())"
+            f"critic='{critic}' needs an observation with a '{field}' field, got the "
+            f"observation space {observation_space} ({adds}: true adds it to a PettingZoo "
+            "env's observations)"
         )
-    rest = {key: space for key, space in parts.items() if key != STATE_FIELD}
     if not rest:
         raise ValueError(
-            f"critic='state': the observation has only the '{STATE_FIELD}' field, which the "
-            "policy must not see; it needs fields of its own"
+            f"critic='{critic}': the observation has only the critics' fields "
+            f"{sorted(parts)}, which the policy must not see; it needs fields of its own"
         )
-    return gym.spaces.Dict(rest), parts[STATE_FIELD]
+    return gym.spaces.Dict(rest), parts[field]
 
 
 def _field(obs: Observation, name: str, why: str, device: torch.device) -> torch.Tensor:
@@ -252,10 +257,11 @@ class MLPModel(BaseModel):
     ``policy_head_gain`` and ``value_head_gain`` (CleanRL).
 
     With ``critic: state`` (MAPPO's centralised critic, Yu et al. 2022) the observation has a
-    ``state`` field: the value network reads only that, the policy every other field, so
-    acting stays decentralised. The two networks then have different inputs and run as two
-    plain stacks (``policy_hidden``, ``value_hidden``). A ``local`` critic ignores a ``state``
-    field too, so that the two differ only in what the value network sees.
+    ``state`` field (``critic: team``: a ``team`` field, the team's observations): the value
+    network reads only that, the policy every other field, so acting stays decentralised.
+    The two networks then have different inputs and run as two plain stacks
+    (``policy_hidden``, ``value_hidden``). A ``local`` critic ignores ``state`` and ``team``
+    fields too, so that the critics differ only in what the value network sees.
 
     ``obs_norm`` normalises the input features (and the state) by running statistics
     (``obs_normalizer``, ``state_normalizer``), ``value_norm`` makes the value head predict
@@ -369,8 +375,8 @@ class MLPModel(BaseModel):
         if self.state_space is not None:
             if cfg.shared_backbone:
                 raise ValueError(
-                    "shared_backbone needs one input under both heads, but critic='state' gives "
-                    "the value network the global state: set one of them off"
+                    f"shared_backbone needs one input under both heads, but critic='{cfg.critic}' "
+                    "gives the value network an input of its own: set one of them off"
                 )
             self.policy_hidden = nn.ModuleList(policy_layers[:-1])
             self.value_hidden = nn.ModuleList(value_layers[:-1])
@@ -447,8 +453,8 @@ class MLPModel(BaseModel):
         return x
 
     def encode_state(self, obs: Observation) -> torch.Tensor | None:
-        """The global state a ``critic: state`` value network reads (normalised with
-        ``obs_norm``), ``[batch, state]``; None for a local critic."""
+        """What a centralised value network reads, the ``state`` or ``team`` field
+        (normalised with ``obs_norm``), ``[batch, state]``; None for a local critic."""
         state = self.raw_state(obs)
         if state is None or self.state_normalizer is None:
             return state
@@ -457,12 +463,14 @@ class MLPModel(BaseModel):
     def raw_state(self, obs: Observation) -> torch.Tensor | None:
         if self.state_space is None:
             return None
-        value = _field(obs, STATE_FIELD, "its value network reads the global state", self.device)
+        field = CRITIC_FIELDS[self.config.critic]
+        why = f"its value network reads it, critic='{self.config.critic}'"
+        value = _field(obs, field, why, self.device)
         state = value.reshape(value.shape[0], -1).float()
         if state.shape[-1] != self.state_features:
             raise ValueError(
-                f"the '{STATE_FIELD}' field has {state.shape[-1]} numbers per item, the value "
-                f"network expects {self.state_features} (state space {self.state_space})"
+                f"the '{field}' field has {state.shape[-1]} numbers per item, the value "
+                f"network expects {self.state_features} (its space {self.state_space})"
             )
         return state
 
@@ -524,7 +532,9 @@ class MLPModel(BaseModel):
         ``[batch, policy_out]`` and the values ``[batch]``."""
         if self.policy_hidden is not None:
             if state is None:
-                raise ValueError("this model's value network (critic='state') needs the state")
+                raise ValueError(
+                    f"this model's value network (critic='{self.config.critic}') needs its input"
+                )
             return self.policy_head(self._run(self.policy_hidden, features)), self._value(state)
         if self.trunk is not None:  # shared_backbone: one stack of layers under both heads
             policy_x = value_x = self._run(self.trunk, features)
@@ -544,7 +554,7 @@ class MLPModel(BaseModel):
         return x
 
     def _value(self, state: torch.Tensor) -> torch.Tensor:
-        """The ``critic: state`` value network on the global state. ``[batch]``"""
+        """A centralised value network on its input (``state`` or ``team``). ``[batch]``"""
         assert self.value_hidden is not None
         return self._denormalized(self.value_head(self._run(self.value_hidden, state)).squeeze(-1))
 

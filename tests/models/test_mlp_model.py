@@ -611,7 +611,9 @@ def test_state_critic_refusals_name_the_problem() -> None:
     with pytest.raises(ValueError, match=r"needs an observation with a 'state' field.*global_st"):
         MLPModel({"critic": "state"}, vector, gym.spaces.Discrete(2))
     only_state = gym.spaces.Dict({"state": vector})
-    with pytest.raises(ValueError, match=r"only the 'state' field, which the policy must not see"):
+    with pytest.raises(
+        ValueError, match=r"only the critics' fields \['state'\], which the policy must not see"
+    ):
         MLPModel({"critic": "state"}, only_state, gym.spaces.Discrete(2))
     with pytest.raises(ValueError, match=r"shared_backbone needs one input.*critic='state'"):
         MLPModel({"critic": "state", "shared_backbone": True}, STATE_OBS, gym.spaces.Discrete(2))

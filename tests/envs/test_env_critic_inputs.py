@@ -1,4 +1,5 @@
-"""GlobalState: the env's state() as a 'state' observation field of every agent."""
+"""What centralised critics see: GlobalState (the env's state() as a 'state' field) and
+TeamObservations (the team's observations with presence flags as a 'team' field)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from pettingzoo.sisl import pursuit_v5
 from coltra.buffers import Action
 from coltra.configs import ConfigError, EnvConfig
 from coltra.envs import PettingZooEnv
-from coltra.envs.global_state import GlobalState
+from coltra.envs.critic_inputs import GlobalState, TeamObservations, team_by_name
 from coltra.factory import make_env
 
 pytestmark = pytest.mark.timeout(60)
@@ -126,8 +127,78 @@ class StateInDict(NoState):
 def test_refusals_name_the_problem() -> None:
     with pytest.raises(TypeError, match=r"NoState gives no global state .*critic: state"):
         GlobalState(NoState())
-    with pytest.raises(ValueError, match=r"'a_0' already has a 'state' part"):
+    with pytest.raises(ValueError, match=r"'a_0' already has a 'state' part.*GlobalState"):
         GlobalState(StateInDict())
     gym_env = EnvConfig.from_dict({"env_name": "CartPole-v1", "global_state": True})
     with pytest.raises(ConfigError, match=r"env.global_state.*a gym env gives its agents"):
         make_env(gym_env)
+    team_env = EnvConfig.from_dict({"env_name": "CartPole-v1", "team_observations": True})
+    with pytest.raises(ConfigError, match=r"env.team_observations.*its agents a 'team'"):
+        make_env(team_env)
+
+
+def test_team_observations_are_the_team_side_by_side_with_presence_flags() -> None:
+    from mpe2 import simple_tag_v3
+
+    env = TeamObservations(simple_tag_v3.parallel_env(max_cycles=25))
+    assert env.observation_space("adversary_0")["team"].shape == (3 * (16 + 1),)
+    assert env.observation_space("agent_0")["team"].shape == (14 + 1,)
+    observations, _ = env.reset(seed=0)
+    team = observations["adversary_1"]["team"]
+    expected = np.concatenate(
+        [np.append(observations[f"adversary_{i}"]["vector"], 1.0) for i in range(3)]
+    )
+    np.testing.assert_array_equal(team, expected)
+    np.testing.assert_array_equal(observations["adversary_0"]["team"], team)  # one per team
+    np.testing.assert_array_equal(
+        observations["agent_0"]["team"], np.append(observations["agent_0"]["vector"], 1.0)
+    )
+    assert [team_by_name(n) for n in ("adversary_0", "agent_12", "speaker", "a_b_3")] == [
+        "adversary", "agent", "speaker", "a_b",
+    ]  # fmt: skip
+
+
+class LeavingTeam(ParallelEnv):
+    """Team ``a`` of two; ``a_1`` terminates at the first step, ``a_0`` plays on."""
+
+    metadata: dict[str, Any] = {"name": "leaving_team"}
+    possible_agents = ["a_0", "a_1"]
+
+    def observation_space(self, agent: str) -> gym.Space:
+        return gym.spaces.Dict(
+            {
+                "vector": gym.spaces.Box(-9, 9, (2,)),
+                "action_mask": gym.spaces.Box(0, 1, (2,), np.int8),
+            }
+        )
+
+    def action_space(self, agent: str) -> gym.Space:
+        return gym.spaces.Discrete(2)
+
+    def _obs(self, agent: str) -> dict[str, np.ndarray]:
+        row = self.possible_agents.index(agent)
+        vector = np.array([self.t, row + 1], np.float32)
+        return {"vector": vector, "action_mask": np.ones(2, np.int8)}
+
+    def reset(self, seed: int | None = None, options: dict | None = None) -> tuple:
+        self.t, self.agents = 0, list(self.possible_agents)
+        return {a: self._obs(a) for a in self.agents}, {a: {} for a in self.agents}
+
+    def step(self, actions: dict) -> tuple:
+        self.t += 1
+        done = {a: a == "a_1" for a in self.agents}
+        observations = {a: self._obs(a) for a in self.agents}
+        self.agents = [a for a in self.agents if not done[a]]
+        zero = {a: 0.0 for a in done}
+        return observations, zero, done, dict.fromkeys(done, False), {a: {} for a in done}
+
+
+def test_an_absent_team_member_is_zeros_and_a_zero_flag() -> None:
+    env = TeamObservations(LeavingTeam())
+    observations, _ = env.reset()
+    np.testing.assert_array_equal(observations["a_0"]["team"], [0, 1, 1, 0, 2, 1])  # no mask
+    observations, *_ = env.step({"a_0": 0, "a_1": 0})
+    np.testing.assert_array_equal(observations["a_1"]["team"], [1, 1, 1, 1, 2, 1])  # its last
+    observations, *_ = env.step({"a_0": 0})
+    assert list(observations) == ["a_0"]
+    np.testing.assert_array_equal(observations["a_0"]["team"], [2, 1, 1, 0, 0, 0])
