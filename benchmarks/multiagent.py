@@ -10,6 +10,8 @@ convention (see ``TASKS``: each says where its anchor comes from and how it was 
     python benchmarks/learning.py --env simple_tag_v3
     python benchmarks/learning.py --env battle_v4
     python benchmarks/learning.py --env simple_speaker_listener_v4 --algo mappo
+    python benchmarks/learning.py --env simple_spread_v3 --algo mappo      # and --algo ippo
+    python benchmarks/learning.py --env knights_archers_zombies_v11
     python benchmarks/multiagent.py --task simple_tag_v3 --steps 3200   # a smoke run
 
 Reward convention everywhere: the return of one agent, the sum of its rewards over one
@@ -78,6 +80,7 @@ class Task:
     conversion: str  # how the published number was converted
     random_note: str  # the random-play returns the issue quotes
     kill_ratio: bool = False  # magent2 battle: deaths caused / deaths suffered vs random
+    team_goal: float | None = None  # the team's return (all agents' summed) the issue asks for
 
 
 TASKS: dict[str, Task] = {
@@ -165,6 +168,59 @@ TASKS: dict[str, Task] = {
         kill_ratio=True,
     ),
 }
+TASKS["simple_spread_v3"] = Task(
+    name="simple_spread_v3",
+    config={
+        "trainer": {"steps": 100, "save_every": 100, "return_window": 300},
+        "env": {
+            "kind": "pettingzoo",
+            "env_name": "mpe2.simple_spread_v3",
+            "env_kwargs": {**MPE, "N": 3, "local_ratio": 0.5},
+            "workers": 2,
+            "envs_per_worker": 16,
+        },
+        "ppo": {"lr": 7e-4, "epochs": 10, "num_minibatches": 1, "ent_coef": 0.01},
+        "model": {"hidden_sizes": [64, 64]},
+        "policies": {"agent": {"agents": ["agent"]}},  # one policy shared by the 3 agents
+    },
+    phases=(Phase("cooperate", 5_000_000, ("agent",)),),
+    eval_episodes=1024,
+    eval_copies=8,
+    deterministic_eval=True,
+    goal={"agent": -10.0},
+    anchor="MAPPO official script ~ -120 team metric at 20M steps = ~ -7.5 per agent; JaxMARL "
+    "IPPO ~ -20 per agent at 10M (issue 14)",
+    conversion="MAPPO's team metric ~ 6 x per-agent - 75 (it counts each agent's collision "
+    "with itself); see benchmarks/RESULTS.md",
+    random_note="random play ~ -27.9 per agent (issue 14)",
+)
+TASKS["knights_archers_zombies_v11"] = Task(
+    name="knights_archers_zombies_v11",
+    config={
+        "trainer": {"steps": 128, "save_every": 100, "return_window": 100},
+        "env": {
+            "kind": "pettingzoo",
+            "env_name": "pettingzoo.butterfly.knights_archers_zombies_v11",
+            "env_kwargs": {"max_cycles": 900, "max_zombies": 10},
+            "workers": 2,
+            "envs_per_worker": 4,
+        },
+        "ppo": {"lr": 3e-4, "epochs": 4, "num_minibatches": 4, "ent_coef": 0.01},
+        "model": {"hidden_sizes": [128, 128]},
+        "policies": {"archer": {}, "knight": {}},  # agents die: their rows are masked
+    },
+    phases=(Phase("cooperate", 2_000_000, ("archer", "knight")),),
+    eval_episodes=64,
+    eval_copies=8,
+    deterministic_eval=False,
+    goal={},
+    anchor="hand-tuned heuristic: team return 43.7 (max_cycles=900, max_zombies=10; issue 14)",
+    conversion="none: the same env settings and the same team return (all agents' zombie "
+    "kills summed per episode)",
+    random_note="random team ~ 2.4 per episode (issue 14)",
+    team_goal=43.7,
+)
+
 #: Iterations between self-play snapshots.
 SNAPSHOT_EVERY = 10
 
@@ -180,6 +236,17 @@ class PolicyResult:
 
 
 @dataclass
+class TeamResult:
+    """The team's return per episode: every agent's return summed (agents per copy times
+    each policy's mean return)."""
+
+    random_return: float
+    final_return: float
+    goal: float | None
+    reached: bool | None
+
+
+@dataclass
 class TaskResult:
     task: str
     seed: int
@@ -190,6 +257,7 @@ class TaskResult:
     phases: list[dict[str, Any]]
     curve: str  # the PNG
     kill_ratio: dict[str, float] | None = None
+    team: TeamResult | None = None
 
 
 def with_algorithm(task: Task, algorithm: str) -> Task:
@@ -348,6 +416,11 @@ def run_task(
             if task.kill_ratio
             else None
         )
+        eval_copies = int(getattr(eval_env, "num_envs", 1))
+        eval_env_agents = {
+            policy: len(rows) // eval_copies
+            for policy, rows in group.policy_rows(eval_env.agent_names).items()
+        }
     finally:
         env.close()
         eval_env.close()
@@ -367,6 +440,13 @@ def run_task(
                 None if goal is None else mean >= goal,
             )
         )
+    team = None
+    if task.team_goal is not None:
+        random_team, final_team = (
+            team_return(group, eval_env_agents, {p: v[0] for p, v in play.items()})
+            for play in (random_play, final)
+        )
+        team = TeamResult(random_team, final_team, task.team_goal, final_team >= task.team_goal)
     return TaskResult(
         task.name,
         seed,
@@ -377,7 +457,15 @@ def run_task(
         phases,
         str(png),
         kills,
+        team,
     )
+
+
+def team_return(
+    group: MacroAgent, agents_per_copy: Mapping[str, int], means: Mapping[str, float]
+) -> float:
+    """The team's mean return per episode: each policy's agents per copy times its mean."""
+    return float(sum(agents_per_copy[policy] * means[policy] for policy in group.policy_names))
 
 
 def read_curve(run_dir: Path, policies: Sequence[str]) -> dict[str, list[tuple[float, float]]]:
@@ -451,6 +539,12 @@ def print_report(results: Sequence[TaskResult]) -> None:
                 f"  vs a random blue team: red lost {k['red_deaths']:.0f}, blue lost "
                 f"{k['blue_deaths']:.0f}: kill ratio {k['kill_ratio']:.2f}"
             )
+        if result.team is not None:
+            t = result.team
+            goal = (
+                "" if t.goal is None else f" | goal {t.goal:g}: {'PASS' if t.reached else 'MISS'}"
+            )
+            print(f"  team       random {t.random_return:8.2f} | final {t.final_return:8.2f}{goal}")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
