@@ -419,7 +419,8 @@ def _toy_result(
 
 class RandomAgent(Agent):
     """Uniformly random actions from ``action_space``, from its own seeded generator; with
-    an ``action_mask`` observation field (Discrete actions), uniformly random legal ones."""
+    an ``action_mask`` observation field, uniformly random legal ones (per dimension for
+    MultiDiscrete)."""
 
     def __init__(self, action_space: gym.Space, seed: int | None = None) -> None:
         if not isinstance(
@@ -450,13 +451,20 @@ class RandomAgent(Agent):
         single = not obs.is_batch
         size = 1 if single else obs.batch_size
         space = self.action_space
-        if isinstance(space, gym.spaces.Discrete) and ACTION_MASK_FIELD in obs:
+        if isinstance(space, gym.spaces.Discrete | gym.spaces.MultiDiscrete) and (
+            ACTION_MASK_FIELD in obs
+        ):
             legal = np.asarray(obs[ACTION_MASK_FIELD]).reshape(size, -1) > 0.5
-            legal[~legal.any(1)] = True  # no legal action: an absent agent's row
-            # The k-th legal action with k uniform: argmax of uniform noise over legal ones.
-            noise = np.where(legal, self.rng.random(legal.shape), -1.0)
-            values = space.start + noise.argmax(1)
-            logprob = -np.log(legal.sum(1)).astype(np.float32)
+            nvec = [int(space.n)] if isinstance(space, gym.spaces.Discrete) else space.nvec.tolist()
+            choices, logprob = [], np.zeros(size, np.float32)
+            for part in np.split(legal, np.cumsum(nvec)[:-1], axis=1):
+                part[~part.any(1)] = True  # no legal action: an absent agent's row
+                # A uniform legal choice: the argmax of uniform noise over the legal ones.
+                choices.append(np.where(part, self.rng.random(part.shape), -1.0).argmax(1))
+                logprob -= np.log(part.sum(1)).astype(np.float32)
+            values = space.start + (
+                choices[0] if isinstance(space, gym.spaces.Discrete) else np.stack(choices, 1)
+            )
         elif isinstance(space, gym.spaces.Discrete):
             values = self.rng.integers(space.start, space.start + space.n, size=size)
             logprob = np.full(size, -np.log(space.n), dtype=np.float32)

@@ -337,15 +337,17 @@ class CrowdPPOptimizer:
             batch_size = len(valid)
             size = minibatch_size(cfg, batch_size)
             # With value_norm the value head predicts normalised returns (MAPPO's ValueNorm):
-            # the statistics take in this batch's targets, and the loss compares normalised
-            # values with normalised targets.
+            # the loss compares the head's output with normalised targets. The old values
+            # are normalised with the statistics they were computed with (giving back the
+            # head's output at collection, as the value clip needs); then the statistics
+            # take in this batch's targets.
             model = agent.model
             value_norm = model.value_normalizer() if model is not None else None
             target_returns, target_old_value = batch_returns, old_value
             if value_norm is not None:
+                target_old_value = value_norm.normalize(old_value)
                 value_norm.update(batch_returns)
                 target_returns = value_norm.normalize(batch_returns)
-                target_old_value = value_norm.normalize(old_value)
 
             # 3. Epochs of shuffled minibatches of the clipped PPO loss.
             sums: dict[str, float] = {}
@@ -471,6 +473,8 @@ class CrowdPPOptimizer:
                 param_group["eps"] = self.configs[name].adam_eps
         self.rng.bit_generator.state = state["rng"]
         for name, scaler_state in state.get("reward_scalers", {}).items():
+            if name not in self.configs:
+                raise KeyError(f"reward scaling statistics for unknown policy '{name}'")
             scaler = ReturnScaler(self.configs[name].gamma)
             scaler.load_state_dict(scaler_state)
             self.reward_scalers[name] = scaler

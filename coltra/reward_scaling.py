@@ -56,13 +56,10 @@ class ReturnScaler:
         return np.clip(reward / std, -self.CLIP, self.CLIP).astype(np.float32)
 
     def state_dict(self) -> dict[str, Any]:
-        """Tensors only (a checkpoint loads them with ``weights_only``)."""
-        returns = torch.zeros(0, dtype=torch.float64)
-        if self.returns is not None:
-            returns = torch.from_numpy(self.returns.copy())
-        return {"returns": returns, "stats": dict(self.stats.state_dict())}
+        """The statistics, as tensors (a checkpoint loads them with ``weights_only``). Not
+        the running returns: a resumed run starts new episodes, so they start from 0."""
+        return {"stats": dict(self.stats.state_dict())}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        returns = state["returns"].numpy().astype(np.float64)
-        self.returns = returns if len(returns) else None
         self.stats.load_state_dict(state["stats"])
+        self.returns = None

@@ -202,3 +202,21 @@ def test_without_masks_an_env_that_enforces_legality_crashes() -> None:
     )
     assert random.returns.mean() < 0.0  # illegal actions pay -1
     assert MASKED_LOGIT == -1e8
+
+
+def test_random_agents_obey_multidiscrete_masks_per_dimension() -> None:
+    mask = np.tile([[1, 0, 0, 1, 1]], (500, 1)).astype(np.int8)  # dimension 0: {0}; 1: {1, 2}
+    obs = Observation(vector=np.zeros((500, 1), np.float32), action_mask=mask)
+    action, _, extra = RandomAgent(gym.spaces.MultiDiscrete([2, 3]), seed=0).act(obs)
+    assert set(action["discrete"][:, 0].tolist()) == {0}
+    assert set(action["discrete"][:, 1].tolist()) == {1, 2}
+    assert np.allclose(extra["logprob"], math.log(0.5))
+
+
+def test_a_state_critic_policy_with_a_mask_acts_without_the_state() -> None:
+    space = gym.spaces.Dict({**MASKED.spaces, "state": gym.spaces.Box(-1, 1, (6,))})
+    torch.manual_seed(0)
+    agent = DAgent(MLPModel({"critic": "state"}, space, gym.spaces.Discrete(4)))
+    obs = masked_obs([[0, 1, 0, 0], [0, 0, 1, 1]])  # vector and action_mask, no state
+    action, _, _ = agent.act(obs, deterministic=True)
+    assert action["discrete"][0] == 1 and action["discrete"][1] in (2, 3)

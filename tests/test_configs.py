@@ -62,6 +62,7 @@ def test_defaults_are_the_documented_ones() -> None:
         "cnn_channels": [16, 32],
         "shared_backbone": False,
         "critic": "local",
+        "critic_own_obs": True,
         "action_mask_input": False,
         "obs_norm": False,
         "value_norm": False,

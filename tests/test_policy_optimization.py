@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import math
 import re
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
 
+import coltra.policy_optimization
 from coltra.advantages import compute_gae
 from coltra.agents import DAgent
 from coltra.buffers import MemoryRecord, Observation
@@ -17,7 +19,13 @@ from coltra.configs import ConfigError, PPOConfig
 from coltra.envs.probe_envs import ConstantRewardEnv, ObsActionRewardEnv, ObservedRewardEnv
 from coltra.groups import HomogeneousGroup, MultiPolicyGroup
 from coltra.models import MLPModel
-from coltra.policy_optimization import CrowdPPOptimizer, LossTerm, Minibatch, ppo_loss
+from coltra.policy_optimization import (
+    CrowdPPOptimizer,
+    LossTerm,
+    Minibatch,
+    PPOLoss,
+    ppo_loss,
+)
 from coltra.reward_scaling import ReturnScaler
 
 CLEANRL_METRICS = {
@@ -370,13 +378,17 @@ def test_return_scaling_divides_by_the_std_of_the_running_return() -> None:
     std = np.sqrt(seen.var() + 1e-8)
     np.testing.assert_allclose(scaled, reward / std, rtol=1e-6)
     assert scaler.returns is not None and scaler.returns.tolist() == [1.0, 5.0]
+    # A resumed run keeps the statistics but starts new episodes: G starts from 0 again.
     again = ReturnScaler(gamma=0.5)
     again.load_state_dict(scaler.state_dict())
+    for key, value in scaler.stats.state_dict().items():
+        assert torch.equal(again.stats.state_dict()[key], value)
     nxt = np.array([[1.0], [1.0]], np.float32)
     flags = np.zeros((2, 1), bool)
-    assert np.array_equal(
-        again.scale(nxt, flags, ~flags), scaler.scale(nxt, flags, ~flags)
-    )  # carried on: G = 1.5 and 3.5
+    again.scale(nxt, flags, ~flags)
+    scaler.scale(nxt, flags, ~flags)
+    assert again.returns is not None and again.returns.tolist() == [1.0, 1.0]
+    assert scaler.returns is not None and scaler.returns.tolist() == [1.5, 3.5]  # carried on
     huge = ReturnScaler(gamma=0.0)
     assert (
         huge.scale(np.ones((1, 4), np.float32), np.ones((1, 4), bool), np.ones((1, 4), bool)).max()
@@ -443,3 +455,27 @@ def test_state_dict_round_trip_with_every_normalisation() -> None:
     second = CrowdPPOptimizer(agents, config)
     second.load_state_dict(state)
     assert second.train_on_data(data) == expected
+
+
+def test_with_value_norm_the_first_minibatch_starts_inside_the_value_clip(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The value clip compares the head's output with its output at collection: the old
+    values are normalised with the statistics they were made with, so before the first
+    step the two are equal, even though this update moves the statistics a long way."""
+    env = ObservedRewardEnv(num_agents=8)
+    _, agents = normalised(env, obs_norm=False)
+    data = rollout(agents, env, steps=16)
+    data["crowd"].reward[:] = 100.0 + 50.0 * data["crowd"].reward  # far from mean 0, std 1
+    seen: list[tuple[torch.Tensor, torch.Tensor]] = []
+    real = coltra.policy_optimization.ppo_loss
+
+    def spy(logprob: torch.Tensor, old: torch.Tensor, adv: torch.Tensor, value: torch.Tensor,
+            old_value: torch.Tensor, *rest: Any) -> PPOLoss:  # fmt: skip
+        seen.append((value.detach().clone(), old_value.detach().clone()))
+        return real(logprob, old, adv, value, old_value, *rest)
+
+    monkeypatch.setattr(coltra.policy_optimization, "ppo_loss", spy)
+    CrowdPPOptimizer(agents, {"epochs": 1, "num_minibatches": 1}).train_on_data(data)
+    value, old_value = seen[0]
+    torch.testing.assert_close(value, old_value, rtol=1e-4, atol=1e-4)

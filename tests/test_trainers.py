@@ -735,8 +735,8 @@ def test_a_crash_during_the_evaluation_is_an_error_not_a_missing_score(tmp_path:
 def test_a_resumed_run_gets_back_every_normalisation_statistic_bit_for_bit(
     tmp_path: Path,
 ) -> None:
-    """obs_norm and value_norm statistics (model buffers) and the reward scaler's running
-    returns and statistics (optimizer state) are what they were when the run stopped."""
+    """obs_norm and value_norm statistics (model buffers) and the reward scaler's statistics
+    (optimizer state) are what they were when the run stopped."""
     normalised = {
         **CARTPOLE,
         "model": {**CARTPOLE["model"], "obs_norm": True, "value_norm": True},
@@ -758,7 +758,6 @@ def test_a_resumed_run_gets_back_every_normalisation_statistic_bit_for_bit(
         for key, value in model.state_dict().items():
             assert torch.equal(value, buffers[key]), key
         again = trainer.optimizer.reward_scalers["crowd"].state_dict()
-        assert torch.equal(again["returns"], scaled["returns"])
         for key, value in again["stats"].items():
             assert torch.equal(value, scaled["stats"][key]), key
         trainer.train()

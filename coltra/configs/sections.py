@@ -206,6 +206,11 @@ class MLPConfig(ModelConfig):
         "state = only the 'state' field, the env's global state (MAPPO; env.global_state adds "
         "it); team = only the 'team' field (env.team_observations). No policy sees either.",
     )
+    critic_own_obs: bool = Field(
+        True,
+        description="A state or team critic also reads the agent's own observation (MAPPO's "
+        "agent-specific state), telling apart agents of one policy paid on their own.",
+    )
     action_mask_input: bool = Field(
         False,
         description="Feed an 'action_mask' observation field to the networks as features too "

@@ -38,7 +38,9 @@ class Categorical(TorchCategorical):
     def sample(self, sample_shape: torch.Size | list[int] | tuple[int, ...] = ()) -> torch.Tensor:
         if len(sample_shape) == 0 and self.logits.dim() == 2:  # one action per batch row
             probs = self.probs
-            return torch.argmax(probs / torch.empty_like(probs).exponential_(), dim=-1)
+            # The clamp keeps a draw of exactly 0 from making 0 / 0 of a masked action.
+            race = torch.empty_like(probs).exponential_().clamp_min_(1e-30)
+            return torch.argmax(probs / race, dim=-1)
         return super().sample(torch.Size(sample_shape))
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:

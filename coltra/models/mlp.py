@@ -356,8 +356,14 @@ class MLPModel(BaseModel):
         self.state_features = (
             0 if self.state_space is None else int(gym.spaces.flatdim(self.state_space))
         )
+        # A centralised critic reads its field, and with critic_own_obs the policy's input.
+        self.value_features = (
+            self.state_features + (features if cfg.critic_own_obs else 0)
+            if self.state_features
+            else features
+        )
         value_layers = mlp_layers(
-            self.state_features or features, hidden, 1, cfg.initializer, cfg.value_head_gain
+            self.value_features, hidden, 1, cfg.initializer, cfg.value_head_gain
         )
         self.hidden: TwinMLP | None = None
         self.trunk: nn.ModuleList | None = None
@@ -479,10 +485,13 @@ class MLPModel(BaseModel):
         names = obs.keys()
         if self.field_order is None or names == self.field_order:
             return names
-        if self.obs_fields is not None and set(names) != set(self.obs_fields):
+        # The policy's own fields must all be there; the others (a critic's field, the
+        # action mask) may be missing where only the policy runs, e.g. in deployment.
+        known = set(self.obs_fields or self.field_order)
+        if any(field not in obs for field in self.field_order) or not set(names) <= known:
             raise ValueError(
                 f"observation has fields {sorted(names)}, the model's Dict observation space "
-                f"has {self.obs_fields}"
+                f"has {self.obs_fields} (the policy reads {self.field_order})"
             )
         return self.field_order
 
@@ -535,7 +544,8 @@ class MLPModel(BaseModel):
                 raise ValueError(
                     f"this model's value network (critic='{self.config.critic}') needs its input"
                 )
-            return self.policy_head(self._run(self.policy_hidden, features)), self._value(state)
+            policy_out = self.policy_head(self._run(self.policy_hidden, features))
+            return policy_out, self._value(self._value_input(features, state))
         if self.trunk is not None:  # shared_backbone: one stack of layers under both heads
             policy_x = value_x = self._run(self.trunk, features)
         else:
@@ -553,8 +563,13 @@ class MLPModel(BaseModel):
             x = self.activation(layer(x))
         return x
 
+    def _value_input(self, features: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        """A centralised value network's input: its field, then (``critic_own_obs``) the
+        agent's own features. ``[batch, value_features]``"""
+        return torch.cat([state, features], -1) if self.config.critic_own_obs else state
+
     def _value(self, state: torch.Tensor) -> torch.Tensor:
-        """A centralised value network on its input (``state`` or ``team``). ``[batch]``"""
+        """A centralised value network on its input (``_value_input``). ``[batch]``"""
         assert self.value_hidden is not None
         return self._denormalized(self.value_head(self._run(self.value_hidden, state)).squeeze(-1))
 
@@ -571,7 +586,8 @@ class MLPModel(BaseModel):
     def value(self, obs: Observation, state: State = ()) -> torch.Tensor:
         global_state = self.encode_state(obs)
         if global_state is not None:
-            return self._value(global_state)
+            own = self.encode(obs) if self.config.critic_own_obs else global_state
+            return self._value(self._value_input(own, global_state))
         _, value = self.heads(self.encode(obs))
         return value
 

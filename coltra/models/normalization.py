@@ -24,9 +24,10 @@ class RunningMeanStd(nn.Module):
     """Mean and variance of a stream of ``[batch, *shape]`` tensors.
 
     ``normalize(x) = clamp((x - mean) / std, -clip, clip)`` and ``denormalize(y) = y * std
-    + mean`` with ``std = sqrt(max(var, min_var) + eps)``. Before the first update the mean
-    is 0 and the variance 1, so normalising changes nothing. ``min_var`` keeps a (nearly)
-    constant quantity from being blown up (MAPPO's ValueNorm floors the variance at 1e-2).
+    + mean`` with ``std = sqrt(max(var, min_var) + eps)``. Before the first update both are
+    the identity (nothing is known yet; in particular nothing is clipped). ``min_var`` keeps
+    a (nearly) constant quantity from being blown up (MAPPO's ValueNorm floors the variance
+    at 1e-2).
     """
 
     mean: torch.Tensor
@@ -68,11 +69,15 @@ class RunningMeanStd(nn.Module):
         return torch.sqrt(self.var.clamp(min=self.min_var) + self.epsilon)
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.count.item():
+            return x
         mean, std = self.mean.to(x.dtype), self.std().to(x.dtype)
         y = (x - mean) / std
         return y if self.clip is None else y.clamp(-self.clip, self.clip)
 
     def denormalize(self, y: torch.Tensor) -> torch.Tensor:
+        if not self.count.item():
+            return y
         return y * self.std().to(y.dtype) + self.mean.to(y.dtype)
 
     def extra_repr(self) -> str:

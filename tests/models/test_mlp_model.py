@@ -576,17 +576,27 @@ def test_state_critic_reads_the_state_and_the_policy_everything_else() -> None:
     assert (model.features, model.state_features) == (3, 7)
     assert model.config.input_size == 3  # the policy's input
     assert model.policy_hidden is not None and model.value_hidden is not None
-    assert model.policy_hidden[0].in_features == 3 and model.value_hidden[0].in_features == 7
+    # The value network: the state, then the agent's own 3 numbers (critic_own_obs).
+    assert model.policy_hidden[0].in_features == 3 and model.value_hidden[0].in_features == 10
     a, b = _state_batch(5, 0), _state_batch(5, 1)
     same_state = Observation(vector=b["vector"], state=a["state"])
     same_vector = Observation(vector=a["vector"], state=b["state"])
     dist_a, _, extra_a = model(a, get_value=True)
-    dist_v, _, extra_v = model(same_state, get_value=True)
+    dist_v, _, _ = model(same_state, get_value=True)
     dist_s, _, extra_s = model(same_vector, get_value=True)
-    torch.testing.assert_close(extra_a["value"], extra_v["value"])  # value: the state only
     torch.testing.assert_close(dist_a.logits, dist_s.logits)  # policy: never the state
     assert not torch.allclose(extra_a["value"], extra_s["value"])
     assert not torch.allclose(dist_a.logits, dist_v.logits)
+    state_only = MLPModel(
+        {"critic": "state", "critic_own_obs": False}, STATE_OBS, gym.spaces.Discrete(4)
+    )
+    assert state_only.value_hidden is not None and state_only.value_hidden[0].in_features == 7
+    torch.testing.assert_close(  # value: the state only
+        state_only(a, get_value=True)[2]["value"],
+        state_only(same_state, get_value=True)[2]["value"],
+    )
+    # Deployment: the policy acts without the critic's field (and with a mask field absent).
+    torch.testing.assert_close(model(Observation(vector=a["vector"]))[0].logits, dist_a.logits)
     torch.testing.assert_close(model.value(a), extra_a["value"])
     acting, _, none = model(a)  # acting alone runs the policy alone
     assert none == {}
@@ -598,7 +608,7 @@ def test_state_critic_networks_are_built_as_two_mlps() -> None:
     model = MLPModel({"critic": "state", "hidden_sizes": [16]}, STATE_OBS, gym.spaces.Discrete(2))
     torch.manual_seed(0)
     expected_policy = mlp_layers(3, [16], 2, "orthogonal", 0.01)
-    expected_value = mlp_layers(7, [16], 1, "orthogonal", 1.0)
+    expected_value = mlp_layers(7 + 3, [16], 1, "orthogonal", 1.0)
     got_policy = [*model.policy_hidden, model.policy_head]  # type: ignore[misc]
     got_value = [*model.value_hidden, model.value_head]  # type: ignore[misc]
     for got, expected in zip([*got_policy, *got_value], [*expected_policy, *expected_value]):
