@@ -140,14 +140,18 @@ def check_legal_actions(
     active: np.ndarray,
     agent_names: Sequence[str],
     layout: BlockLayout | None,
-    when: str,
+    step: int | None,
+    where: str = "",
 ) -> None:
-    """A :class:`NoLegalActionError` (``when``: "returned by step 3 of ...") for an agent
-    that acts next with no legal action."""
+    """A :class:`NoLegalActionError` for an agent that acts next with no legal action in
+    the observations returned by ``step`` (1-based; None: the reset) of ``where`` ("iteration
+    3"). The message is built only then: the collector calls this every step."""
     problem = find_no_legal_action(obs, active, agent_names, layout)
     if problem is not None:
+        when = "returned by reset" if step is None else f"returned by step {step}"
+        of = f" of {where}" if where else ""
         raise NoLegalActionError(
-            f"{problem} ({when}); a masked env must leave every agent that acts a legal action"
+            f"{problem} ({when}{of}); a masked env must leave every agent that acts a legal action"
         )
 
 

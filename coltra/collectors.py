@@ -150,17 +150,15 @@ class CrowdCollector:
         self._forward_s = 0.0  # policy forward time of the running collect() call
 
     def _start(self) -> StepBatch:
-        batch = self.env.reset_batch(seed=self.seed)
-        rows = len(self.env.agent_names)
+        env = self.env
+        batch = env.reset_batch(seed=self.seed)
+        rows = len(env.agent_names)
         if self.episodes.rows != rows:
             self.episodes = EpisodeTracker(rows)
-        found = find_nonfinite(batch, None, self.env.agent_names, self.env.layout)
+        found = find_nonfinite(batch, None, env.agent_names, env.layout)
         if found:
             batch, _ = self._nonfinite(found, batch, None, None)
-        env = self.env
-        check_legal_actions(
-            batch.obs, batch.active, env.agent_names, env.layout, "returned by reset"
-        )
+        check_legal_actions(batch.obs, batch.active, env.agent_names, env.layout, None)
         return batch
 
     def collect(
@@ -203,8 +201,7 @@ class CrowdCollector:
             if found:
                 next_batch, now = self._nonfinite(found, next_batch, t + 1, label)
                 spoiled = now if spoiled is None else spoiled | now
-            when = f"returned by step {t + 1}" + (f" of {label}" if label else "")
-            check_legal_actions(next_batch.obs, next_batch.active, names, layout, when)
+            check_legal_actions(next_batch.obs, next_batch.active, names, layout, t + 1, label)
             self.episodes.step(next_batch.reward, acted, next_batch.done)
             for key, value in next_batch.metrics.items():
                 env_metrics.setdefault(key, []).append(value)

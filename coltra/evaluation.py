@@ -154,8 +154,7 @@ def _checked(
     found = find_nonfinite(batch, acted, names, layout)
     if found:
         raise NonFiniteError(nonfinite_message(found[0], len(found), step, "the evaluation"))
-    when = "returned by reset" if step is None else f"returned by step {step}"
-    check_legal_actions(batch.obs, batch.active, names, layout, f"{when} of the evaluation")
+    check_legal_actions(batch.obs, batch.active, names, layout, step, "the evaluation")
     return batch
 
 

@@ -27,6 +27,7 @@ import numpy as np
 from pettingzoo.utils.wrappers import BaseParallelWrapper
 
 from coltra.buffers import ACTION_MASK_FIELD, STATE_FIELD, TEAM_FIELD
+from coltra.envs.spaces import without_parts
 
 __all__ = ["GlobalState", "TeamObservations", "team_by_name"]
 
@@ -136,7 +137,10 @@ class TeamObservations(_AddedPart):
 
     def __init__(self, env: Any, team_of: Callable[[str], str] = team_by_name) -> None:
         agents = list(env.possible_agents)
-        self._own = {agent: _without_mask(env.observation_space(agent)) for agent in agents}
+        self._own = {
+            agent: without_parts(env.observation_space(agent), [ACTION_MASK_FIELD])
+            for agent in agents
+        }
         self._members = {
             agent: [other for other in agents if team_of(other) == team_of(agent)]
             for agent in agents
@@ -177,11 +181,3 @@ class TeamObservations(_AddedPart):
 def _own_field(space: gym.Space) -> str:
     """The field name ``ObservationCodec`` gives a non-Dict observation."""
     return "image" if isinstance(space, gym.spaces.Box) and len(space.shape) == 3 else "vector"
-
-
-def _without_mask(space: gym.Space) -> gym.Space:
-    if isinstance(space, gym.spaces.Dict) and ACTION_MASK_FIELD in space.spaces:
-        return gym.spaces.Dict(
-            {key: sub for key, sub in space.spaces.items() if key != ACTION_MASK_FIELD}
-        )
-    return space

@@ -8,7 +8,7 @@ underlying environment accepts.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import gymnasium as gym
@@ -22,7 +22,17 @@ __all__ = [
     "LayoutActions",
     "ObservationCodec",
     "action_batch_from_dict",
+    "without_parts",
 ]
+
+
+def without_parts(space: Any, keys: Iterable[str]) -> Any:
+    """A Dict ``space`` without its parts named in ``keys`` (perhaps an empty Dict); any
+    other space, or a Dict with none of them, unchanged (the same object)."""
+    drop = set(keys)
+    if not isinstance(space, gym.spaces.Dict) or not drop & set(space.spaces):
+        return space
+    return gym.spaces.Dict({key: sub for key, sub in space.spaces.items() if key not in drop})
 
 
 def _float_dtype(dtype: np.dtype) -> np.dtype:

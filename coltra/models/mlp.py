@@ -21,6 +21,7 @@ from torch.distributions import Distribution
 
 from coltra.buffers import ACTION_MASK_FIELD, STATE_FIELD, TEAM_FIELD, Observation
 from coltra.configs import MLPConfig
+from coltra.envs.spaces import without_parts
 from coltra.models.base import BaseModel, State
 from coltra.models.distributions import Categorical, DiagNormal, MultiCategorical, ScaledBeta
 from coltra.models.fused import TwinMLP
@@ -169,15 +170,13 @@ def _field(obs: Observation, name: str, why: str, device: torch.device) -> torch
 
 def _without_mask(space: gym.Space | None) -> gym.Space | None:
     """``space`` without its ``action_mask`` part (which masks logits, not a feature)."""
-    if not isinstance(space, gym.spaces.Dict) or ACTION_MASK_FIELD not in space.spaces:
-        return space
-    rest = {key: sub for key, sub in space.spaces.items() if key != ACTION_MASK_FIELD}
-    if not rest:
+    rest = without_parts(space, [ACTION_MASK_FIELD])
+    if isinstance(rest, gym.spaces.Dict) and not rest.spaces:
         raise ValueError(
             f"the observation has only an '{ACTION_MASK_FIELD}' field; the policy needs fields "
             "to see (or set action_mask_input: true to feed it the mask)"
         )
-    return gym.spaces.Dict(rest)
+    return rest
 
 
 def _mask_space(space: gym.Space | None) -> gym.Space | None:
