@@ -550,7 +550,10 @@ def print_report(results: Sequence[TaskResult]) -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--task", choices=[*TASKS, "all"], default="all")
-    parser.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1")
+    parser.add_argument("--seeds", type=int, default=1, help="how many seeds")
+    parser.add_argument(
+        "--first-seed", type=int, default=0, help="seeds first..first+N-1 (one job per seed)"
+    )
     parser.add_argument(
         "--steps", type=int, default=None, help="env steps per phase (default: the task's)"
     )
@@ -576,7 +579,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             with_algorithm(TASKS[name], args.algo), seed, args.steps, args.eval_episodes, args.out
         )
         for name in names
-        for seed in range(args.seeds)
+        for seed in range(args.first_seed, args.first_seed + args.seeds)
     ]
     print_report(results)
     summary = {
