@@ -26,6 +26,7 @@ else:
 
 __all__ = [
     "ACTION_MASK_FIELD",
+    "AGENT_ID_FIELD",
     "STATE_FIELD",
     "Action",
     "Array",
@@ -336,6 +337,10 @@ class _ArrayBundle:
 #: (:mod:`coltra.envs.critic_inputs`).
 STATE_FIELD = "state"
 TEAM_FIELD = "team"
+#: The observation field naming the agent: a one-hot of its place in the env's agents
+#: (``env.agent_ids``); a model with ``share_actor`` or ``share_critic`` off picks each
+#: row's own network by it.
+AGENT_ID_FIELD = "agent_id"
 #: The observation field of an action mask (PettingZoo's convention): 1 = legal, 0 = not,
 #: one entry per action (per choice of each dimension, for MultiDiscrete).
 ACTION_MASK_FIELD = "action_mask"

@@ -103,7 +103,11 @@ def make_env(env_cfg: EnvConfig, seed: int | None = None) -> MultiAgentEnv:
     }
     kwargs = dict(env_cfg.env_kwargs)
     wrappers = [_wrapper(spec, i) for i, spec in enumerate(env_cfg.wrappers)]
-    for key, field in (("global_state", "state"), ("team_observations", "team")):
+    for key, field in (
+        ("global_state", "state"),
+        ("team_observations", "team"),
+        ("agent_ids", "agent_id"),
+    ):
         if getattr(env_cfg, key) and env_cfg.kind != "pettingzoo":
             raise ConfigError(
                 f"{key} adds to a PettingZoo env's observations; a {env_cfg.kind} env gives its "
@@ -133,6 +137,10 @@ def make_env(env_cfg: EnvConfig, seed: int | None = None) -> MultiAgentEnv:
             from coltra.envs.critic_inputs import GlobalState
 
             wrappers.append(GlobalState)
+        if env_cfg.agent_ids:
+            from coltra.envs.critic_inputs import AgentIds
+
+            wrappers.append(AgentIds)
         if wrappers:
             env_fn = functools.partial(_wrapped, env_fn, wrappers)
         return _build(env_cfg, PettingZooEnv, env_fn=env_fn, **vec_kwargs, **kwargs)

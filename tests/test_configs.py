@@ -66,6 +66,8 @@ def test_defaults_are_the_documented_ones() -> None:
         "action_mask_input": False,
         "obs_norm": False,
         "value_norm": False,
+        "share_actor": True,
+        "share_critic": True,
     }
     assert config.ppo.to_dict() == {
         "lr": 2.5e-4,
@@ -102,6 +104,7 @@ def test_defaults_are_the_documented_ones() -> None:
         "step_timeout": None,
         "global_state": False,
         "team_observations": False,
+        "agent_ids": False,
     }
     assert config.trainer.to_dict() == {
         "name": "run",

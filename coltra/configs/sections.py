@@ -226,6 +226,16 @@ class MLPConfig(ModelConfig):
         description="The value network learns returns normalised by their running mean and std "
         "(MAPPO's ValueNorm); the values it gives are de-normalised.",
     )
+    share_actor: bool = Field(
+        True,
+        description="One policy network for all the policy's agents (parameter sharing); "
+        "false = one per agent, picked by the 'agent_id' field (env.agent_ids).",
+    )
+    share_critic: bool = Field(
+        True,
+        description="One value network for all the policy's agents; false = one per agent, "
+        "picked by the 'agent_id' field (env.agent_ids).",
+    )
 
 
 register_model_config(DEFAULT_MODEL, MLPConfig)
@@ -390,6 +400,12 @@ class EnvConfig(Config):
         False,
         description="Add the observations of each agent's team (agents named <team>_<n>), each "
         "with a presence flag, as a 'team' field, for critic: team models (PettingZoo envs).",
+    )
+    agent_ids: bool = Field(
+        False,
+        description="Add a one-hot of each agent's place in the env's agents as an 'agent_id' "
+        "field: a feature for shared networks, and what share_actor/share_critic: false pick "
+        "networks by (PettingZoo envs).",
     )
 
 

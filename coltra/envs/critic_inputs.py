@@ -1,4 +1,5 @@
-"""What a centralised critic sees, added to every agent's observation.
+"""What a centralised critic (or a per-agent network) needs, added to every agent's
+observation.
 
 MAPPO's value network (Yu et al. 2022) sees more than the agent it values while each policy
 acts on its own observation. Two PettingZoo parallel-env wrappers add that input as one
@@ -10,7 +11,10 @@ backends, rollouts and ``final_obs`` like any other:
 - :class:`TeamObservations` adds ``team``: the observations of the agent's whole team in a
   fixed order, each followed by a 1 if that agent is present and 0 (with zeros for its
   observation) if it is not (``critic: team``), for envs without a ``state()`` or when the
-  team's view is what should be valued.
+  team's view is what should be valued;
+- :class:`AgentIds` adds ``agent_id``: a one-hot of the agent's place in ``possible_agents``
+  (``env.agent_ids``), a feature telling apart agents of one shared policy, and what a model
+  with ``share_actor`` or ``share_critic`` off picks each row's own network by.
 
 A model with ``critic: state`` or ``critic: team`` feeds that field to its value network
 only (:class:`~coltra.models.MLPModel`).
@@ -26,10 +30,10 @@ import gymnasium as gym
 import numpy as np
 from pettingzoo.utils.wrappers import BaseParallelWrapper
 
-from coltra.buffers import ACTION_MASK_FIELD, STATE_FIELD, TEAM_FIELD
+from coltra.buffers import ACTION_MASK_FIELD, AGENT_ID_FIELD, STATE_FIELD, TEAM_FIELD
 from coltra.envs.spaces import without_parts
 
-__all__ = ["GlobalState", "TeamObservations", "team_by_name"]
+__all__ = ["AgentIds", "GlobalState", "TeamObservations", "team_by_name"]
 
 
 class _AddedPart(BaseParallelWrapper):
@@ -176,6 +180,24 @@ class TeamObservations(_AddedPart):
                 views[members] = np.concatenate(pieces)
             out[agent] = views[members]
         return out
+
+
+class AgentIds(_AddedPart):
+    """``env`` with ``agent_id`` in every agent's observation: a one-hot float32 vector of
+    length ``len(possible_agents)``, 1 at the agent's place in ``possible_agents``. Fixed for
+    the whole run, so a checkpoint's per-agent networks keep meaning the same agents."""
+
+    field = AGENT_ID_FIELD
+
+    def __init__(self, env: Any) -> None:
+        agents = list(env.possible_agents)
+        eye = np.eye(len(agents), dtype=np.float32)
+        self._ids = {agent: eye[i] for i, agent in enumerate(agents)}
+        space = gym.spaces.Box(0.0, 1.0, (len(agents),), np.float32)
+        super().__init__(env, lambda agent: space)
+
+    def _part(self, observations: dict[Any, Any]) -> dict[Any, np.ndarray]:
+        return {agent: self._ids[agent] for agent in observations}
 
 
 def _own_field(space: gym.Space) -> str:

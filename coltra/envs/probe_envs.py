@@ -26,6 +26,12 @@ agent is paid the team's mean sign in one-step episodes. V(state) = mean(s) exac
 network on the agent's own sign cannot do better than s_i / n, a mean squared error of
 (n - 1) / n**2 (0.25 for two agents).
 
+``RolesEnv`` ("roles") is for networks per agent: each of ``n`` agents sees the same
+constant [1] and its ``agent_id`` one-hot, and agent ``i`` is paid 1 for action ``i`` (of
+``n``) in one-step episodes. A network shared by all agents earns 1 only by reading the
+``agent_id`` feature; without it (``ids=False``) it earns at most 1/n on average; networks per
+agent (``share_actor: false``) earn 1 from the id's choice of network alone.
+
 ``MaskedActionEnv`` ("masked") is for action masks: 4 actions paying 1, 0.75, 0.5 and
 0.25, but action 0 is never legal and each of the others is legal with probability 1/2
 (at least one is), shown in an ``action_mask`` field. The best legal action is the lowest
@@ -41,7 +47,7 @@ from typing import ClassVar
 import gymnasium as gym
 import numpy as np
 
-from coltra.buffers import Action, Observation
+from coltra.buffers import AGENT_ID_FIELD, Action, Observation
 from coltra.envs.base import MultiAgentEnv, StepBatch
 from coltra.envs.spaces import ActionCodec, LayoutActions
 
@@ -56,6 +62,7 @@ __all__ = [
     "ObsActionRewardEnv",
     "ObservedRewardEnv",
     "ProbeEnv",
+    "RolesEnv",
     "TeamSumEnv",
     "TwoTeamsEnv",
 ]
@@ -448,8 +455,45 @@ class TeamSumEnv(OneStepEnv):
         return np.full(self.num_agents, self._signs.mean(), np.float32)
 
 
-#: Probe envs of teams: several teams of their own spaces (for several policies), and a
-#: team paid as one (for centralised critics).
-TEAM_PROBE_ENVS: dict[str, type[MultiAgentEnv]] = {"teams": TwoTeamsEnv, "team_sum": TeamSumEnv}
+class RolesEnv(OneStepEnv):
+    """One-step episodes paying agent ``i`` 1 for action ``i``; all see [1] and (``ids``)
+    their ``agent_id`` one-hot (see the module docstring)."""
+
+    def __init__(self, num_agents: int = 2, *, ids: bool = True) -> None:
+        if isinstance(num_agents, bool) or not isinstance(num_agents, int) or num_agents < 1:
+            raise ValueError(f"num_agents must be a whole number >= 1, got {num_agents!r}")
+        self.ids = ids
+        self.agent_names = [f"agent_{i}" for i in range(num_agents)]
+        vector = gym.spaces.Box(1.0, 1.0, (1,), np.float32)
+        agent_id = gym.spaces.Box(0.0, 1.0, (num_agents,), np.float32)
+        self.observation_space = (
+            gym.spaces.Dict({"vector": vector, AGENT_ID_FIELD: agent_id}) if ids else vector
+        )
+        self.action_space = gym.spaces.Discrete(num_agents)
+        self._codec = ActionCodec(self.action_space)
+        self._rng = np.random.default_rng()
+
+    def _observe(self) -> Observation:
+        return self._current_obs()
+
+    def _current_obs(self) -> Observation:
+        ones = np.ones((self.num_agents, 1), np.float32)
+        if not self.ids:
+            return Observation(vector=ones)
+        return Observation(vector=ones, agent_id=np.eye(self.num_agents, dtype=np.float32))
+
+    def _pay(self, actions: Action) -> np.ndarray:
+        chosen = self._codec.check_batch(actions, self.num_agents)
+        return (chosen == np.arange(self.num_agents)).astype(np.float32)
+
+
+#: Probe envs of teams: several teams of their own spaces (for several policies), a team
+#: paid as one (for centralised critics), and agents of one policy with different roles
+#: (for networks per agent).
+TEAM_PROBE_ENVS: dict[str, type[MultiAgentEnv]] = {
+    "teams": TwoTeamsEnv,
+    "team_sum": TeamSumEnv,
+    "roles": RolesEnv,
+}
 #: The probe of action masks.
 MASK_PROBE_ENVS: dict[str, type[MultiAgentEnv]] = {"masked": MaskedActionEnv}

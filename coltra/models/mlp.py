@@ -19,13 +19,14 @@ import torch
 from torch import nn
 from torch.distributions import Distribution
 
-from coltra.buffers import ACTION_MASK_FIELD, STATE_FIELD, TEAM_FIELD, Observation
+from coltra.buffers import ACTION_MASK_FIELD, AGENT_ID_FIELD, STATE_FIELD, TEAM_FIELD, Observation
 from coltra.configs import MLPConfig
 from coltra.envs.spaces import without_parts
 from coltra.models.base import BaseModel, State
 from coltra.models.distributions import Categorical, DiagNormal, MultiCategorical, ScaledBeta
 from coltra.models.fused import TwinMLP
 from coltra.models.normalization import RunningMeanStd
+from coltra.models.per_agent import AgentMLPs
 
 __all__ = ["MASKED_LOGIT", "MLPModel", "mlp_layers"]
 
@@ -185,6 +186,29 @@ def _mask_space(space: gym.Space | None) -> gym.Space | None:
     return None
 
 
+def _agent_copies(observation_space: gym.Space | None, config: MLPConfig) -> int:
+    """How many copies a network that is not shared needs: one per entry of the
+    ``agent_id`` field; 0 when both networks are shared."""
+    if config.share_actor and config.share_critic:
+        return 0
+    unshared = " and ".join(
+        f"{key}=false" for key in ("share_actor", "share_critic") if not getattr(config, key)
+    )
+    parts = observation_space.spaces if isinstance(observation_space, gym.spaces.Dict) else {}
+    if AGENT_ID_FIELD not in parts:
+        raise ValueError(
+            f"{unshared} gives each agent its own network, picked by an '{AGENT_ID_FIELD}' "
+            f"observation field, but the observation space is {observation_space} "
+            "(env.agent_ids: true adds the field to a PettingZoo env's observations)"
+        )
+    if config.shared_backbone:
+        raise ValueError(
+            f"shared_backbone puts one trunk under both heads, but {unshared} gives each agent "
+            "its own network: set one of them off"
+        )
+    return int(gym.spaces.flatdim(parts[AGENT_ID_FIELD]))
+
+
 def _resolve_config(
     config: MLPConfig, observation_space: gym.Space | None, action_space: gym.Space | None
 ) -> MLPConfig:
@@ -261,6 +285,11 @@ class MLPModel(BaseModel):
     The two networks then have different inputs and run as two plain stacks
     (``policy_hidden``, ``value_hidden``). A ``local`` critic ignores ``state`` and ``team``
     fields too, so that the critics differ only in what the value network sees.
+
+    With ``share_actor: false`` (``share_critic: false``) each agent has its own policy
+    (value) network, ``policy_agents`` (``value_agents``, an
+    :class:`~coltra.models.per_agent.AgentMLPs`), picked per row by the ``agent_id`` field,
+    which is also a feature like any other; the shared side is then a plain stack too.
 
     ``obs_norm`` normalises the input features (and the state) by running statistics
     (``obs_normalizer``, ``state_normalizer``), ``value_norm`` makes the value head predict
@@ -364,6 +393,9 @@ class MLPModel(BaseModel):
         value_layers = mlp_layers(
             self.value_features, hidden, 1, cfg.initializer, cfg.value_head_gain
         )
+        self.agent_copies = _agent_copies(observation_space, cfg)
+        # The policy and value networks run apart (not as a TwinMLP or a shared trunk).
+        self.separate = self.state_space is not None or self.agent_copies > 0
         self.hidden: TwinMLP | None = None
         self.trunk: nn.ModuleList | None = None
         self.policy_hidden: nn.ModuleList | None = None
@@ -377,7 +409,35 @@ class MLPModel(BaseModel):
             else None
         )
         self.value_norm = RunningMeanStd((), min_var=1e-2) if cfg.value_norm else None
-        if self.state_space is not None:
+        self.policy_agents: AgentMLPs | None = None
+        self.value_agents: AgentMLPs | None = None
+        self.policy_head: nn.Linear | None = policy_layers[-1]
+        self.value_head: nn.Linear | None = value_layers[-1]
+        if self.agent_copies:
+
+            def per_agent(first: list[nn.Linear], size_in: int, out: int, gain: float) -> AgentMLPs:
+                """``first`` and ``agent_copies - 1`` more networks, each initialised anew."""
+                others = [
+                    mlp_layers(size_in, hidden, out, cfg.initializer, gain)
+                    for _ in range(self.agent_copies - 1)
+                ]
+                return AgentMLPs([first, *others], activation)
+
+            if cfg.share_actor:
+                self.policy_hidden = nn.ModuleList(policy_layers[:-1])
+            else:
+                self.policy_head = None
+                self.policy_agents = per_agent(
+                    policy_layers, features, policy_out, cfg.policy_head_gain
+                )
+            if cfg.share_critic:
+                self.value_hidden = nn.ModuleList(value_layers[:-1])
+            else:
+                self.value_head = None
+                self.value_agents = per_agent(
+                    value_layers, self.value_features, 1, cfg.value_head_gain
+                )
+        elif self.state_space is not None:
             if cfg.shared_backbone:
                 raise ValueError(
                     f"shared_backbone needs one input under both heads, but critic='{cfg.critic}' "
@@ -389,8 +449,6 @@ class MLPModel(BaseModel):
             self.trunk = nn.ModuleList(policy_layers[:-1])
         else:
             self.hidden = TwinMLP(policy_layers[:-1], value_layers[:-1], activation)
-        self.policy_head = policy_layers[-1]
-        self.value_head = value_layers[-1]
         self.activation = activation
         if not self.discrete and cfg.continuous_mode == "logstd":
             self.log_std = nn.Parameter(torch.full((cfg.num_actions,), math.log(cfg.sigma0)))
@@ -533,23 +591,32 @@ class MLPModel(BaseModel):
         return ScaledBeta(alpha, beta, low, high)
 
     def heads(
-        self, features: torch.Tensor, state: torch.Tensor | None = None
+        self,
+        features: torch.Tensor,
+        state: torch.Tensor | None = None,
+        agents: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Both networks on encoded features ``[batch, features]`` (and, for a ``critic:
-        state`` model, the global state ``[batch, state]``): the policy head's output
+        state`` model, the global state ``[batch, state]``; for networks not shared, each
+        row's agent ``[batch]``, :meth:`agent_index`): the policy head's output
         ``[batch, policy_out]`` and the values ``[batch]``."""
-        if self.policy_hidden is not None:
-            if state is None:
-                raise ValueError(
-                    f"this model's value network (critic='{self.config.critic}') needs its input"
-                )
-            policy_out = self.policy_head(self._run(self.policy_hidden, features))
-            return policy_out, self._value(self._value_input(features, state))
+        if self.separate:
+            if self.state_space is not None:
+                if state is None:
+                    raise ValueError(
+                        f"this model's value network (critic='{self.config.critic}') needs "
+                        "its input"
+                    )
+                value_input = self._value_input(features, state)
+            else:
+                value_input = features
+            return self._policy_out(features, agents), self._value(value_input, agents)
         if self.trunk is not None:  # shared_backbone: one stack of layers under both heads
             policy_x = value_x = self._run(self.trunk, features)
         else:
             assert self.hidden is not None
             policy_x, value_x = self.hidden(features)
+        assert self.policy_head is not None and self.value_head is not None
         return self.policy_head(policy_x), self._denormalized(self.value_head(value_x).squeeze(-1))
 
     def _denormalized(self, value: torch.Tensor) -> torch.Tensor:
@@ -567,26 +634,65 @@ class MLPModel(BaseModel):
         agent's own features. ``[batch, value_features]``"""
         return torch.cat([state, features], -1) if self.config.critic_own_obs else state
 
-    def _value(self, state: torch.Tensor) -> torch.Tensor:
-        """A centralised value network on its input (``_value_input``). ``[batch]``"""
-        assert self.value_hidden is not None
-        return self._denormalized(self.value_head(self._run(self.value_hidden, state)).squeeze(-1))
+    def _policy_out(self, features: torch.Tensor, agents: torch.Tensor | None) -> torch.Tensor:
+        """The policy network run apart (``separate``). ``[batch, policy_out]``"""
+        if self.policy_agents is not None:
+            return self.policy_agents(features, self._need_agents(agents))
+        assert self.policy_hidden is not None and self.policy_head is not None
+        return self.policy_head(self._run(self.policy_hidden, features))
+
+    def _value(self, x: torch.Tensor, agents: torch.Tensor | None = None) -> torch.Tensor:
+        """The value network run apart (``separate``) on its input (``_value_input`` for a
+        centralised critic). ``[batch]``"""
+        if self.value_agents is not None:
+            out = self.value_agents(x, self._need_agents(agents))
+        else:
+            assert self.value_hidden is not None and self.value_head is not None
+            out = self.value_head(self._run(self.value_hidden, x))
+        return self._denormalized(out.squeeze(-1))
+
+    def _need_agents(self, agents: torch.Tensor | None) -> torch.Tensor:
+        if agents is None:
+            raise ValueError(
+                "this model has a network per agent (share_actor or share_critic false): "
+                "pass each row's agent, agent_index(obs)"
+            )
+        return agents
+
+    def agent_index(self, obs: Observation) -> torch.Tensor | None:
+        """Each row's agent, the place of the 1 in its ``agent_id`` one-hot, ``[batch]``;
+        None when every network is shared. An absent agent's zero row counts as agent 0."""
+        if not self.agent_copies:
+            return None
+        why = "it has a network per agent (share_actor or share_critic false)"
+        ids = _field(obs, AGENT_ID_FIELD, why, self.device)
+        ids = ids.reshape(ids.shape[0], -1)
+        if ids.shape[-1] != self.agent_copies:
+            raise ValueError(
+                f"the '{AGENT_ID_FIELD}' field has {ids.shape[-1]} entries per item, this model "
+                f"has a network for each of {self.agent_copies} agents"
+            )
+        return ids.argmax(-1)
 
     def forward(
         self, obs: Observation, state: State = (), get_value: bool = False
     ) -> tuple[Distribution, State, dict[str, torch.Tensor]]:
-        if self.policy_hidden is not None and not get_value:  # acting: the policy alone
-            head = self.policy_head(self._run(self.policy_hidden, self.encode(obs)))
+        agents = self.agent_index(obs)
+        if self.separate and not get_value:  # acting: the policy alone
+            head = self._policy_out(self.encode(obs), agents)
             return self.distribution(self.mask_logits(head, obs)), state, {}
-        head, value = self.heads(self.encode(obs), self.encode_state(obs))
+        head, value = self.heads(self.encode(obs), self.encode_state(obs), agents)
         extra = {"value": value} if get_value else {}
         return self.distribution(self.mask_logits(head, obs)), state, extra
 
     def value(self, obs: Observation, state: State = ()) -> torch.Tensor:
         global_state = self.encode_state(obs)
+        agents = self.agent_index(obs)
         if global_state is not None:
             own = self.encode(obs) if self.config.critic_own_obs else global_state
-            return self._value(self._value_input(own, global_state))
+            return self._value(self._value_input(own, global_state), agents)
+        if self.separate:
+            return self._value(self.encode(obs), agents)
         _, value = self.heads(self.encode(obs))
         return value
 
@@ -605,7 +711,11 @@ class MLPModel(BaseModel):
 
     @property
     def device(self) -> torch.device:
-        return self.value_head.weight.device
+        head = self.value_head if self.value_head is not None else self.policy_head
+        if head is not None:
+            return head.weight.device
+        assert self.value_agents is not None
+        return next(self.value_agents.parameters()).device
 
     @classmethod
     def upgrade_state_dict(cls, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
