@@ -107,6 +107,7 @@ def make_env(env_cfg: EnvConfig, seed: int | None = None) -> MultiAgentEnv:
         ("global_state", "state"),
         ("team_observations", "team"),
         ("agent_ids", "agent_id"),
+        ("info_action_masks", "action_mask"),
     ):
         if getattr(env_cfg, key) and env_cfg.kind != "pettingzoo":
             raise ConfigError(
@@ -128,6 +129,10 @@ def make_env(env_cfg: EnvConfig, seed: int | None = None) -> MultiAgentEnv:
     if env_cfg.kind == "pettingzoo":
         _refuse_keys(kwargs, ("env_fn",), "parallel_env keywords; env.env_name names the module")
         env_fn = pettingzoo_env_fn(env_cfg.env_name)
+        if env_cfg.info_action_masks:
+            from coltra.envs.info_masks import InfoActionMasks
+
+            wrappers.append(InfoActionMasks)
         # Last, in this order: the team's observations are of the agents' own parts only.
         if env_cfg.team_observations:
             from coltra.envs.critic_inputs import TeamObservations

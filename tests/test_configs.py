@@ -104,6 +104,7 @@ def test_defaults_are_the_documented_ones() -> None:
         "step_timeout": None,
         "global_state": False,
         "team_observations": False,
+        "info_action_masks": False,
         "agent_ids": False,
     }
     assert config.trainer.to_dict() == {

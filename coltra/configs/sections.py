@@ -401,6 +401,11 @@ class EnvConfig(Config):
         description="Add the observations of each agent's team (agents named <team>_<n>), each "
         "with a presence flag, as a 'team' field, for critic: team models (PettingZoo envs).",
     )
+    info_action_masks: bool = Field(
+        False,
+        description="Read each agent's action mask from info['action_mask'] (PettingZoo's "
+        "other convention) into an 'action_mask' observation field (PettingZoo envs).",
+    )
     agent_ids: bool = Field(
         False,
         description="Add a one-hot of each agent's place in the env's agents as an 'agent_id' "

@@ -31,15 +31,18 @@ import numpy as np
 from pettingzoo.utils.wrappers import BaseParallelWrapper
 
 from coltra.buffers import ACTION_MASK_FIELD, AGENT_ID_FIELD, STATE_FIELD, TEAM_FIELD
-from coltra.envs.spaces import without_parts
+from coltra.envs.spaces import own_field, without_parts
 
-__all__ = ["AgentIds", "GlobalState", "TeamObservations", "team_by_name"]
+__all__ = ["AddedPart", "AgentIds", "GlobalState", "TeamObservations", "team_by_name"]
 
 
-class _AddedPart(BaseParallelWrapper):
-    """``env`` with one more part, ``field``, in each agent's (Dict) observation."""
+class AddedPart(BaseParallelWrapper):
+    """``env`` with one more part, ``field``, in each agent's (Dict) observation, computed
+    by ``_part`` from the raw observations and infos of each reset and step (``_steps``
+    counts the steps since the reset)."""
 
     field: str
+    _steps = 0
 
     def __init__(self, env: Any, part_space: Callable[[Any], gym.Space]) -> None:
         super().__init__(env)
@@ -52,7 +55,7 @@ class _AddedPart(BaseParallelWrapper):
                 )
         # The field of each agent's own observation; None where it is a Dict already.
         self._own_fields = {
-            agent: None if isinstance(space, gym.spaces.Dict) else _own_field(space)
+            agent: None if isinstance(space, gym.spaces.Dict) else own_field(space)
             for agent, space in own.items()
         }
         self._spaces = {
@@ -61,7 +64,7 @@ class _AddedPart(BaseParallelWrapper):
                     **(
                         space.spaces
                         if isinstance(space, gym.spaces.Dict)
-                        else {_own_field(space): space}
+                        else {own_field(space): space}
                     ),
                     self.field: part_space(agent),
                 }
@@ -72,12 +75,15 @@ class _AddedPart(BaseParallelWrapper):
     def observation_space(self, agent: Any) -> gym.spaces.Dict:
         return self._spaces[agent]
 
-    def _part(self, observations: dict[Any, Any]) -> dict[Any, np.ndarray]:
-        """The added part of every agent in ``observations`` (the raw ones)."""
+    def _part(self, observations: dict[Any, Any], infos: dict[Any, Any]) -> dict[Any, np.ndarray]:
+        """The added part of every agent in ``observations`` (the raw ones; ``infos`` of the
+        same step or reset)."""
         raise NotImplementedError
 
-    def _with_part(self, observations: dict[Any, Any]) -> dict[Any, dict[str, Any]]:
-        parts = self._part(observations)
+    def _with_part(
+        self, observations: dict[Any, Any], infos: dict[Any, Any]
+    ) -> dict[Any, dict[str, Any]]:
+        parts = self._part(observations, infos)
         out = {}
         for agent, own in observations.items():
             field = self._own_fields[agent]
@@ -90,14 +96,16 @@ class _AddedPart(BaseParallelWrapper):
         self, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[dict[Any, Any], dict[Any, Any]]:
         observations, infos = self.env.reset(seed=seed, options=options)
-        return self._with_part(observations), infos
+        self._steps = 0
+        return self._with_part(observations, infos), infos
 
     def step(self, actions: dict[Any, Any]) -> tuple[Any, Any, Any, Any, Any]:
         observations, rewards, terminations, truncations, infos = self.env.step(actions)
-        return self._with_part(observations), rewards, terminations, truncations, infos
+        self._steps += 1
+        return self._with_part(observations, infos), rewards, terminations, truncations, infos
 
 
-class GlobalState(_AddedPart):
+class GlobalState(AddedPart):
     """``env`` with ``state``, the env's ``state()`` after the step (or reset) that produced
     the observation, in every agent's observation: the same array for every agent of the
     copy. Refuses envs without a Box ``state_space``."""
@@ -118,7 +126,7 @@ class GlobalState(_AddedPart):
         self.state_space = state_space
         super().__init__(env, lambda agent: state_space)
 
-    def _part(self, observations: dict[Any, Any]) -> dict[Any, np.ndarray]:
+    def _part(self, observations: dict[Any, Any], infos: dict[Any, Any]) -> dict[Any, np.ndarray]:
         state = self.env.state()
         return dict.fromkeys(observations, state)
 
@@ -130,7 +138,7 @@ def team_by_name(agent: str) -> str:
     return match[1] if match else agent
 
 
-class TeamObservations(_AddedPart):
+class TeamObservations(AddedPart):
     """``env`` with ``team`` in every agent's observation: for each member of its team, in
     ``possible_agents`` order, the member's own observation flattened (without an action
     mask) and a 1, or zeros and a 0 while the member is absent (dead or not yet there).
@@ -156,7 +164,7 @@ class TeamObservations(_AddedPart):
         size = sum(self._sizes[member] + 1 for member in self._members[agent])
         return gym.spaces.Box(-np.inf, np.inf, (size,), np.float32)
 
-    def _part(self, observations: dict[Any, Any]) -> dict[Any, np.ndarray]:
+    def _part(self, observations: dict[Any, Any], infos: dict[Any, Any]) -> dict[Any, np.ndarray]:
         flat = {}
         for agent, own in observations.items():
             if isinstance(own, dict) and ACTION_MASK_FIELD in own:
@@ -182,7 +190,7 @@ class TeamObservations(_AddedPart):
         return out
 
 
-class AgentIds(_AddedPart):
+class AgentIds(AddedPart):
     """``env`` with ``agent_id`` in every agent's observation: a one-hot float32 vector of
     length ``len(possible_agents)``, 1 at the agent's place in ``possible_agents``. Fixed for
     the whole run, so a checkpoint's per-agent networks keep meaning the same agents."""
@@ -196,10 +204,5 @@ class AgentIds(_AddedPart):
         space = gym.spaces.Box(0.0, 1.0, (len(agents),), np.float32)
         super().__init__(env, lambda agent: space)
 
-    def _part(self, observations: dict[Any, Any]) -> dict[Any, np.ndarray]:
+    def _part(self, observations: dict[Any, Any], infos: dict[Any, Any]) -> dict[Any, np.ndarray]:
         return {agent: self._ids[agent] for agent in observations}
-
-
-def _own_field(space: gym.Space) -> str:
-    """The field name ``ObservationCodec`` gives a non-Dict observation."""
-    return "image" if isinstance(space, gym.spaces.Box) and len(space.shape) == 3 else "vector"

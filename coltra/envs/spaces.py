@@ -22,8 +22,15 @@ __all__ = [
     "LayoutActions",
     "ObservationCodec",
     "action_batch_from_dict",
+    "own_field",
     "without_parts",
 ]
+
+
+def own_field(space: gym.Space) -> str:
+    """The field ``ObservationCodec`` gives an observation that is not a Dict: ``image`` for
+    a 3-D Box, else ``vector``."""
+    return "image" if isinstance(space, gym.spaces.Box) and len(space.shape) == 3 else "vector"
 
 
 def without_parts(space: Any, keys: Iterable[str]) -> Any:
