@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import yaml
 
 from coltra.agents import Agent, RandomAgent
 from coltra.collectors import join_policy_actions, plan_policies, policy_views, step_env
@@ -280,6 +281,25 @@ def with_algorithm(task: Task, algorithm: str) -> Task:
         },
     }
     return replace(task, name=f"{task.name}_mappo", config=config)
+
+
+def with_overrides(task: Task, settings: Sequence[str], tag: str | None) -> Task:
+    """``task`` with ``section.key=value`` settings (YAML values, e.g.
+    ``model.activation=relu``) in its config, named ``<task>_<tag>`` (runs and curves)."""
+    if not settings and not tag:
+        return task
+    config = {
+        key: dict(value) if isinstance(value, dict) else value for key, value in task.config.items()
+    }
+    for setting in settings:
+        dotted, sep, value = setting.partition("=")
+        section, dot, key = dotted.partition(".")
+        if not sep or not dot or not key:
+            raise SystemExit(
+                f"--set takes section.key=value (e.g. model.activation=relu), got {setting!r}"
+            )
+        config.setdefault(section, {})[key] = yaml.safe_load(value)
+    return replace(task, name=f"{task.name}_{tag}" if tag else task.name, config=config)
 
 
 def run_config(task: Task, phase: Phase, seed: int, run_dir: Path, iterations: int) -> RunConfig:
@@ -566,6 +586,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         default="ippo",
         help="value networks on each agent's observation (IPPO) or on the env's state (MAPPO)",
     )
+    parser.add_argument(
+        "--set",
+        nargs="*",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="config overrides for every policy, e.g. model.activation=relu ppo.epochs=15",
+    )
+    parser.add_argument("--tag", default=None, help="names the variant's runs and curves")
     parser.add_argument("--torch-threads", type=int, default=1)
     parser.add_argument(
         "--out", type=Path, default=HERE, help="where runs/ and results/ go (default: benchmarks)"
@@ -576,7 +604,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     started = time.perf_counter()
     results = [
         run_task(
-            with_algorithm(TASKS[name], args.algo), seed, args.steps, args.eval_episodes, args.out
+            with_overrides(with_algorithm(TASKS[name], args.algo), args.set, args.tag),
+            seed,
+            args.steps,
+            args.eval_episodes,
+            args.out,
         )
         for name in names
         for seed in range(args.first_seed, args.first_seed + args.seeds)
@@ -586,6 +618,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         "benchmark": "multiagent",
         "machine": {"python": platform.python_version(), "torch": torch.__version__},
         "steps_per_phase": args.steps,
+        "algo": args.algo,
+        "overrides": args.set,
+        "tag": args.tag,
         "wall_time_s": time.perf_counter() - started,
         "results": [asdict(r) for r in results],
     }
