@@ -489,13 +489,16 @@ def team_return(
 
 
 def read_curve(run_dir: Path, policies: Sequence[str]) -> dict[str, list[tuple[float, float]]]:
-    """Per policy: (env steps, mean training return of the episodes logged there)."""
+    """Per policy: (env steps, mean training return of the episodes logged there). A run of
+    one policy logs its metrics without the ``<policy>/`` prefix."""
     with (run_dir / "metrics.csv").open(newline="") as file:
         rows = list(csv.DictReader(file))
     curve: dict[str, list[tuple[float, float]]] = {policy: [] for policy in policies}
+    prefix = len(policies) > 1
     for row in rows:
         for policy in policies:
-            value = row.get(f"{policy}/charts/episode_return_mean", "")
+            column = "charts/episode_return_mean"
+            value = row.get(f"{policy}/{column}" if prefix else column, "")
             if value:
                 curve[policy].append((float(row["charts/env_steps"]), float(value)))
     return curve

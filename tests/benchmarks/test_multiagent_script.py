@@ -84,3 +84,25 @@ def test_mappo_speaker_listener_runs_with_a_state_critic(tmp_path: Path) -> None
         assert isinstance(model, MLPModel)
         assert model.state_features == 14 and model.value_norm is not None
         assert model.value_norm.count.item() > 0  # the update took in the returns
+
+
+def test_the_curve_of_a_run_of_one_policy_reads_its_unprefixed_columns(tmp_path: Path) -> None:
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import multiagent
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    (tmp_path / "metrics.csv").write_text(
+        "iteration,charts/env_steps,charts/episode_return_mean\n1,3200,-25.5\n2,6400,\n3,9600,-24.0\n"
+    )
+    assert multiagent.read_curve(tmp_path, ["agent"]) == {
+        "agent": [(3200.0, -25.5), (9600.0, -24.0)]
+    }
+    (tmp_path / "metrics.csv").write_text(
+        "iteration,charts/env_steps,a/charts/episode_return_mean,b/charts/episode_return_mean\n"
+        "1,100,1.5,-2.0\n"
+    )
+    assert multiagent.read_curve(tmp_path, ["a", "b"]) == {
+        "a": [(100.0, 1.5)],
+        "b": [(100.0, -2.0)],
+    }
