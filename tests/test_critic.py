@@ -17,7 +17,7 @@ import pytest
 import torch
 import yaml
 
-from coltra.buffers import Observation
+from coltra.buffers import Action, Observation
 from coltra.cli import main
 from coltra.collectors import plan_policies, policy_views
 from coltra.configs import RunConfig
@@ -139,3 +139,62 @@ def test_a_team_critic_on_simple_tag_values_the_whole_team(tmp_path: Path) -> No
     assert (prey.features, prey.state_features) == (14, 15)
     with pytest.raises(ValueError, match=r"critic='team' needs .* 'team' field.*team_observat"):
         MLPModel({"critic": "team"}, adversary.observation_space.spaces["vector"], None)  # type: ignore[union-attr]
+
+
+KAZ_DEATHS = {"max_cycles": 150, "spawn_delay": 2, "line_death": True}  # agents die early
+
+
+def test_a_team_critic_and_critics_per_agent_on_kaz_where_agents_die(tmp_path: Path) -> None:
+    """knights_archers_zombies with vector observations, where agents die mid-episode: the
+    batch keeps a row per agent (a dead one's inactive, its slot in its team's view zeros
+    with a 0 flag, shapes fixed), and a team critic with a value network per agent trains
+    on it."""
+    env_config = {
+        "kind": "pettingzoo", "env_name": "pettingzoo.butterfly.knights_archers_zombies_v11",
+        "env_kwargs": KAZ_DEATHS, "workers": 1, "backend": "inprocess",
+        "team_observations": True, "agent_ids": True,
+    }  # fmt: skip
+    config = RunConfig.from_dict(
+        {
+            "trainer": {"run_dir": str(tmp_path / "run"), "steps": 150, "iterations": 2,
+                        "seed": 0, "progress": False},
+            "ppo": {"epochs": 1},
+            "model": {"hidden_sizes": [16], "critic": "team", "share_critic": False},
+            "env": env_config,
+            "policies": {"archer": {}, "knight": {}},
+        }
+    )  # fmt: skip
+    env = make_env(config.env, seed=0)  # type: ignore[arg-type]
+    try:
+        batch = env.reset_batch(seed=0)
+        names = env.agent_names
+        archers = [row for row, name in enumerate(names) if name.startswith("archer")]
+        shape = batch.obs["team"].shape  # one block: archers and knights share their spaces
+        assert shape == (4, 2 * (27 * 5 + 1))  # each team: two 27 x 5 views with flags
+        rng = np.random.default_rng(0)
+        dead = None  # the slot in the archers' team of the archer that died
+        for _ in range(150):
+            was_active = batch.active.copy()
+            batch = env.step_batch(Action(discrete=rng.integers(0, 6, 4)))
+            assert batch.obs["team"].shape == shape
+            alive = [k for k, row in enumerate(archers) if batch.active[row]]
+            if dead is not None and alive:  # a step after the death: its slot is empty
+                view = batch.obs["team"][archers[alive[0]]].reshape(2, 27 * 5 + 1)
+                assert view[dead].tolist() == [0.0] * (27 * 5 + 1)  # zeros and a 0 flag
+                assert view[alive[0], -1] == 1.0
+                break
+            gone = [k for k, row in enumerate(archers) if was_active[row] and not batch.active[row]]
+            if gone and alive and not batch.truncated.any():
+                dead = gone[0]
+        else:
+            pytest.fail("no archer died while the other lived in 150 steps")
+    finally:
+        env.close()
+    with PPOCrowdTrainer.from_config(config) as trainer:
+        trainer.train()
+        archer = trainer.group.policies["archer"].model
+    assert isinstance(archer, MLPModel) and archer.value_agents is not None
+    assert archer.value_agents.copies == 4  # one per agent of the env; archers use two
+    with (tmp_path / "run" / "metrics.csv").open(newline="") as file:
+        last = list(csv.DictReader(file))[-1]
+    assert last["archer/losses/value_loss"] and last["knight/losses/value_loss"]
