@@ -198,3 +198,29 @@ def test_a_team_critic_and_critics_per_agent_on_kaz_where_agents_die(tmp_path: P
     with (tmp_path / "run" / "metrics.csv").open(newline="") as file:
         last = list(csv.DictReader(file))[-1]
     assert last["archer/losses/value_loss"] and last["knight/losses/value_loss"]
+
+
+def test_the_shipped_spread_config_is_the_benchmarks_mappo_and_trains(tmp_path: Path) -> None:
+    """scripts/configs/spread_mappo.yaml is the config of the benchmark run that reached
+    the goal (benchmarks/multiagent.py, --algo mappo), and `coltra train` runs it."""
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    sys.path.insert(0, str(root / "benchmarks"))
+    try:
+        import multiagent
+    finally:
+        sys.path.remove(str(root / "benchmarks"))
+    path = root / "scripts" / "configs" / "spread_mappo.yaml"
+    shipped = yaml.safe_load(path.read_text())
+    task = multiagent.with_algorithm(multiagent.TASKS["simple_spread_v3"], "mappo")
+    for section in ("env", "model", "ppo"):
+        assert shipped[section] == task.config[section], section
+    assert shipped["trainer"]["steps"] == task.config["trainer"]["steps"]
+    copies = shipped["env"]["workers"] * shipped["env"]["envs_per_worker"]
+    steps = shipped["trainer"]["iterations"] * copies * shipped["trainer"]["steps"]
+    assert steps == round(task.phases[0].env_steps / (copies * 100)) * copies * 100
+    run_dir = tmp_path / "run"
+    overrides = ["trainer.iterations=1", "trainer.steps=25", "env.envs_per_worker=1"]
+    assert main(["train", "-c", str(path), "--run-dir", str(run_dir), "--set", *overrides]) == 0
+    assert (run_dir / "metrics.csv").is_file()

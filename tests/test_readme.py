@@ -66,6 +66,7 @@ def test_every_example_the_readme_names_exists() -> None:
         assert (ROOT / "examples" / name).is_file(), name
 
 
-def test_the_teams_guide_shows_the_shipped_yaml() -> None:
-    shipped = (ROOT / "scripts" / "configs" / "teams_config.yaml").read_text(encoding="utf-8")
+@pytest.mark.parametrize("name", ["teams_config.yaml", "spread_mappo.yaml"])
+def test_the_guides_show_the_shipped_yaml(name: str) -> None:
+    shipped = (ROOT / "scripts" / "configs" / name).read_text(encoding="utf-8")
     assert f"```yaml\n{shipped}```" in README
