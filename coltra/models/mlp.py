@@ -411,8 +411,6 @@ class MLPModel(BaseModel):
         self.value_norm = RunningMeanStd((), min_var=1e-2) if cfg.value_norm else None
         self.policy_agents: AgentMLPs | None = None
         self.value_agents: AgentMLPs | None = None
-        self.policy_head: nn.Linear | None = policy_layers[-1]
-        self.value_head: nn.Linear | None = value_layers[-1]
         if self.agent_copies:
 
             def per_agent(first: list[nn.Linear], size_in: int, out: int, gain: float) -> AgentMLPs:
@@ -426,14 +424,12 @@ class MLPModel(BaseModel):
             if cfg.share_actor:
                 self.policy_hidden = nn.ModuleList(policy_layers[:-1])
             else:
-                self.policy_head = None
                 self.policy_agents = per_agent(
                     policy_layers, features, policy_out, cfg.policy_head_gain
                 )
             if cfg.share_critic:
                 self.value_hidden = nn.ModuleList(value_layers[:-1])
             else:
-                self.value_head = None
                 self.value_agents = per_agent(
                     value_layers, self.value_features, 1, cfg.value_head_gain
                 )
@@ -449,6 +445,11 @@ class MLPModel(BaseModel):
             self.trunk = nn.ModuleList(policy_layers[:-1])
         else:
             self.hidden = TwinMLP(policy_layers[:-1], value_layers[:-1], activation)
+        # Heads last: the order of parameters is the optimizer state's order in checkpoints.
+        self.policy_head: nn.Linear | None = (
+            policy_layers[-1] if self.policy_agents is None else None
+        )
+        self.value_head: nn.Linear | None = value_layers[-1] if self.value_agents is None else None
         self.activation = activation
         if not self.discrete and cfg.continuous_mode == "logstd":
             self.log_std = nn.Parameter(torch.full((cfg.num_actions,), math.log(cfg.sigma0)))

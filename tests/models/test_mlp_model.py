@@ -639,3 +639,14 @@ def test_state_critic_refusals_name_the_problem() -> None:
         model.value(wrong)
     with pytest.raises(ConfigError, match=r"critic"):
         MLPModel({"critic": "team-ish"}, STATE_OBS, gym.spaces.Discrete(2))
+
+
+def test_the_order_of_parameters_is_kept_for_saved_optimizer_states() -> None:
+    """An optimizer's saved state follows the model's parameter order: a checkpoint of an
+    earlier version resumes only while the order stays the same."""
+    model = MLPModel({}, gym.spaces.Box(-1, 1, (4,)), gym.spaces.Discrete(2))
+    assert [name for name, _ in model.named_parameters()] == [
+        "hidden.layers.0.weight", "hidden.layers.0.bias", "hidden.layers.1.weight",
+        "hidden.layers.1.bias", "policy_head.weight", "policy_head.bias",
+        "value_head.weight", "value_head.bias",
+    ]  # fmt: skip
