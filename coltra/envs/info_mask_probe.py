@@ -18,6 +18,8 @@ import gymnasium as gym
 import numpy as np
 from pettingzoo import ParallelEnv
 
+from coltra.envs.probe_envs import check_count
+
 __all__ = ["PAYOFF", "InfoMaskedEnv", "parallel_env"]
 
 PAYOFF = np.array([1.0, 0.75, 0.5, 0.25], np.float32)
@@ -29,10 +31,8 @@ class InfoMaskedEnv(ParallelEnv):
     metadata: dict[str, Any] = {"name": "info_mask_probe_v0"}
 
     def __init__(self, num_agents: int = 2, max_cycles: int = 5) -> None:
-        if isinstance(num_agents, bool) or not isinstance(num_agents, int) or num_agents < 1:
-            raise ValueError(f"num_agents must be a whole number >= 1, got {num_agents!r}")
-        if isinstance(max_cycles, bool) or not isinstance(max_cycles, int) or max_cycles < 1:
-            raise ValueError(f"max_cycles must be a whole number >= 1, got {max_cycles!r}")
+        check_count("num_agents", num_agents)
+        check_count("max_cycles", max_cycles)
         self.possible_agents = [f"agent_{i}" for i in range(num_agents)]
         self.agents: list[str] = []
         self.max_cycles = max_cycles

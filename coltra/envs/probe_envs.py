@@ -65,7 +65,14 @@ __all__ = [
     "RolesEnv",
     "TeamSumEnv",
     "TwoTeamsEnv",
+    "check_count",
 ]
+
+
+def check_count(name: str, value: object) -> None:
+    """Refuse ``value`` unless it is a whole number >= 1 (not a bool), naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
 
 
 class ProbeEnv(MultiAgentEnv):
@@ -84,17 +91,9 @@ class ProbeEnv(MultiAgentEnv):
         truncate: bool = False,
         continuous: bool = False,
     ) -> None:
-        if isinstance(num_agents, bool) or not isinstance(num_agents, int) or num_agents < 1:
-            raise ValueError(f"num_agents must be a whole number >= 1, got {num_agents!r}")
+        check_count("num_agents", num_agents)
         if episode_length is not None:
-            if (
-                isinstance(episode_length, bool)
-                or not isinstance(episode_length, int)
-                or episode_length < 1
-            ):
-                raise ValueError(
-                    f"episode_length must be a whole number >= 1, got {episode_length!r}"
-                )
+            check_count("episode_length", episode_length)
             self.episode_length = episode_length
         self.truncate = truncate
         self.continuous = continuous
@@ -283,8 +282,7 @@ class MaskedActionEnv(OneStepEnv):
     PENALTY = -1.0
 
     def __init__(self, num_agents: int = 1, *, illegal: str = "raise", masks: bool = True) -> None:
-        if isinstance(num_agents, bool) or not isinstance(num_agents, int) or num_agents < 1:
-            raise ValueError(f"num_agents must be a whole number >= 1, got {num_agents!r}")
+        check_count("num_agents", num_agents)
         if illegal not in ("raise", "penalty"):
             raise ValueError(f"illegal must be 'raise' or 'penalty', got {illegal!r}")
         self.illegal, self.masks = illegal, masks
@@ -349,8 +347,7 @@ class TwoTeamsEnv(MultiAgentEnv):
             ("team_b", team_b),
             ("episode_length", episode_length),
         ):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{key} must be a whole number >= 1, got {value!r}")
+            check_count(key, value)
         self.episode_length = episode_length
         counts = (team_a, team_b)
         self.agent_names = [
@@ -426,8 +423,7 @@ class TeamSumEnv(OneStepEnv):
     its own sign, the ``state`` field all of them (see the module docstring)."""
 
     def __init__(self, num_agents: int = 2) -> None:
-        if isinstance(num_agents, bool) or not isinstance(num_agents, int) or num_agents < 1:
-            raise ValueError(f"num_agents must be a whole number >= 1, got {num_agents!r}")
+        check_count("num_agents", num_agents)
         self.agent_names = [f"agent_{i}" for i in range(num_agents)]
         self.observation_space = gym.spaces.Dict(
             {
@@ -460,8 +456,7 @@ class RolesEnv(OneStepEnv):
     their ``agent_id`` one-hot (see the module docstring)."""
 
     def __init__(self, num_agents: int = 2, *, ids: bool = True) -> None:
-        if isinstance(num_agents, bool) or not isinstance(num_agents, int) or num_agents < 1:
-            raise ValueError(f"num_agents must be a whole number >= 1, got {num_agents!r}")
+        check_count("num_agents", num_agents)
         self.ids = ids
         self.agent_names = [f"agent_{i}" for i in range(num_agents)]
         vector = gym.spaces.Box(1.0, 1.0, (1,), np.float32)
