@@ -521,8 +521,9 @@ class PolicyConfig(Config):
     )
     model: ModelConfig | None = Field(
         None,
-        description="Its networks (a model section, sized from its agents' spaces); null = the "
-        "run's model section.",
+        description="Its networks: a whole model section of its own, sized from its agents' "
+        "spaces (keys it leaves out take the model defaults, not the run's model keys); null = "
+        "the run's model section.",
     )
     ppo: dict[str, YamlValue] = Field(
         {},
