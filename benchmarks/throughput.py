@@ -13,7 +13,9 @@ torch thread) and is timed after one warm-up iteration. Scenarios:
   2-core ceiling).
 * ``crowd``: agent steps/s at 16..1024 agents of a cheap crowd env (``crowd_env.py``), one
   copy, Coltra against SB3 + SuperSuit; shows how each scales with the number of agents.
-  Also the raw env alone and a bare loop over its dict API (the ceiling, as for CartPole).
+  Also the raw env alone, a bare loop over its dict API (the ceiling, as for CartPole), and
+  Coltra on the same crowd implemented in the batch view (``coltra.envs.crowd``, no dicts:
+  ``coltra-native``, what simulation users who hold their agents in arrays get).
 
 Contenders run in separate worker processes (one per library, reused across measurements),
 interleaved, so that the machine's load hits all of them alike; each number is the median
@@ -472,6 +474,15 @@ def task_crowd_coltra(seed: int, budget: int, agents: int) -> dict[str, float]:
     return _coltra(env, CROWD_ROLLOUT[agents], budget, seed)
 
 
+def task_crowd_native(seed: int, budget: int, agents: int) -> dict[str, float]:
+    """Coltra on the same crowd without dicts: ``coltra.envs.crowd.CrowdEnv`` fills the
+    stacked rows itself (the batch view), one copy in this process."""
+    from coltra.envs.crowd import CrowdEnv
+
+    env = CrowdEnv(agents, episode_length=CROWD_EPISODE)
+    return _coltra(env, CROWD_ROLLOUT[agents], budget, seed)
+
+
 def task_crowd_sb3(seed: int, budget: int, agents: int) -> dict[str, float]:
     env = _supersuit_env(lambda: _crowd(agents), 1, 0, seed)
     return _sb3(env, CROWD_ROLLOUT[agents], budget, seed)
@@ -643,6 +654,7 @@ def contenders(scenario: str) -> list[list[Contender]]:
     return [
         [
             Contender("coltra", "coltra", "crowd_coltra", n, (("agents", n),)),
+            Contender("coltra-native", "coltra", "crowd_native", n, (("agents", n),)),
             Contender("sb3-ss", "sb3", "crowd_sb3", n, (("agents", n),)),
             Contender("raw-env", "reference", "crowd_raw", n, (("agents", n),)),
             Contender("ceiling", "reference", "crowd_ceiling", n, (("agents", n),)),
@@ -852,6 +864,12 @@ TARGETS: list[tuple[str, float, str, Callable[[Lookup], float | None]]] = [
         ),
     ),
     (
+        "crowd 1024 batch-native collection, M agent steps/s",
+        1.0,
+        "M",
+        lambda sps: _ratio(sps("crowd", "coltra-native", 1024, "collect"), 1e6),
+    ),
+    (
         "crowd 16->256 collection scaling / raw env's (proposed)",
         0.7,
         "x",
@@ -917,6 +935,7 @@ def print_table(rows: list[Row], found: list[Target]) -> None:
             for r in rows
             if r.scenario == row.scenario
             and r.contender.startswith("coltra")
+            and r.contender != "coltra-native"  # same library, not the same env API
             and (r.agents == row.agents or row.scenario == "pursuit")
         ]
         ratio = (

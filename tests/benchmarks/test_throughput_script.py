@@ -45,9 +45,10 @@ def test_throughput_benchmark_runs_on_a_tiny_budget() -> None:
         assert any(row[:2] == (scenario, contender) for row in rows), (scenario, contender)
     for agents in (16, 64, 256, 1024):
         assert ("crowd", "coltra", agents) in rows
+        assert ("crowd", "coltra-native", agents) in rows
         assert ("crowd", "sb3-ss", agents) in rows
         assert ("crowd", "ceiling", agents) in rows
-    assert len(summary["targets"]) == 8  # six from the issue, two proposed
+    assert len(summary["targets"]) == 9  # six from the issue, two proposed, batch-native
     for target in summary["targets"]:
         assert {"name", "value", "threshold", "passed", "per_repeat"} <= set(target)
         assert target["value"] > 0
