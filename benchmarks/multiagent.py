@@ -100,7 +100,18 @@ TASKS: dict[str, Task] = {
             # entropy 0.01, 64-unit networks; here without its centralised critic (IPPO).
             "ppo": {"lr": 7e-4, "epochs": 10, "num_minibatches": 1, "ent_coef": 0.01},
             "model": {"hidden_sizes": [64, 64]},
-            "policies": {"speaker": {"agents": ["speaker"]}, "listener": {"agents": ["listener"]}},
+            "policies": {
+                # The speaker commits to a message per goal colour from the start (a large
+                # head gain makes its first policy near-deterministic, no entropy bonus keeps
+                # it so): a near-uniform speaker gives the listener nothing to read, and the
+                # pair settles on going to the landmarks' centre (-16 per agent).
+                "speaker": {
+                    "agents": ["speaker"],
+                    "ppo": {"ent_coef": 0.0},
+                    "model": {"hidden_sizes": [64, 64], "policy_head_gain": 10.0},
+                },
+                "listener": {"agents": ["listener"]},
+            },
         },
         phases=(Phase("cooperate", 2_000_000, ("speaker", "listener")),),
         eval_episodes=1024,
@@ -268,10 +279,18 @@ def with_algorithm(task: Task, algorithm: str) -> Task:
     over the batch, gradient norm 10; ``<task>_mappo`` in run names and curves)."""
     if algorithm == "ippo":
         return task
+    mappo_model = {"critic": "state", "value_norm": True}
+    policies = {  # a policy's own model section replaces the run's: it needs the keys too
+        name: {**policy, "model": {**policy["model"], **mappo_model}}
+        if "model" in policy
+        else policy
+        for name, policy in task.config.get("policies", {}).items()
+    }
     config = {
         **task.config,
+        "policies": policies,
         "env": {**task.config["env"], "global_state": True},
-        "model": {**task.config.get("model", {}), "critic": "state", "value_norm": True},
+        "model": {**task.config.get("model", {}), **mappo_model},
         "ppo": {
             **task.config.get("ppo", {}),
             "value_loss": "huber",
