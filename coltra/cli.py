@@ -123,6 +123,12 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--wandb-project", metavar="P", help="W&B project (trainer.wandb_project)")
     parser.add_argument("--wandb-entity", metavar="E", help="W&B entity (trainer.wandb_entity)")
     parser.add_argument(
+        "--ray-address",
+        metavar="ADDR",
+        help="step the env copies in Ray actors on the cluster at ADDR, e.g. 127.0.0.1:6379 "
+        "or auto (env.ray_address, and env.backend=ray)",
+    )
+    parser.add_argument(
         "--no-progress", action="store_true", help="no progress bar or progress lines"
     )
     parser.add_argument(
@@ -280,6 +286,8 @@ def _flag_overrides(args: argparse.Namespace) -> list[str]:
         "trainer.wandb_entity": args.wandb_entity,
     }
     overrides = [f"{key}={value}" for key, value in flags.items() if value is not None]
+    if args.ray_address is not None:
+        overrides += ["env.backend=ray", f"env.ray_address={args.ray_address}"]
     if args.wandb:
         overrides.append("trainer.wandb=true")
     if args.no_progress:

@@ -101,6 +101,14 @@ def make_env(env_cfg: EnvConfig, seed: int | None = None) -> MultiAgentEnv:
         "seed": seed,
         "step_timeout": env_cfg.step_timeout,
     }
+    if env_cfg.backend == "ray":
+        vec_kwargs.update(ray_address=env_cfg.ray_address, ray_num_cpus=env_cfg.ray_num_cpus)
+    elif env_cfg.ray_address is not None:
+        raise ConfigError(
+            f"ray_address {env_cfg.ray_address!r} is for env.backend: ray, and the backend is "
+            f"{env_cfg.backend!r}; set env.backend=ray (or drop ray_address)",
+            key="env.ray_address",
+        )
     kwargs = dict(env_cfg.env_kwargs)
     wrappers = [_wrapper(spec, i) for i, spec in enumerate(env_cfg.wrappers)]
     for key, field in (
@@ -400,13 +408,13 @@ def _build(
     a constructor that refuses the config's keywords is a config error naming the env."""
     default = env_class.default_backend if env_class is not None else "inprocess"
     backend = kwargs["backend"] or default
-    if env_cfg.step_timeout is not None and backend != "subprocess":
+    if env_cfg.step_timeout is not None and backend not in ("subprocess", "ray"):
         # A copy stepped in this process cannot be stopped when it hangs: the timeout would
         # be silently ignored.
         raise ConfigError(
-            f"needs env.backend: subprocess (the {env_cfg.kind} env {env_cfg.env_name!r} "
-            f"runs on the {backend} backend here, where a hung copy cannot be stopped); "
-            "set env.backend=subprocess or env.step_timeout=null",
+            f"needs env.backend: subprocess or ray (the {env_cfg.kind} env "
+            f"{env_cfg.env_name!r} runs on the {backend} backend here, where a hung copy "
+            "cannot be stopped); set env.backend=subprocess or env.step_timeout=null",
             key="env.step_timeout",
         )
     try:

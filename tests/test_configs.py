@@ -102,6 +102,8 @@ def test_defaults_are_the_documented_ones() -> None:
         "envs_per_worker": 1,
         "backend": "auto",
         "step_timeout": None,
+        "ray_address": None,
+        "ray_num_cpus": 1.0,
         "global_state": False,
         "team_observations": False,
         "info_action_masks": False,
@@ -337,7 +339,7 @@ def test_literal_choices_are_listed_with_a_suggestion() -> None:
         "got 'Relu'; did you mean 'relu'?"
     )
     assert error_of(lambda: EnvConfig.from_dict({"backend": 1})) == (
-        "backend: expected one of 'auto', 'inprocess', 'subprocess', got 1"
+        "backend: expected one of 'auto', 'inprocess', 'subprocess', 'ray', got 1"
     )
 
 

@@ -380,16 +380,27 @@ class EnvConfig(Config):
     envs_per_worker: PositiveInt = Field(
         1, description="Env copies stepped one after another by each worker."
     )
-    backend: Literal["auto", "inprocess", "subprocess"] = Field(
+    backend: Literal["auto", "inprocess", "subprocess", "ray"] = Field(
         "auto",
         description="Where copies run; 'auto' = the env's default (subprocess for PettingZoo, "
-        "else here).",
+        "else here); 'ray' = in Ray actors, one per worker (pip install 'coltra[ray]').",
     )
     step_timeout: Float | None = Field(
         None,
         gt=0,
-        description="Seconds to wait for a worker's step before failing (subprocess backend); "
-        "null = wait forever.",
+        description="Seconds to wait for a worker's step before failing (subprocess and ray "
+        "backends); null = wait forever.",
+    )
+    ray_address: str | None = Field(
+        None,
+        description="Ray backend: the cluster to connect to ('127.0.0.1:6379', 'auto'); null = "
+        "start a local Ray session (or use the one this process is connected to).",
+    )
+    ray_num_cpus: Float = Field(
+        1.0,
+        ge=0,
+        description="Ray backend: CPUs each actor reserves on the cluster (fractions allowed, "
+        "e.g. 0.5 to run 4 actors on 2 CPUs).",
     )
     global_state: bool = Field(
         False,

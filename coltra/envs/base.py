@@ -534,16 +534,20 @@ class MultiAgentEnv:
         seed: int | None = None,
         start_method: str | None = None,
         step_timeout: float | None = None,
+        ray_address: str | None = None,
+        ray_num_cpus: float = 1.0,
         **kwargs: Any,
     ) -> VecEnv:
         """``workers * envs_per_worker`` copies of this env merged into one env.
 
-        ``backend`` is ``"inprocess"`` (every copy in this process) or ``"subprocess"``
-        (``workers`` processes, each stepping ``envs_per_worker`` copies); the default
-        is the class's ``default_backend``. Copy ``i`` is seeded ``seed + i`` at the first
-        reset. ``start_method`` (default: fork on Linux, spawn elsewhere) and
-        ``step_timeout`` (seconds a worker may take to answer; None waits forever) apply
-        to the subprocess backend. ``kwargs`` go to the env's constructor.
+        ``backend`` is ``"inprocess"`` (every copy in this process), ``"subprocess"``
+        (``workers`` processes, each stepping ``envs_per_worker`` copies) or ``"ray"``
+        (``workers`` Ray actors, on the cluster at ``ray_address`` or a local session,
+        each reserving ``ray_num_cpus``); the default is the class's ``default_backend``.
+        Copy ``i`` is seeded ``seed + i`` at the first reset. ``start_method`` (default:
+        fork on Linux, spawn elsewhere) applies to the subprocess backend, ``step_timeout``
+        (seconds a worker may take to answer; None waits forever) to both remote ones.
+        ``kwargs`` go to the env's constructor.
         """
         from coltra.envs.vector import make_vec_env
 
@@ -555,4 +559,6 @@ class MultiAgentEnv:
             seed=seed,
             start_method=start_method,
             step_timeout=step_timeout,
+            ray_address=ray_address,
+            ray_num_cpus=ray_num_cpus,
         )

@@ -11,6 +11,11 @@ array operation, and vectorise like any other env.
 | ActionRewardEnv | [1] | 1 if action is 1 else 0 | always pick action 1 |
 | ObsActionRewardEnv | random sign s | 1 if action matches s else 0 | action 1 for s > 0 |
 | DelayedRewardEnv | one-hot time t | 1 at the last (third) step | V(t) = gamma ** (2 - t) |
+| BusyEnv | [1] | as ActionRewardEnv | the same; each step costs ``step_cost`` s of CPU |
+
+``BusyEnv`` ("busy") is for comparing vectorisation backends on an env with a real cost per
+step: it busy-waits ``step_cost`` seconds (default 1 ms) in every step, as a simulator would
+compute, rather than sleeping (which would free the core).
 
 With ``continuous=True`` the action-dependent envs take a Box(-1, 1, (1,)) action and pay
 ``1 - (a - target) ** 2`` with target ``+0.5`` (or ``0.5 * s``).
@@ -42,6 +47,7 @@ hidden, and the best a learner can do is action 1 every time, 0 on average with 
 
 from __future__ import annotations
 
+import time
 from typing import ClassVar
 
 import gymnasium as gym
@@ -56,6 +62,7 @@ __all__ = [
     "PROBE_ENVS",
     "TEAM_PROBE_ENVS",
     "ActionRewardEnv",
+    "BusyEnv",
     "ConstantRewardEnv",
     "DelayedRewardEnv",
     "MaskedActionEnv",
@@ -198,6 +205,36 @@ class ObsActionRewardEnv(ProbeEnv):
         return _match_reward(actions, obs[:, 0], self.continuous)
 
 
+class BusyEnv(ActionRewardEnv):
+    """``ActionRewardEnv`` whose every step keeps the CPU busy for ``step_cost`` seconds."""
+
+    def __init__(
+        self,
+        num_agents: int = 1,
+        *,
+        step_cost: float = 0.001,
+        episode_length: int | None = None,
+        truncate: bool = False,
+        continuous: bool = False,
+    ) -> None:
+        if (
+            isinstance(step_cost, bool)
+            or not isinstance(step_cost, int | float)
+            or not 0 <= step_cost <= 60
+        ):
+            raise ValueError(f"step_cost must be a number of seconds in [0, 60], got {step_cost!r}")
+        super().__init__(
+            num_agents, episode_length=episode_length, truncate=truncate, continuous=continuous
+        )
+        self.step_cost = float(step_cost)
+
+    def step_batch(self, actions: Action) -> StepBatch:
+        deadline = time.perf_counter() + self.step_cost
+        while time.perf_counter() < deadline:  # busy, as a simulation step would be
+            pass
+        return super().step_batch(actions)
+
+
 class DelayedRewardEnv(ProbeEnv):
     """Three steps (or ``episode_length`` L) with a one-hot clock; reward 1 arrives only at
     the last step, so the value of the first step is gamma ** (L - 1): discounting must be
@@ -329,6 +366,7 @@ PROBE_ENVS: dict[str, type[ProbeEnv]] = {
     "action": ActionRewardEnv,
     "obs_action": ObsActionRewardEnv,
     "delayed": DelayedRewardEnv,
+    "busy": BusyEnv,
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -13,6 +14,7 @@ from coltra.buffers import Action
 from coltra.envs.probe_envs import (
     PROBE_ENVS,
     ActionRewardEnv,
+    BusyEnv,
     ConstantRewardEnv,
     DelayedRewardEnv,
     ObsActionRewardEnv,
@@ -39,7 +41,20 @@ def test_registry() -> None:
         "action": ActionRewardEnv,
         "obs_action": ObsActionRewardEnv,
         "delayed": DelayedRewardEnv,
+        "busy": BusyEnv,
     }
+
+
+def test_busy_env_spends_its_step_cost_and_pays_as_action_reward() -> None:
+    env = BusyEnv(2, step_cost=0.02)
+    env.reset_batch(seed=0)
+    start = time.process_time()
+    batch = env.step_batch(Action(discrete=np.array([1, 0])))
+    assert time.process_time() - start >= 0.015  # CPU time: a busy-wait, not a sleep
+    assert batch.reward.tolist() == [1.0, 0.0]
+    for bad in (-1, "1ms", True):
+        with pytest.raises(ValueError, match="step_cost must be a number of seconds"):
+            BusyEnv(step_cost=bad)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("cls", list(PROBE_ENVS.values()))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -351,3 +352,16 @@ def test_a_call_interrupted_while_waiting_for_workers_does_not_shift_later_repli
     step = env.step_batch(Action(discrete=np.ones(2, dtype=np.int64)))
     expected = reference.step_batch(Action(discrete=np.ones(2, dtype=np.int64)))
     np.testing.assert_array_equal(step.obs.vector, expected.obs.vector)
+
+
+def test_the_ray_backend_without_ray_says_how_to_install_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
+    with pytest.raises(ImportError, match=r"needs Ray.*pip install 'coltra\[ray\]'"):
+        ConstantRewardEnv.get_venv(2, backend="ray")
+
+
+def test_an_unknown_backend_names_the_choices() -> None:
+    with pytest.raises(ValueError, match=r"one of \('inprocess', 'subprocess', 'ray'\), got 'mpi'"):
+        ConstantRewardEnv.get_venv(2, backend="mpi")

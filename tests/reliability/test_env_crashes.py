@@ -198,3 +198,45 @@ def test_the_command_line_reports_an_env_crash_in_one_line_with_exit_code_1(
     assert lines[0].startswith(f"coltra: error: env copy {BAD_COPY} raised in step: ValueError")
     assert "iter_000002 (iteration 2), is intact" in lines[0]
     assert "(run with --debug for the traceback)" in lines[0]
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.usefixtures("ray_cluster")
+def test_a_killed_ray_actor_stops_the_trainer_or_is_rebuilt(
+    tmp_path: Path,
+    faulty_probe: type[FaultyProbeEnv],
+    assert_gone: AssertGone,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """On the Ray backend a dead actor is the same EnvCrashedError (the checkpoint before it
+    intact), and trainer.restart_crashed_envs rebuilds the env on new actors."""
+    from coltra.envs.vector.ray_backend import RayVecEnv
+
+    cfg = run_config(tmp_path / "stop", "sigkill", backend="ray", workers=WORKERS)
+    trainer = PPOCrowdTrainer.from_config(cfg)
+    assert isinstance(trainer.env, RayVecEnv)
+    pids = list(trainer.env.pids)
+    with trainer, pytest.raises(EnvCrashedError) as caught:
+        trainer.train()
+    assert f"Ray env actor {BAD_COPY} (copy {BAD_COPY}" in str(caught.value)
+    assert "died during step" in str(caught.value)
+    assert trainer.counters.iteration == 2
+    assert_gone(pids)
+    check_last_checkpoint_resumes(tmp_path / "stop", 2)
+
+    cfg = run_config(
+        tmp_path / "restart",
+        "sigkill",
+        backend="ray",
+        workers=WORKERS,
+        trainer={"restart_crashed_envs": 1, "iterations": 5},
+    )
+    caplog.set_level(logging.WARNING, logger="coltra.trainers")
+    with PPOCrowdTrainer.from_config(cfg) as trainer:
+        first_pids = list(trainer.env.pids)  # type: ignore[attr-defined]
+        summary = trainer.train()
+        assert isinstance(trainer.env, RayVecEnv)
+        assert set(trainer.env.pids).isdisjoint(first_pids)
+    assert summary["iterations"] == 5 and trainer.counters.env_restarts == 1
+    (warning,) = [record for record in caplog.records if record.levelno == logging.WARNING]
+    assert "died during step" in warning.getMessage()

@@ -1,9 +1,10 @@
 """Vectorised environments: many copies of an env as one MultiAgentEnv.
 
-Two backends share one interface (``VecEnv``): ``inprocess`` steps every copy in this
+Three backends share one interface (``VecEnv``): ``inprocess`` steps every copy in this
 process (best for cheap envs like CartPole), ``subprocess`` spreads them over worker
 processes, ``envs_per_worker`` copies each (best for envs that cost more than the
-inter-process round trip, like pursuit).
+inter-process round trip, like pursuit), and ``ray`` over Ray actors, on this machine or a
+cluster (for envs that cost more than a Ray call, or more cores than one machine has).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from coltra.envs.vector.subprocess import SubprocVecEnv
 
 __all__ = ["BACKENDS", "InProcessVecEnv", "SubprocVecEnv", "VecEnv", "make_vec_env"]
 
-BACKENDS = ("inprocess", "subprocess")
+BACKENDS = ("inprocess", "subprocess", "ray")
 
 
 def make_vec_env(
@@ -26,9 +27,12 @@ def make_vec_env(
     seed: int | None = None,
     start_method: str | None = None,
     step_timeout: float | None = None,
+    ray_address: str | None = None,
+    ray_num_cpus: float = 1.0,
 ) -> VecEnv:
     """``workers * envs_per_worker`` copies of ``env_fn()`` as one env. Copy ``i`` gets
-    seed ``seed + i``."""
+    seed ``seed + i``. ``ray_address`` (a cluster's, None = a local Ray session) and
+    ``ray_num_cpus`` (CPUs each actor reserves) apply to the ray backend."""
     workers = check_copy_count("workers", workers)
     envs_per_worker = check_copy_count("envs_per_worker", envs_per_worker)
     if backend not in BACKENDS:
@@ -45,6 +49,17 @@ def make_vec_env(
     env_fns = [env_fn] * (workers * envs_per_worker)
     if backend == "inprocess":
         return InProcessVecEnv(env_fns, seed=seed)
+    if backend == "ray":
+        from coltra.envs.vector.ray_backend import RayVecEnv  # imports Ray: only when used
+
+        return RayVecEnv(
+            env_fns,
+            envs_per_worker=envs_per_worker,
+            seed=seed,
+            step_timeout=step_timeout,
+            address=ray_address,
+            num_cpus=ray_num_cpus,
+        )
     return SubprocVecEnv(
         env_fns,
         envs_per_worker=envs_per_worker,

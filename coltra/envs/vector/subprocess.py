@@ -16,20 +16,25 @@ import os
 import signal
 import sys
 import time
-import traceback
 from collections.abc import Sequence
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
-from typing import Any
+from typing import Any, NoReturn
 
 import cloudpickle
-import numpy as np
 
 from coltra.buffers import Action
 from coltra.envs.base import EnvCrashedError, StepBatch
 from coltra.envs.blocks import BlockLayout
-from coltra.envs.vector.base import EnvCreator, VecEnv, add_note
+from coltra.envs.vector.base import EnvCreator, VecEnv
 from coltra.envs.vector.inprocess import InProcessVecEnv
+from coltra.envs.vector.remote import (
+    ErrorReport,
+    error_report,
+    raise_report,
+    run_command,
+    worker_actions,
+)
 
 __all__ = ["SubprocVecEnv", "default_start_method"]
 
@@ -74,34 +79,13 @@ def _worker(
                 venv.close()
                 conn.send(("ok", None))
                 return
-            result: Any
-            if command == "reset":
-                result = venv.reset_batch(argument)
-            elif command == "step":
-                result = venv.step_batch(argument)
-            elif command == "render":
-                result = venv.render()
-            else:
-                raise ValueError(f"unknown worker command {command!r}")
-            conn.send(("ok", result))
+            conn.send(("ok", run_command(venv, command, argument)))
     except (EOFError, BrokenPipeError, KeyboardInterrupt):
         return
     except BaseException as exc:
-        index = exc.env_index if isinstance(exc, EnvCrashedError) else None
-        # An autoreset runs inside the "step" command: report the phase the copy was in.
-        if isinstance(exc, EnvCrashedError) and exc.phase:
-            phase = exc.phase
-        # The in-process layer wraps the env's own error; report that one.
-        cause = exc.__cause__ if isinstance(exc, EnvCrashedError) and exc.__cause__ else exc
-        pickled = None
-        if phase == "construction":
-            try:
-                pickled = cloudpickle.dumps(exc)
-            except Exception:
-                pickled = None
-        report = (phase, index, f"{type(cause).__name__}: {cause}", traceback.format_exc())
+        report = error_report(exc, phase)
         try:
-            conn.send(("error", (*report, pickled)))
+            conn.send(("error", report))
         except (BrokenPipeError, OSError):
             pass
     finally:
@@ -236,26 +220,13 @@ class SubprocVecEnv(VecEnv):
             self._raise_worker_error(worker, payload)
         return payload
 
-    def _raise_worker_error(self, worker: int, payload: Any) -> None:
-        phase, index, summary, worker_traceback, pickled = payload
-        if pickled is not None:
-            # A copy that could not be built: re-raise its own error (TypeError, ValueError).
-            self._shutdown(graceful=False)
-            try:
-                original = cloudpickle.loads(pickled)
-            except Exception:
-                original = None
-            if isinstance(original, Exception):
-                add_note(
-                    original,
-                    f"--- traceback in {self._describe(worker)} ---\n{worker_traceback}",
-                )
-                raise original
-        where = f"env copy {index}" if index is not None else self._describe(worker)
-        raise self._fail(
-            f"{where} raised in {phase}: {summary}\n--- worker traceback ---\n{worker_traceback}",
-            index if index is not None else self._worker_copies[worker][0],
-            phase,
+    def _raise_worker_error(self, worker: int, report: ErrorReport) -> NoReturn:
+        raise_report(
+            report,
+            self._describe(worker),
+            self._worker_copies[worker][0],
+            self._fail,
+            lambda: self._shutdown(graceful=False),
         )
 
     def _drain(self) -> None:
@@ -282,13 +253,8 @@ class SubprocVecEnv(VecEnv):
         self._check_open()
         values = self._check_actions(actions)
         self._drain()
-        single = self._actions.single
-        for worker, rows in enumerate(self._worker_rows):
-            if isinstance(values, Action):
-                part = values[rows].map(np.ascontiguousarray)
-            else:
-                assert single is not None
-                part = Action(**{single.field: np.ascontiguousarray(values[rows])})
+        parts = worker_actions(values, self._worker_rows, self._actions.single)
+        for worker, part in enumerate(parts):
             self._send(worker, "step", part)
         return self._remember(StepBatch.concat(self._gather("step")))
 
