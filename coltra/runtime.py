@@ -8,13 +8,15 @@ at 101 depending on ``OMP_NUM_THREADS`` when the threads were set after the weig
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import torch
 
 from coltra.configs import ConfigError, TrainerConfig
 
-__all__ = ["prepare_process", "resolve_device", "seed_everything"]
+__all__ = ["prepare_process", "resolve_device", "seed_everything", "torch_threads"]
 
 
 def seed_everything(seed: int) -> None:
@@ -31,6 +33,24 @@ def prepare_process(trainer: TrainerConfig) -> None:
         torch.set_num_threads(trainer.torch_threads)
     if trainer.seed is not None:
         seed_everything(trainer.seed)
+
+
+@contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """Run the block with ``threads`` torch threads (None: as they are), then restore them.
+
+    For the PPO update (``trainer.update_threads``): env workers wait while it runs, so it
+    may use the cores they leave idle, and collection goes back to ``trainer.torch_threads``.
+    """
+    before = torch.get_num_threads()
+    if threads is None or threads == before:
+        yield
+        return
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def resolve_device(name: str) -> torch.device:

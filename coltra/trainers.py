@@ -62,7 +62,7 @@ from coltra.run_dir import (
     restart_command,
     resume_command,
 )
-from coltra.runtime import prepare_process, resolve_device, seed_everything
+from coltra.runtime import prepare_process, resolve_device, seed_everything, torch_threads
 from coltra.self_play import Snapshots
 from coltra.signals import StopSignals
 from coltra.timing import PhaseTimes
@@ -373,7 +373,8 @@ class PPOCrowdTrainer:
         records, collected = self._collect(cfg.steps, f"iteration {self.counters.iteration + 1}")
         self._emit("on_rollout_end", records, metrics)
         self._phase = "update"
-        metrics.update(self.optimizer.train_on_data(records))
+        with torch_threads(cfg.update_threads):
+            metrics.update(self.optimizer.train_on_data(records))
         self._phase = "idle"
 
         env_steps = self.num_envs * cfg.steps

@@ -122,6 +122,7 @@ def test_defaults_are_the_documented_ones() -> None:
         "seed": 0,
         "device": "auto",
         "torch_threads": 1,
+        "update_threads": None,
         "log_every": 1,
         "snapshot_every": None,
         "on_nonfinite": "raise",

@@ -239,6 +239,34 @@ def test_one_seed_and_config_give_the_same_metrics_step_for_step(tmp_path: Path)
     assert [row["losses/value_loss"] for row in a] != [row["losses/value_loss"] for row in other]
 
 
+def test_update_threads_hold_for_the_update_only(tmp_path: Path) -> None:
+    """``trainer.update_threads`` is torch's thread count while the PPO update runs, and
+    collection goes back to ``torch_threads``."""
+    seen: dict[str, list[int]] = {"update": [], "collect": []}
+    with PPOCrowdTrainer.from_config(
+        config(PROBE, tmp_path / "run", torch_threads=1, update_threads=2)
+    ) as trainer:
+        update, collect = trainer.optimizer.train_on_data, trainer.collector.collect
+
+        def spy_update(*args: Any, **kwargs: Any) -> Any:
+            seen["update"].append(torch.get_num_threads())
+            return update(*args, **kwargs)
+
+        def spy_collect(*args: Any, **kwargs: Any) -> Any:
+            seen["collect"].append(torch.get_num_threads())
+            return collect(*args, **kwargs)
+
+        trainer.optimizer.train_on_data = spy_update  # type: ignore[method-assign]
+        trainer.collector.collect = spy_collect  # type: ignore[method-assign]
+        trainer.train()
+    assert seen == {"update": [2, 2, 2], "collect": [1, 1, 1]}
+    assert torch.get_num_threads() == 1
+    with pytest.raises(
+        ConfigError, match=r"trainer\.update_threads: expected an int > 0 or null, got 0"
+    ):
+        config(PROBE, tmp_path / "bad", update_threads=0)
+
+
 def test_a_null_seed_is_drawn_and_recorded(tmp_path: Path) -> None:
     with PPOCrowdTrainer.from_config(config(PROBE, tmp_path / "run", seed=None)) as trainer:
         assert isinstance(trainer.config.trainer.seed, int)

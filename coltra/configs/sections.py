@@ -482,6 +482,11 @@ class TrainerConfig(Config):
         description="torch.set_num_threads, set before the model is built (1 leaves cores to "
         "env workers); null = as is.",
     )
+    update_threads: PositiveInt | None = Field(
+        None,
+        description="torch threads during the PPO update only (env workers wait then, so it "
+        "may use their cores); null = torch_threads throughout.",
+    )
     log_every: PositiveInt = Field(1, description="Log metrics every this many iterations.")
     snapshot_every: PositiveInt | None = Field(
         None,

@@ -38,6 +38,7 @@ def test_throughput_benchmark_runs_on_a_tiny_budget() -> None:
         ("cartpole", "ceiling"),
         ("pursuit", "coltra-subprocess"),
         ("pursuit", "coltra-inprocess"),
+        ("pursuit", "coltra-subprocess-ut2"),
         ("pursuit", "sb3-ss-cpus0"),
         ("pursuit", "sb3-ss-cpus2"),
         ("pursuit", "raw-1proc"),
@@ -48,7 +49,8 @@ def test_throughput_benchmark_runs_on_a_tiny_budget() -> None:
         assert ("crowd", "coltra-native", agents) in rows
         assert ("crowd", "sb3-ss", agents) in rows
         assert ("crowd", "ceiling", agents) in rows
-    assert len(summary["targets"]) == 9  # six from the issue, two proposed, batch-native
+    assert ("crowd", "coltra-native-ut2", 1024) in rows
+    assert len(summary["targets"]) == 9  # issue 15's six and three kept from before
     for target in summary["targets"]:
         assert {"name", "value", "threshold", "passed", "per_repeat"} <= set(target)
         assert target["value"] > 0
