@@ -8,9 +8,10 @@ torch thread) and is timed after one warm-up iteration. Scenarios:
   reference (``benchmarks/reference/cleanrl_ppo.py``), plus a bare loop (raw gymnasium envs,
   one batched forward per step, a minimal PPO update) as the ceiling Python envs allow.
 * ``pursuit``: pettingzoo.sisl pursuit_v5 agent steps/s (4 copies x 8 pursuers = 32 agents):
-  Coltra's subprocess and in-process backends against SB3 on SuperSuit's parameter-sharing
-  vector env (0 and 2 worker processes), plus raw pursuit stepping (1 process; x2 is the
-  2-core ceiling).
+  Coltra's subprocess and in-process backends (and the subprocess backend with overlapped
+  collection, ``-overlap``, or 2 torch threads for the update, ``-ut2``) against SB3 on
+  SuperSuit's parameter-sharing vector env (0 and 2 worker processes), plus raw pursuit
+  stepping (1 process; x2 is the 2-core ceiling).
 * ``crowd``: agent steps/s at 16..1024 agents of a cheap crowd env (``crowd_env.py``), one
   copy, Coltra against SB3 + SuperSuit; shows how each scales with the number of agents.
   Also the raw env alone, a bare loop over its dict API (the ceiling, as for CartPole), and
@@ -117,10 +118,16 @@ def _timed(iteration: Callable[[], tuple[int, float, float]], budget: int) -> di
 
 
 def _coltra(
-    env: Any, num_steps: int, budget: int, seed: int, update_threads: int | None = None
+    env: Any,
+    num_steps: int,
+    budget: int,
+    seed: int,
+    update_threads: int | None = None,
+    overlap: bool = False,
 ) -> dict[str, float]:
     """Coltra's own loop: ``CrowdCollector.collect`` then ``CrowdPPOptimizer.train_on_data``
-    (with ``update_threads`` torch threads for the update, as ``trainer.update_threads``)."""
+    (with ``update_threads`` torch threads for the update, as ``trainer.update_threads``, and
+    overlapped collection with ``overlap``, as ``env.overlap``)."""
     import torch
 
     from coltra.agents import DAgent
@@ -139,7 +146,7 @@ def _coltra(
     agents = HomogeneousGroup(DAgent(model))
     ppo = {"lr": LR, "epochs": EPOCHS, "num_minibatches": MINIBATCHES, "ent_coef": 0.0}
     optimizer = CrowdPPOptimizer(agents, {**ppo, "seed": seed})
-    collector = CrowdCollector(agents, env, seed=seed)
+    collector = CrowdCollector(agents, env, seed=seed, overlap=overlap)
 
     def iteration() -> tuple[int, float, float]:
         start = time.perf_counter()
@@ -409,7 +416,11 @@ def task_cartpole_ceiling(seed: int, budget: int) -> dict[str, float]:
 
 
 def task_pursuit_coltra(
-    seed: int, budget: int, backend: str, update_threads: int | None = None
+    seed: int,
+    budget: int,
+    backend: str,
+    update_threads: int | None = None,
+    overlap: bool = False,
 ) -> dict[str, float]:
     from pettingzoo.sisl import pursuit_v5
 
@@ -422,7 +433,7 @@ def task_pursuit_coltra(
         seed=seed,
         env_fn=pursuit_v5.parallel_env,
     )
-    return _coltra(env, NUM_STEPS, budget, seed, update_threads)
+    return _coltra(env, NUM_STEPS, budget, seed, update_threads, overlap)
 
 
 def task_pursuit_sb3(seed: int, budget: int, num_cpus: int) -> dict[str, float]:
@@ -662,6 +673,13 @@ def contenders(scenario: str) -> list[list[Contender]]:
                     agents,
                     (("backend", "subprocess"), ("update_threads", 2)),
                 ),
+                Contender(
+                    "coltra-subprocess-overlap",
+                    "coltra",
+                    "pursuit_coltra",
+                    agents,
+                    (("backend", "subprocess"), ("overlap", True)),
+                ),
                 Contender("sb3-ss-cpus0", "sb3", "pursuit_sb3", agents, (("num_cpus", 0),)),
                 Contender("sb3-ss-cpus2", "sb3", "pursuit_sb3", agents, (("num_cpus", 2),)),
                 Contender("raw-1proc", "reference", "pursuit_raw", PURSUIT_AGENTS),
@@ -823,6 +841,7 @@ def _coltra_pursuit_best(sps: Lookup) -> float | None:
         sps("pursuit", "coltra-subprocess", None, "loop"),
         sps("pursuit", "coltra-inprocess", None, "loop"),
         sps("pursuit", "coltra-subprocess-ut2", None, "loop"),
+        sps("pursuit", "coltra-subprocess-overlap", None, "loop"),
     )
 
 
@@ -957,7 +976,7 @@ def print_table(rows: list[Row], found: list[Target]) -> None:
         return f"{value:,.0f}" if value is not None else "-"
 
     header = ("scenario", "contender", "agents", "SPS", "min-max", "collect", "update", "coll%")
-    print("{:<9} {:<17} {:>6} {:>10} {:>19} {:>10} {:>10} {:>5}  Coltra/x".format(*header))
+    print("{:<9} {:<26} {:>6} {:>10} {:>19} {:>10} {:>10} {:>5}  Coltra/x".format(*header))
     for row in rows:
         same = [
             r.sps
@@ -965,7 +984,7 @@ def print_table(rows: list[Row], found: list[Target]) -> None:
             if r.scenario == row.scenario
             and r.contender.startswith("coltra")
             and not r.contender.startswith("coltra-native")  # not the same env API
-            and not r.contender.endswith("-ut2")  # a variant measured apart
+            and not r.contender.endswith(("-ut2", "-overlap"))  # variants measured apart
             and (r.agents == row.agents or row.scenario == "pursuit")
         ]
         ratio = (
@@ -974,7 +993,7 @@ def print_table(rows: list[Row], found: list[Target]) -> None:
         share = f"{100 * row.collect_frac:.0f}%" if row.collect_frac is not None else "-"
         spread = f"{row.sps_min:,.0f}-{row.sps_max:,.0f}"
         print(
-            f"{row.scenario:<9} {row.contender:<17} {row.agents:>6} {row.sps:>10,.0f} "
+            f"{row.scenario:<9} {row.contender:<26} {row.agents:>6} {row.sps:>10,.0f} "
             f"{spread:>19} {number(row.collect_sps):>10} {number(row.update_sps):>10} "
             f"{share:>5}  {ratio}"
         )

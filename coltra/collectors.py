@@ -42,10 +42,11 @@ from coltra.checks import (
 from coltra.envs.base import MultiAgentEnv, StepBatch
 from coltra.envs.blocks import Block, block_view
 from coltra.envs.spaces import ActionCodec
-from coltra.envs.vector import VecEnv
+from coltra.envs.vector import SubprocVecEnv, VecEnv
 from coltra.envs.vector.base import autoreset
 from coltra.episodes import EpisodeTracker, FinishedEpisodes
 from coltra.groups import MacroAgent
+from coltra.overlap import PartSteps, can_overlap
 from coltra.timing import PhaseTimes
 
 __all__ = [
@@ -133,11 +134,14 @@ class CrowdCollector:
         env: MultiAgentEnv,
         seed: int | None = None,
         on_nonfinite: NonFiniteMode = "raise",
+        overlap: bool = False,
     ) -> None:
         if on_nonfinite not in ("raise", "drop"):
             raise ValueError(f"on_nonfinite must be 'raise' or 'drop', got {on_nonfinite!r}")
         self.group = group
         self.env = env
+        #: Overlapped collection (:mod:`coltra.overlap`) where the env allows it.
+        self.overlap = overlap
         self.seed = seed
         self.on_nonfinite: NonFiniteMode = on_nonfinite
         self.episodes = EpisodeTracker(len(getattr(env, "agent_names", ())))
@@ -182,18 +186,24 @@ class CrowdCollector:
         layout = env.layout
         storages: dict[str, _PolicyStorage] = {}
         env_metrics: dict[str, list[np.ndarray]] = {}
+        parts = None
+        if self.overlap and can_overlap(env):
+            assert isinstance(env, SubprocVecEnv)
+            parts = PartSteps(group, env, plans, deterministic)
 
         for t in range(num_steps):
             before_forward = clock()
             views = policy_views(batch.obs, plans)
-            outputs = group.act_policies(views, deterministic, get_value=True)
-            before_env = clock()
-            actions = join_policy_actions(outputs, plans, len(names))
             acted = batch.active
-            next_batch = step_env(env, actions)
-            after_env = clock()
-            self._forward_s += before_env - before_forward
-            env_s += after_env - before_env
+            if parts is None:
+                outputs = group.act_policies(views, deterministic, get_value=True)
+                before_env = clock()
+                actions = join_policy_actions(outputs, plans, len(names))
+                next_batch = step_env(env, actions)
+                self._forward_s += before_env - before_forward
+                env_s += clock() - before_env
+            else:  # forward passes and env steps overlap: each timed by the stepper
+                outputs, next_batch = parts.step(batch, last=t == num_steps - 1)
             # Entries left out of training: rows that act on a bad observation now, or
             # whose step returned one (drop mode; None in the common case).
             spoiled, self._spoiled_next = self._spoiled_next, None
@@ -231,6 +241,9 @@ class CrowdCollector:
             batch = next_batch
 
         self._batch = batch
+        if parts is not None:
+            self._forward_s += parts.forward_s
+            env_s += parts.env_s
         last_views = policy_views(batch.obs, plans)
         records = {
             policy: storages[policy].record(

@@ -261,8 +261,13 @@ class PPOCrowdTrainer:
 
     def _new_collector(self, seed: int | None) -> None:
         """A collector that starts afresh on ``self.env``."""
+        env_cfg = self.config.env
         self.collector = CrowdCollector(
-            self.group, self.env, seed=seed, on_nonfinite=self.config.trainer.on_nonfinite
+            self.group,
+            self.env,
+            seed=seed,
+            on_nonfinite=self.config.trainer.on_nonfinite,
+            overlap=env_cfg is not None and env_cfg.overlap,
         )
 
     # ------------------------------------------------------------------ training

@@ -391,6 +391,11 @@ class EnvConfig(Config):
         description="Seconds to wait for a worker's step before failing (subprocess and ray "
         "backends); null = wait forever.",
     )
+    overlap: bool = Field(
+        False,
+        description="Overlapped collection: act for half of each worker's copies while the other "
+        "half steps (subprocess backend, 2+ envs_per_worker, one block of spaces; else ignored).",
+    )
     ray_address: str | None = Field(
         None,
         description="Ray backend: the cluster to connect to ('127.0.0.1:6379', 'auto'); null = "

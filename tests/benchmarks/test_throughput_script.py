@@ -39,6 +39,7 @@ def test_throughput_benchmark_runs_on_a_tiny_budget() -> None:
         ("pursuit", "coltra-subprocess"),
         ("pursuit", "coltra-inprocess"),
         ("pursuit", "coltra-subprocess-ut2"),
+        ("pursuit", "coltra-subprocess-overlap"),
         ("pursuit", "sb3-ss-cpus0"),
         ("pursuit", "sb3-ss-cpus2"),
         ("pursuit", "raw-1proc"),

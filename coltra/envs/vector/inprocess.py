@@ -108,21 +108,55 @@ class InProcessVecEnv(VecEnv):
     def step_batch(self, actions: Action) -> StepBatch:
         self._check_open()
         values = self._check_actions(actions)  # checked once for all copies
-        out = StepBuffers.like(self._obs_layout, len(self.agent_names))
-        for copy, env in enumerate(self.envs):
+        return self._remember(self._step_copies(range(self.num_envs), values))
+
+    def part_copies(self) -> list[range]:
+        """This env's copies in two parts (first half, second half), for stepping one part
+        while the policy acts for the other (overlapped collection); needs two copies."""
+        half = (self.num_envs + 1) // 2
+        return [range(0, half), range(half, self.num_envs)]
+
+    def step_part(self, part: int, actions: Action) -> StepBatch:
+        """Step only the copies of ``part_copies()[part]`` with actions for their rows; the
+        other copies wait. Returns those rows (single-block envs only)."""
+        self._check_open()
+        copies = self.part_copies()[part]
+        rows = slice(self._copy_slices[copies[0]].start, self._copy_slices[copies[-1]].stop)
+        active = self._check_ready()
+        single = self._actions.single
+        if single is None:
+            raise TypeError("stepping part of the copies needs an env with one block of spaces")
+        values = single.check_batch(actions, rows.stop - rows.start, active[rows])
+        batch = self._step_copies(copies, values)
+        self._active_rows = active.copy()
+        self._active_rows[rows] = batch.active
+        return batch
+
+    def _step_copies(self, copies: range, values: np.ndarray | Action) -> StepBatch:
+        """Step ``copies`` (consecutive) with checked ``values`` for their rows (``[their
+        rows, ...]``), resetting those that end; returns their rows."""
+        offset = self._copy_slices[copies[0]].start
+        out = StepBuffers.like(self._obs_layout, self._copy_slices[copies[-1]].stop - offset)
+        for copy in copies:
             rows = self._copy_slices[copy]
+            local = slice(rows.start - offset, rows.stop - offset)
             if isinstance(values, Action):  # several blocks: no fast path
-                self._call(copy, "step", _step_and_write, env, values[rows], out, rows)
+                self._call(
+                    copy, "step", _step_and_write, self.envs[copy], values[local], out, local
+                )
             else:
-                self._call(copy, "step", env.step_into, values[rows], out, rows)
+                self._call(copy, "step", self.envs[copy].step_into, values[local], out, local)
         # Same-step autoreset: a copy whose agents are all done starts its next episode now.
         # Most steps nobody is done; otherwise one reduction over the rows finds the copies.
         if not out.active.all():
-            copy_active = np.logical_or.reduceat(out.active, self._copy_starts)
-            for copy in np.flatnonzero(~copy_active).tolist():
+            starts = self._copy_starts[copies.start : copies.stop] - offset
+            copy_active = np.logical_or.reduceat(out.active, starts)
+            for index in np.flatnonzero(~copy_active).tolist():
+                copy = copies[index]
                 rows = self._copy_slices[copy]
-                self._call(copy, "reset", self.envs[copy].reset_into, out, rows, None)
-        return self._remember(out.batch())
+                local = slice(rows.start - offset, rows.stop - offset)
+                self._call(copy, "reset", self.envs[copy].reset_into, out, local, None)
+        return out.batch()
 
     def render(self) -> Any:
         self._check_open()

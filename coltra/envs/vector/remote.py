@@ -32,11 +32,15 @@ ErrorReport = tuple[str, int | None, str, str, bytes | None]
 
 
 def run_command(venv: InProcessVecEnv, command: str, argument: Any) -> Any:
-    """A worker's answer to ``command`` ("reset" with a seed, "step" with actions, "render")."""
+    """A worker's answer to ``command``: "reset" (a seed), "step" (actions), "step_part"
+    ((part, actions)) or "render"."""
     if command == "reset":
         return venv.reset_batch(argument)
     if command == "step":
         return venv.step_batch(argument)
+    if command == "step_part":  # (part, actions): one part of the copies (overlapped collection)
+        part, actions = argument
+        return venv.step_part(part, actions)
     if command == "render":
         return venv.render()
     raise ValueError(f"unknown worker command {command!r}")

@@ -22,6 +22,7 @@ from multiprocessing.process import BaseProcess
 from typing import Any, NoReturn
 
 import cloudpickle
+import numpy as np
 
 from coltra.buffers import Action
 from coltra.envs.base import EnvCrashedError, StepBatch
@@ -257,6 +258,45 @@ class SubprocVecEnv(VecEnv):
         for worker, part in enumerate(parts):
             self._send(worker, "step", part)
         return self._remember(StepBatch.concat(self._gather("step")))
+
+    # ------------------------------------------------------------------ overlapped stepping
+    def part_rows(self) -> list[np.ndarray] | None:
+        """The rows of the two parts of the copies (each worker's first and second half of
+        its copies), for stepping one part while the policy acts for the other; None when a
+        worker holds a single copy or the env has several blocks of spaces."""
+        if min(len(c) for c in self._worker_copies) < 2 or self._actions.single is None:
+            return None
+        parts: list[list[np.ndarray]] = [[], []]
+        for worker in self._worker_copies:
+            half = (len(worker) + 1) // 2  # as InProcessVecEnv.part_copies
+            for part, local in enumerate((worker[:half], worker[half:])):
+                first, last = self.rows_of_copy(local[0]), self.rows_of_copy(local[-1])
+                parts[part].append(np.arange(first.start, last.stop))
+        # Each worker's share of a part's rows, in order.
+        self._part_shares = [[len(rows) for rows in part] for part in parts]
+        return [np.concatenate(rows) for rows in parts]
+
+    def send_part(self, part: int, actions: Action, rows: np.ndarray) -> None:
+        """Send the actions of part ``part`` (``rows``, as ``part_rows()`` gives them, one
+        action row each) to every worker; :meth:`receive_part` collects the results."""
+        self._check_open()
+        active = self._check_ready()
+        single = self._actions.single
+        assert single is not None  # part_rows() is None otherwise
+        values = single.check_batch(actions, len(rows), active[rows])
+        start = 0
+        for worker, count in enumerate(self._part_shares[part]):
+            share = np.ascontiguousarray(values[start : start + count])
+            self._send(worker, "step_part", (part, Action(**{single.field: share})))
+            start += count
+
+    def receive_part(self, rows: np.ndarray) -> StepBatch:
+        """The results of the part sent last (its ``rows``, in ``part_rows()`` order)."""
+        batch = StepBatch.concat(self._gather("step"))
+        active = self._check_ready().copy()
+        active[rows] = batch.active
+        self._active_rows = active
+        return batch
 
     def render(self) -> Any:
         self._check_open()
