@@ -9,7 +9,8 @@ torch thread) and is timed after one warm-up iteration. Scenarios:
   one batched forward per step, a minimal PPO update) as the ceiling Python envs allow.
 * ``pursuit``: pettingzoo.sisl pursuit_v5 agent steps/s (4 copies x 8 pursuers = 32 agents):
   Coltra's subprocess and in-process backends (and the subprocess backend with overlapped
-  collection, ``-overlap``, or 2 torch threads for the update, ``-ut2``) against SB3 on
+  collection, ``-overlap``, shared memory, ``-shm``, both, or 2 torch threads for the
+  update, ``-ut2``) against SB3 on
   SuperSuit's parameter-sharing vector env (0 and 2 worker processes), plus raw pursuit
   stepping (1 process; x2 is the 2-core ceiling).
 * ``crowd``: agent steps/s at 16..1024 agents of a cheap crowd env (``crowd_env.py``), one
@@ -421,6 +422,7 @@ def task_pursuit_coltra(
     backend: str,
     update_threads: int | None = None,
     overlap: bool = False,
+    shared_memory: bool = False,
 ) -> dict[str, float]:
     from pettingzoo.sisl import pursuit_v5
 
@@ -432,6 +434,7 @@ def task_pursuit_coltra(
         backend=backend,
         seed=seed,
         env_fn=pursuit_v5.parallel_env,
+        shared_memory=shared_memory,
     )
     return _coltra(env, NUM_STEPS, budget, seed, update_threads, overlap)
 
@@ -680,6 +683,20 @@ def contenders(scenario: str) -> list[list[Contender]]:
                     agents,
                     (("backend", "subprocess"), ("overlap", True)),
                 ),
+                Contender(
+                    "coltra-subprocess-shm",
+                    "coltra",
+                    "pursuit_coltra",
+                    agents,
+                    (("backend", "subprocess"), ("shared_memory", True)),
+                ),
+                Contender(
+                    "coltra-subprocess-overlap-shm",
+                    "coltra",
+                    "pursuit_coltra",
+                    agents,
+                    (("backend", "subprocess"), ("overlap", True), ("shared_memory", True)),
+                ),
                 Contender("sb3-ss-cpus0", "sb3", "pursuit_sb3", agents, (("num_cpus", 0),)),
                 Contender("sb3-ss-cpus2", "sb3", "pursuit_sb3", agents, (("num_cpus", 2),)),
                 Contender("raw-1proc", "reference", "pursuit_raw", PURSUIT_AGENTS),
@@ -842,6 +859,8 @@ def _coltra_pursuit_best(sps: Lookup) -> float | None:
         sps("pursuit", "coltra-inprocess", None, "loop"),
         sps("pursuit", "coltra-subprocess-ut2", None, "loop"),
         sps("pursuit", "coltra-subprocess-overlap", None, "loop"),
+        sps("pursuit", "coltra-subprocess-shm", None, "loop"),
+        sps("pursuit", "coltra-subprocess-overlap-shm", None, "loop"),
     )
 
 
@@ -984,7 +1003,7 @@ def print_table(rows: list[Row], found: list[Target]) -> None:
             if r.scenario == row.scenario
             and r.contender.startswith("coltra")
             and not r.contender.startswith("coltra-native")  # not the same env API
-            and not r.contender.endswith(("-ut2", "-overlap"))  # variants measured apart
+            and not r.contender.endswith(("-ut2", "-overlap", "-shm"))  # variants, apart
             and (r.agents == row.agents or row.scenario == "pursuit")
         ]
         ratio = (

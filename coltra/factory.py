@@ -101,6 +101,8 @@ def make_env(env_cfg: EnvConfig, seed: int | None = None) -> MultiAgentEnv:
         "seed": seed,
         "step_timeout": env_cfg.step_timeout,
     }
+    if env_cfg.shared_memory:
+        vec_kwargs["shared_memory"] = True
     if env_cfg.backend == "ray":
         vec_kwargs.update(ray_address=env_cfg.ray_address, ray_num_cpus=env_cfg.ray_num_cpus)
     elif env_cfg.ray_address is not None:
@@ -408,6 +410,13 @@ def _build(
     a constructor that refuses the config's keywords is a config error naming the env."""
     default = env_class.default_backend if env_class is not None else "inprocess"
     backend = kwargs["backend"] or default
+    if env_cfg.shared_memory and backend != "subprocess":
+        raise ConfigError(
+            f"shared memory carries the results of subprocess workers; the {env_cfg.kind} env "
+            f"{env_cfg.env_name!r} runs on the {backend} backend here: set "
+            "env.backend=subprocess or env.shared_memory=false",
+            key="env.shared_memory",
+        )
     if env_cfg.step_timeout is not None and backend not in ("subprocess", "ray"):
         # A copy stepped in this process cannot be stopped when it hangs: the timeout would
         # be silently ignored.

@@ -102,6 +102,7 @@ def test_defaults_are_the_documented_ones() -> None:
         "envs_per_worker": 1,
         "backend": "auto",
         "step_timeout": None,
+        "shared_memory": False,
         "overlap": False,
         "ray_address": None,
         "ray_num_cpus": 1.0,

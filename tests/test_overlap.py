@@ -29,10 +29,18 @@ from coltra.overlap import can_overlap
 Records = list[tuple[dict[str, MemoryRecord], dict[str, np.ndarray]]]
 
 
-def pursuit(workers: int = 2, copies: int = 2, backend: str = "subprocess") -> MultiAgentEnv:
+def pursuit(
+    workers: int = 2, copies: int = 2, backend: str = "subprocess", shared_memory: bool = False
+) -> MultiAgentEnv:
     """Pursuit copies whose episodes (30 steps) end inside the rollouts."""
     return PettingZooEnv.get_venv(
-        workers, copies, backend=backend, seed=3, env_fn=pursuit_v5.parallel_env, max_cycles=30
+        workers,
+        copies,
+        backend=backend,
+        seed=3,
+        env_fn=pursuit_v5.parallel_env,
+        max_cycles=30,
+        shared_memory=shared_memory,
     )
 
 
@@ -91,10 +99,11 @@ def assert_same_records(first: Records, second: Records) -> None:
 
 
 @pytest.mark.timeout(120)
+@pytest.mark.parametrize("shared_memory", [False, True], ids=["pipes", "shared-memory"])
 def test_overlap_gives_the_records_of_collection_by_parts(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, shared_memory: bool
 ) -> None:
-    overlapped = collect(pursuit(), "overlap", monkeypatch)
+    overlapped = collect(pursuit(shared_memory=shared_memory), "overlap", monkeypatch)
     assert sum(len(m["episode_return"]) for _, m in overlapped) > 0  # episodes ended inside
     assert_same_records(overlapped, collect(pursuit(), "parts", monkeypatch))
 

@@ -391,6 +391,11 @@ class EnvConfig(Config):
         description="Seconds to wait for a worker's step before failing (subprocess and ray "
         "backends); null = wait forever.",
     )
+    shared_memory: bool = Field(
+        False,
+        description="Subprocess backend: workers write step results into shared memory, the "
+        "pipes carry small replies only.",
+    )
     overlap: bool = Field(
         False,
         description="Overlapped collection: act for half of each worker's copies while the other "

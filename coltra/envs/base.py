@@ -536,6 +536,7 @@ class MultiAgentEnv:
         step_timeout: float | None = None,
         ray_address: str | None = None,
         ray_num_cpus: float = 1.0,
+        shared_memory: bool = False,
         **kwargs: Any,
     ) -> VecEnv:
         """``workers * envs_per_worker`` copies of this env merged into one env.
@@ -546,8 +547,9 @@ class MultiAgentEnv:
         each reserving ``ray_num_cpus``); the default is the class's ``default_backend``.
         Copy ``i`` is seeded ``seed + i`` at the first reset. ``start_method`` (default:
         fork on Linux, spawn elsewhere) applies to the subprocess backend, ``step_timeout``
-        (seconds a worker may take to answer; None waits forever) to both remote ones.
-        ``kwargs`` go to the env's constructor.
+        (seconds a worker may take to answer; None waits forever) to both remote ones, and
+        ``shared_memory`` (step results through shared memory instead of pipes) to the
+        subprocess backend. ``kwargs`` go to the env's constructor.
         """
         from coltra.envs.vector import make_vec_env
 
@@ -561,4 +563,5 @@ class MultiAgentEnv:
             step_timeout=step_timeout,
             ray_address=ray_address,
             ray_num_cpus=ray_num_cpus,
+            shared_memory=shared_memory,
         )

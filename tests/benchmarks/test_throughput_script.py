@@ -40,6 +40,8 @@ def test_throughput_benchmark_runs_on_a_tiny_budget() -> None:
         ("pursuit", "coltra-inprocess"),
         ("pursuit", "coltra-subprocess-ut2"),
         ("pursuit", "coltra-subprocess-overlap"),
+        ("pursuit", "coltra-subprocess-shm"),
+        ("pursuit", "coltra-subprocess-overlap-shm"),
         ("pursuit", "sb3-ss-cpus0"),
         ("pursuit", "sb3-ss-cpus2"),
         ("pursuit", "raw-1proc"),

@@ -29,10 +29,12 @@ def make_vec_env(
     step_timeout: float | None = None,
     ray_address: str | None = None,
     ray_num_cpus: float = 1.0,
+    shared_memory: bool = False,
 ) -> VecEnv:
     """``workers * envs_per_worker`` copies of ``env_fn()`` as one env. Copy ``i`` gets
     seed ``seed + i``. ``ray_address`` (a cluster's, None = a local Ray session) and
-    ``ray_num_cpus`` (CPUs each actor reserves) apply to the ray backend."""
+    ``ray_num_cpus`` (CPUs each actor reserves) apply to the ray backend, ``shared_memory``
+    (results through shared memory, not pipes) to the subprocess backend."""
     workers = check_copy_count("workers", workers)
     envs_per_worker = check_copy_count("envs_per_worker", envs_per_worker)
     if backend not in BACKENDS:
@@ -45,6 +47,10 @@ def make_vec_env(
         raise ValueError(
             f"step_timeout must be a number of seconds > 0 (or None to wait forever), "
             f"got {step_timeout!r}"
+        )
+    if shared_memory and backend != "subprocess":
+        raise ValueError(
+            f"shared_memory=True is for the subprocess backend's workers, got backend {backend!r}"
         )
     env_fns = [env_fn] * (workers * envs_per_worker)
     if backend == "inprocess":
@@ -66,4 +72,5 @@ def make_vec_env(
         seed=seed,
         start_method=start_method,
         step_timeout=step_timeout,
+        shared_memory=shared_memory,
     )

@@ -36,6 +36,7 @@ from coltra.envs.vector.remote import (
     run_command,
     worker_actions,
 )
+from coltra.envs.vector.shared_memory import SLOTS, SharedRows, SlotCall
 
 __all__ = ["SubprocVecEnv", "default_start_method"]
 
@@ -62,6 +63,9 @@ def _worker(
     # Ctrl-C goes to the whole process group: the main process decides what happens.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     venv: InProcessVecEnv | None = None
+    shared: SharedRows | None = None
+    rows: slice = slice(0)
+    part_rows: list[slice] = []
     phase = "construction"
     try:
         env_fns = cloudpickle.loads(payload)
@@ -80,6 +84,17 @@ def _worker(
                 venv.close()
                 conn.send(("ok", None))
                 return
+            if command == "attach":  # results go to shared memory from now on
+                spec, rows, part_rows = argument
+                shared = SharedRows.attach(spec)
+                conn.send(("ok", None))
+                continue
+            if isinstance(argument, SlotCall):
+                assert shared is not None  # attached before the first such call
+                result = run_command(venv, command, argument.argument)
+                target = part_rows[argument.argument[0]] if command == "step_part" else rows
+                conn.send(("ok", shared.write(argument.slot, target, result)))
+                continue
             conn.send(("ok", run_command(venv, command, argument)))
     except (EOFError, BrokenPipeError, KeyboardInterrupt):
         return
@@ -92,6 +107,8 @@ def _worker(
     finally:
         if venv is not None:
             venv.close()
+        if shared is not None:
+            shared.close()
 
 
 class SubprocVecEnv(VecEnv):
@@ -104,11 +121,18 @@ class SubprocVecEnv(VecEnv):
         seed: int | None = None,
         start_method: str | None = None,
         step_timeout: float | None = None,
+        shared_memory: bool = False,
     ) -> None:
         if len(env_fns) == 0:
             raise ValueError("a vectorised env needs at least one env copy")
         self.first_index = 0
         self.step_timeout = step_timeout
+        #: Results through shared memory (:mod:`coltra.envs.vector.shared_memory`), set up
+        #: at the first reset; the pipes then carry small replies only.
+        self.shared_memory = shared_memory
+        self._shared: SharedRows | None = None
+        self._next_slot = 0
+        self._part_slots: list[int] = []  # slots of the parts sent and not yet received
         self._conns: list[Connection] = []
         # Replies each worker owes (its construction report, then one per command sent);
         # one left unread by an interrupted call is read and dropped before the next command.
@@ -236,6 +260,7 @@ class SubprocVecEnv(VecEnv):
         for worker in range(len(self._conns)):
             while self._awaiting[worker] > 0:
                 self._receive(worker, "a call that was interrupted", self.step_timeout)
+        self._part_slots.clear()
 
     def _gather(self, phase: str) -> list[Any]:
         timeout = self.step_timeout
@@ -245,19 +270,48 @@ class SubprocVecEnv(VecEnv):
     def reset_batch(self, seed: int | None = None) -> StepBatch:
         self._check_open()
         self._drain()
-        for worker in range(len(self._conns)):
-            # Each worker adds its copies' indices to the seed itself.
-            self._send(worker, "reset", seed)
-        return self._remember(StepBatch.concat(self._gather("reset")))
+        # Each worker adds its copies' indices to the seed itself.
+        batch = self._command("reset", [seed] * len(self._conns))
+        if self.shared_memory and self._shared is None:
+            self._attach_shared(batch)
+        return self._remember(batch)
 
     def step_batch(self, actions: Action) -> StepBatch:
         self._check_open()
         values = self._check_actions(actions)
         self._drain()
         parts = worker_actions(values, self._worker_rows, self._actions.single)
-        for worker, part in enumerate(parts):
-            self._send(worker, "step", part)
-        return self._remember(StepBatch.concat(self._gather("step")))
+        return self._remember(self._command("step", parts))
+
+    def _command(self, command: str, arguments: Sequence[Any]) -> StepBatch:
+        """Send each worker its argument and join the steps they return (from shared memory
+        once it is set up)."""
+        shared = self._shared
+        slot = self._take_slot()
+        for worker, argument in enumerate(arguments):
+            self._send(worker, command, argument if shared is None else SlotCall(argument, slot))
+        replies = self._gather(command)
+        if shared is None:
+            return StepBatch.concat(replies)
+        return shared.batch(slot, replies)
+
+    def _take_slot(self) -> int:
+        slot = self._next_slot
+        self._next_slot = (slot + 1) % SLOTS
+        return slot
+
+    def _attach_shared(self, batch: StepBatch) -> None:
+        """Set up the shared block shaped like ``batch`` and have every worker attach it."""
+        self._shared = shared = SharedRows.create(batch)
+        for worker, copies in enumerate(self._worker_copies):
+            half = (len(copies) + 1) // 2  # the parts of InProcessVecEnv.part_copies
+            parts = [copies[:half], copies[half:]] if len(copies) > 1 else [copies, copies]
+            part_rows = [
+                slice(self.rows_of_copy(part[0]).start, self.rows_of_copy(part[-1]).stop)
+                for part in parts
+            ]
+            self._send(worker, "attach", (shared.spec, self._worker_rows[worker], part_rows))
+        self._gather("attach")
 
     # ------------------------------------------------------------------ overlapped stepping
     def part_rows(self) -> list[np.ndarray] | None:
@@ -284,15 +338,26 @@ class SubprocVecEnv(VecEnv):
         single = self._actions.single
         assert single is not None  # part_rows() is None otherwise
         values = single.check_batch(actions, len(rows), active[rows])
+        slot = self._take_slot()
+        self._part_slots.append(slot)
         start = 0
         for worker, count in enumerate(self._part_shares[part]):
             share = np.ascontiguousarray(values[start : start + count])
-            self._send(worker, "step_part", (part, Action(**{single.field: share})))
+            argument = (part, Action(**{single.field: share}))
+            self._send(
+                worker, "step_part", argument if self._shared is None else SlotCall(argument, slot)
+            )
             start += count
 
     def receive_part(self, rows: np.ndarray) -> StepBatch:
-        """The results of the part sent last (its ``rows``, in ``part_rows()`` order)."""
-        batch = StepBatch.concat(self._gather("step"))
+        """The results of the part sent first of those not received yet (its ``rows``, in
+        ``part_rows()`` order); a copy, never a view of shared memory."""
+        replies = self._gather("step")
+        slot = self._part_slots.pop(0)
+        if self._shared is None:
+            batch = StepBatch.concat(replies)
+        else:
+            batch = self._shared.batch(slot, replies, rows)
         active = self._check_ready().copy()
         active[rows] = batch.active
         self._active_rows = active
@@ -340,6 +405,9 @@ class SubprocVecEnv(VecEnv):
             process.join(timeout=1.0)
         for conn in self._conns:
             conn.close()
+        if self._shared is not None:
+            self._shared.close()
+            self._shared = None
 
     def __del__(self) -> None:
         if getattr(self, "_closed", True) is False and hasattr(self, "_processes"):
