@@ -205,24 +205,35 @@ class RayVecEnv(VecEnv):
         exceptions = ray.exceptions
         timeout = STARTUP_TIMEOUT if phase == "construction" else self.step_timeout
         self._pending = list(refs)
-        try:
-            ready, _ = ray.wait(refs, num_returns=len(refs), timeout=timeout)
-        except KeyboardInterrupt:
-            raise
-        if len(ready) < len(refs):
-            late = next(worker for worker, ref in enumerate(refs) if ref not in ready)
-            limit = "the startup limit" if phase == "construction" else "step_timeout"
-            raise self._fail(
-                f"{self._describe(late)} did not answer {phase} within {timeout} s ({limit}); "
-                "it is presumed hung (or, at startup, the cluster could not place it) and "
-                "every actor was stopped",
-                self._worker_copies[late][0],
-                phase,
-            )
+        try:  # the common case in one call; the slow path below finds who failed
+            replies = ray.get(refs, timeout=timeout)
+        except (exceptions.GetTimeoutError, exceptions.RayActorError, exceptions.ObjectLostError):
+            replies = self._find_failure(refs, phase, timeout)
         answers = []
+        for worker, (status, payload) in enumerate(replies):
+            if status == "error":
+                self._raise_worker_error(worker, payload)
+            answers.append(payload)
+        self._pending = []
+        return answers
+
+    def _find_failure(self, refs: list[Any], phase: str, timeout: float | None) -> list[Any]:
+        """After a failed ``ray.get``: actor by actor, the error naming the one that is late
+        or dead (the answers, if the failure went away)."""
+        exceptions = self._ray.exceptions
+        replies = []
         for worker, ref in enumerate(refs):
             try:
-                status, payload = ray.get(ref)
+                replies.append(self._ray.get(ref, timeout=timeout))
+            except exceptions.GetTimeoutError:
+                limit = "the startup limit" if phase == "construction" else "step_timeout"
+                raise self._fail(
+                    f"{self._describe(worker)} did not answer {phase} within {timeout} s "
+                    f"({limit}); it is presumed hung (or, at startup, the cluster could not "
+                    "place it) and every actor was stopped",
+                    self._worker_copies[worker][0],
+                    phase,
+                ) from None
             except (exceptions.RayActorError, exceptions.ObjectLostError) as exc:
                 first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
                 raise self._fail(
@@ -231,11 +242,7 @@ class RayVecEnv(VecEnv):
                     self._worker_copies[worker][0],
                     phase,
                 ) from None
-            if status == "error":
-                self._raise_worker_error(worker, payload)
-            answers.append(payload)
-        self._pending = []
-        return answers
+        return replies
 
     def _raise_worker_error(self, worker: int, report: ErrorReport) -> NoReturn:
         raise_report(
