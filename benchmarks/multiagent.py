@@ -156,7 +156,9 @@ TASKS: dict[str, Task] = {
             "env": {
                 "kind": "pettingzoo",
                 "env_name": "magent2.environments.battle_v4",
-                "env_kwargs": {"map_size": 45, "max_cycles": 1000},
+                # No cost for attacking (battle's default is -0.1 per attack): with it, self-
+                # play settled on never attacking (kill ratio 0 against a random team).
+                "env_kwargs": {"map_size": 45, "max_cycles": 1000, "attack_penalty": 0.0},
                 "workers": 2,
                 "envs_per_worker": 1,
             },

@@ -239,20 +239,36 @@ def _pursuit_flat() -> Any:
     return ss.flatten_v0(pursuit_v5.parallel_env())
 
 
-def task_cartpole_coltra(seed: int, budget: int) -> dict[str, float]:
+@contextmanager
+def _threads(count: int) -> Iterator[None]:
+    """Torch threads for one whole measurement (a peer's own default is every core)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def task_cartpole_coltra(
+    seed: int, budget: int, update_threads: int | None = None
+) -> dict[str, float]:
     from coltra.envs import MultiGymEnv
 
     env = MultiGymEnv.get_venv(NUM_ENVS, env_name="CartPole-v1", seed=seed, backend="inprocess")
-    return _coltra(env, NUM_STEPS, budget, seed)
+    return _coltra(env, NUM_STEPS, budget, seed, update_threads)
 
 
-def task_cartpole_sb3(seed: int, budget: int) -> dict[str, float]:
+def task_cartpole_sb3(seed: int, budget: int, threads: int = 1) -> dict[str, float]:
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.vec_env import DummyVecEnv
 
     # make_vec_env: DummyVecEnv with a Monitor per env, SB3's standard recipe.
     env = make_vec_env("CartPole-v1", n_envs=NUM_ENVS, seed=seed, vec_env_cls=DummyVecEnv)
-    return _sb3(env, NUM_STEPS, budget, seed)
+    with _threads(threads):
+        return _sb3(env, NUM_STEPS, budget, seed)
 
 
 def task_cartpole_cleanrl(seed: int, budget: int) -> dict[str, float]:
@@ -483,7 +499,9 @@ def _crowd(agents: int) -> Any:
     return CrowdEnv(agents, episode_length=CROWD_EPISODE)
 
 
-def task_crowd_coltra(seed: int, budget: int, agents: int) -> dict[str, float]:
+def task_crowd_coltra(
+    seed: int, budget: int, agents: int, update_threads: int | None = None
+) -> dict[str, float]:
     sys.path.insert(0, str(HERE))
     from crowd_env import parallel_env
 
@@ -492,7 +510,7 @@ def task_crowd_coltra(seed: int, budget: int, agents: int) -> dict[str, float]:
     env = PettingZooEnv(
         env_fn=parallel_env, n_agents=agents, episode_length=CROWD_EPISODE
     )  # one copy, in this process
-    return _coltra(env, CROWD_ROLLOUT[agents], budget, seed)
+    return _coltra(env, CROWD_ROLLOUT[agents], budget, seed, update_threads)
 
 
 def task_crowd_native(
@@ -506,9 +524,10 @@ def task_crowd_native(
     return _coltra(env, CROWD_ROLLOUT[agents], budget, seed, update_threads)
 
 
-def task_crowd_sb3(seed: int, budget: int, agents: int) -> dict[str, float]:
+def task_crowd_sb3(seed: int, budget: int, agents: int, threads: int = 1) -> dict[str, float]:
     env = _supersuit_env(lambda: _crowd(agents), 1, 0, seed)
-    return _sb3(env, CROWD_ROLLOUT[agents], budget, seed)
+    with _threads(threads):
+        return _sb3(env, CROWD_ROLLOUT[agents], budget, seed)
 
 
 def task_crowd_raw(seed: int, budget: int, agents: int) -> dict[str, float]:
@@ -649,6 +668,11 @@ def contenders(scenario: str) -> list[list[Contender]]:
                 Contender("sb3", "sb3", "cartpole_sb3", NUM_ENVS),
                 Contender("cleanrl", "reference", "cartpole_cleanrl", NUM_ENVS),
                 Contender("ceiling", "reference", "cartpole_ceiling", NUM_ENVS),
+                # The update on 2 cores (trainer.update_threads), against SB3 on 2 threads.
+                Contender(
+                    "coltra-ut2", "coltra", "cartpole_coltra", NUM_ENVS, (("update_threads", 2),)
+                ),
+                Contender("sb3-t2", "sb3", "cartpole_sb3", NUM_ENVS, (("threads", 2),)),
             ]
         ]
     if scenario == "pursuit":
@@ -710,16 +734,25 @@ def contenders(scenario: str) -> list[list[Contender]]:
             Contender("raw-env", "reference", "crowd_raw", n, (("agents", n),)),
             Contender("ceiling", "reference", "crowd_ceiling", n, (("agents", n),)),
         ]
-        # The update is most of the loop at 1024 agents: does a second core help it?
+        # The update is most of the loop at 1024 agents: a second core for it (Coltra's
+        # update_threads), against SB3 on 2 threads throughout (torch's own default).
         + (
             [
+                Contender(
+                    "coltra-ut2",
+                    "coltra",
+                    "crowd_coltra",
+                    n,
+                    (("agents", n), ("update_threads", 2)),
+                ),
                 Contender(
                     "coltra-native-ut2",
                     "coltra",
                     "crowd_native",
                     n,
                     (("agents", n), ("update_threads", 2)),
-                )
+                ),
+                Contender("sb3-ss-t2", "sb3", "crowd_sb3", n, (("agents", n), ("threads", 2))),
             ]
             if n == CROWD_SIZES[-1]
             else []
@@ -1003,7 +1036,7 @@ def print_table(rows: list[Row], found: list[Target]) -> None:
             if r.scenario == row.scenario
             and r.contender.startswith("coltra")
             and not r.contender.startswith("coltra-native")  # not the same env API
-            and not r.contender.endswith(("-ut2", "-overlap", "-shm"))  # variants, apart
+            and not r.contender.endswith(("-ut2", "-overlap", "-shm", "-t2"))  # variants
             and (r.agents == row.agents or row.scenario == "pursuit")
         ]
         ratio = (

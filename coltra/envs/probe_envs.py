@@ -14,8 +14,8 @@ array operation, and vectorise like any other env.
 | BusyEnv | [1] | as ActionRewardEnv | the same; each step costs ``step_cost`` s of CPU |
 
 ``BusyEnv`` ("busy") is for comparing vectorisation backends on an env with a real cost per
-step: it busy-waits ``step_cost`` seconds (default 1 ms) in every step, as a simulator would
-compute, rather than sleeping (which would free the core).
+step: every step spends ``step_cost`` seconds of CPU time (default 1 ms) in a busy loop, as a
+simulator would compute, rather than sleeping (which would free the core).
 
 With ``continuous=True`` the action-dependent envs take a Box(-1, 1, (1,)) action and pay
 ``1 - (a - target) ** 2`` with target ``+0.5`` (or ``0.5 * s``).
@@ -206,7 +206,7 @@ class ObsActionRewardEnv(ProbeEnv):
 
 
 class BusyEnv(ActionRewardEnv):
-    """``ActionRewardEnv`` whose every step keeps the CPU busy for ``step_cost`` seconds."""
+    """``ActionRewardEnv`` whose every step costs ``step_cost`` seconds of CPU time."""
 
     def __init__(
         self,
@@ -229,8 +229,10 @@ class BusyEnv(ActionRewardEnv):
         self.step_cost = float(step_cost)
 
     def step_batch(self, actions: Action) -> StepBatch:
-        deadline = time.perf_counter() + self.step_cost
-        while time.perf_counter() < deadline:  # busy, as a simulation step would be
+        # CPU time, not wall time: on a busy machine the step costs what a simulation's
+        # would (a wall-clock spin would end on time however little CPU it got).
+        deadline = time.thread_time() + self.step_cost
+        while time.thread_time() < deadline:
             pass
         return super().step_batch(actions)
 

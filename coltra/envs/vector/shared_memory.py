@@ -12,7 +12,7 @@ by hand).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from multiprocessing import resource_tracker, shared_memory
+from multiprocessing import shared_memory
 from typing import Any
 
 import numpy as np
@@ -94,14 +94,10 @@ class SharedRows:
 
     @classmethod
     def attach(cls, spec: SharedSpec) -> SharedRows:
-        """The block of ``spec`` in a worker. The worker does not own it: it is taken off
-        Python's resource tracker, which would otherwise unlink it when the worker exits."""
-        block = shared_memory.SharedMemory(name=spec.name)
-        try:
-            resource_tracker.unregister(block._name, "shared_memory")  # type: ignore[attr-defined]
-        except Exception:  # not registered (e.g. Python 3.13's track=False): nothing to undo
-            pass
-        return cls(spec, block, owner=False)
+        """The block of ``spec`` in a worker, which does not own it. Workers share the main
+        process's resource tracker, so the block stays registered once, by its owner, whose
+        ``close`` unlinks it (and the tracker does, should the owner die first)."""
+        return cls(spec, shared_memory.SharedMemory(name=spec.name), owner=False)
 
     # ------------------------------------------------------------------ worker side
     def write(self, slot: int, rows: slice, batch: StepBatch) -> SharedReply:
