@@ -89,7 +89,8 @@ def collection_sps(env: MultiAgentEnv, budget: int, seed: int) -> float:
         observation_space=env.observation_space,
         action_space=env.action_space,
     )
-    collector = CrowdCollector(HomogeneousGroup(DAgent(model)), env, seed=seed)
+    # Lock-step on every backend: this measures the transport, not overlapped collection.
+    collector = CrowdCollector(HomogeneousGroup(DAgent(model)), env, seed=seed, overlap=False)
     copies = int(getattr(env, "num_envs", 1))
     collector.collect(ROLLOUT)  # warm-up: workers started, first episodes under way
     steps, start = 0, time.perf_counter()

@@ -134,13 +134,14 @@ class CrowdCollector:
         env: MultiAgentEnv,
         seed: int | None = None,
         on_nonfinite: NonFiniteMode = "raise",
-        overlap: bool = False,
+        overlap: bool = True,
     ) -> None:
         if on_nonfinite not in ("raise", "drop"):
             raise ValueError(f"on_nonfinite must be 'raise' or 'drop', got {on_nonfinite!r}")
         self.group = group
         self.env = env
-        #: Overlapped collection (:mod:`coltra.overlap`) where the env allows it.
+        #: Overlapped collection (:mod:`coltra.overlap`) where the env allows it (subprocess
+        #: workers of two or more copies); False: lock-step everywhere.
         self.overlap = overlap
         self.seed = seed
         self.on_nonfinite: NonFiniteMode = on_nonfinite

@@ -103,7 +103,7 @@ def test_defaults_are_the_documented_ones() -> None:
         "backend": "auto",
         "step_timeout": None,
         "shared_memory": False,
-        "overlap": False,
+        "overlap": True,
         "ray_address": None,
         "ray_num_cpus": 1.0,
         "global_state": False,

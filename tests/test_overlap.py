@@ -60,7 +60,7 @@ def collect(
         action_space=env.action_space,
     )
     group = HomogeneousGroup(DAgent(model))
-    collector = CrowdCollector(group, env, seed=3, overlap=mode != "lockstep")
+    collector = CrowdCollector(group, env, seed=3, overlap=mode != "lockstep")  # on by default
     if mode == "parts":
         original = overlap_module.PartSteps.__init__
 

@@ -397,9 +397,10 @@ class EnvConfig(Config):
         "pipes carry small replies only.",
     )
     overlap: bool = Field(
-        False,
+        True,
         description="Overlapped collection: act for half of each worker's copies while the other "
-        "half steps (subprocess backend, 2+ envs_per_worker, one block of spaces; else ignored).",
+        "half steps (where it applies: subprocess backend, 2+ envs_per_worker, one block of "
+        "spaces; elsewhere collection is lock-step).",
     )
     ray_address: str | None = Field(
         None,
