@@ -30,6 +30,7 @@ from coltra.envs.vector.base import EnvCreator, VecEnv
 from coltra.envs.vector.inprocess import InProcessVecEnv
 from coltra.envs.vector.remote import (
     ErrorReport,
+    describe_worker,
     error_report,
     raise_report,
     run_command,
@@ -187,10 +188,8 @@ class RayVecEnv(VecEnv):
 
     # ------------------------------------------------------------------ messaging
     def _describe(self, worker: int) -> str:
-        copies = self._worker_copies[worker]
-        shown = f"copy {copies[0]}" if len(copies) == 1 else f"copies {copies[0]}-{copies[-1]}"
-        pid = f", pid {self.pids[worker]}" if worker < len(self.pids) else ""
-        return f"Ray env actor {worker} ({shown}{pid})"
+        pid = self.pids[worker] if worker < len(self.pids) else None
+        return describe_worker("Ray env actor", worker, self._worker_copies[worker], pid)
 
     def _fail(self, message: str, env_index: int | None, phase: str | None) -> EnvCrashedError:
         """Record the crash, stop every actor, and return the error to raise."""

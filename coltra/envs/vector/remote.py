@@ -19,6 +19,7 @@ from coltra.envs.vector.inprocess import InProcessVecEnv
 
 __all__ = [
     "ErrorReport",
+    "describe_worker",
     "error_report",
     "raise_construction_error",
     "raise_report",
@@ -78,6 +79,12 @@ def raise_construction_error(report: ErrorReport, where: str) -> None:
     if isinstance(original, Exception):
         add_note(original, f"--- traceback in {where} ---\n{worker_traceback}")
         raise original
+
+
+def describe_worker(kind: str, worker: int, copies: range, pid: int | None) -> str:
+    """How errors name a worker: ``env worker 1 (copies 2-3, pid 4711)``."""
+    shown = f"copy {copies[0]}" if len(copies) == 1 else f"copies {copies[0]}-{copies[-1]}"
+    return f"{kind} {worker} ({shown}" + ("" if pid is None else f", pid {pid}") + ")"
 
 
 def raise_report(

@@ -31,6 +31,7 @@ from coltra.envs.vector.base import EnvCreator, VecEnv
 from coltra.envs.vector.inprocess import InProcessVecEnv
 from coltra.envs.vector.remote import (
     ErrorReport,
+    describe_worker,
     error_report,
     raise_report,
     run_command,
@@ -192,9 +193,8 @@ class SubprocVecEnv(VecEnv):
 
     # ------------------------------------------------------------------ messaging
     def _describe(self, worker: int) -> str:
-        copies = self._worker_copies[worker]
-        shown = f"copy {copies[0]}" if len(copies) == 1 else f"copies {copies[0]}-{copies[-1]}"
-        return f"env worker {worker} ({shown}, pid {self._processes[worker].pid})"
+        pid = self._processes[worker].pid
+        return describe_worker("env worker", worker, self._worker_copies[worker], pid)
 
     def _fail(
         self, message: str, env_index: int | None, phase: str | None = None
