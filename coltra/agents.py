@@ -145,7 +145,9 @@ class Agent:
         extra: Extra = {"logprob": logprob.cpu().numpy()}
         if get_value:
             extra["value"] = model_extra["value"].cpu().numpy()
-        action = Action(**{self.field: self._env_values(sample.cpu().numpy())})
+        # trusted: one numpy field of the batch's size, made here (the checks cost more
+        # than the rest of this block)
+        action = Action._trusted_from({self.field: self._env_values(sample.cpu().numpy())})
         if single:
             return action_item(action, 0), state, {key: value[0] for key, value in extra.items()}
         return action, state, extra

@@ -68,9 +68,22 @@ class BaseModel(nn.Module):
 
     @property
     def device(self) -> torch.device:
+        """Where the parameters live. Cached: every act and forward asks, and finding it
+        walks submodules; ``to()``, ``cuda()``, ``cpu()`` (all through ``_apply``) clear it."""
+        cached: torch.device | None = self.__dict__.get("_device")
+        if cached is None:
+            cached = self.__dict__["_device"] = self.find_device()
+        return cached
+
+    def find_device(self) -> torch.device:
+        """The device of the parameters (uncached); CPU for a model without any."""
         for parameter in self.parameters():
             return parameter.device
         return torch.device("cpu")
+
+    def _apply(self, fn: Any, recurse: bool = True) -> BaseModel:
+        self.__dict__.pop("_device", None)
+        return super()._apply(fn, recurse)
 
     def describe(self) -> dict[str, Any]:
         """Plain data (JSON-safe) that :meth:`from_description` rebuilds this model from:

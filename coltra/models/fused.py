@@ -107,7 +107,9 @@ class TwinMLP(nn.Module):
         if len(x) > FUSED_MAX_ROWS:
             return self.network(x, POLICY), self.network(x, VALUE)
         for layer in self.layers:
-            x = self.activation(layer(x))  # [2, batch, hidden]: both networks at once
+            # forward(), not layer(x): the module call's hook machinery costs more than the
+            # product itself at acting sizes (these private layers take no hooks)
+            x = self.activation(layer.forward(x))  # [2, batch, hidden]: both networks at once
         # unbind, not x[POLICY] and x[VALUE]: its gradient is one stack, where each index's
         # would be a zero-filled [2, batch, hidden] tensor.
         policy_x, value_x = x.unbind(0)

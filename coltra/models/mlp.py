@@ -616,9 +616,12 @@ class MLPModel(BaseModel):
             policy_x = value_x = self._run(self.trunk, features)
         else:
             assert self.hidden is not None
-            policy_x, value_x = self.hidden(features)
-        assert self.policy_head is not None and self.value_head is not None
-        return self.policy_head(policy_x), self._denormalized(self.value_head(value_x).squeeze(-1))
+            policy_x, value_x = self.hidden.forward(features)  # no hooks: see TwinMLP.forward
+        policy_head, value_head = self.policy_head, self.value_head
+        assert policy_head is not None and value_head is not None
+        policy_out = nn.functional.linear(policy_x, policy_head.weight, policy_head.bias)
+        value = nn.functional.linear(value_x, value_head.weight, value_head.bias).squeeze(-1)
+        return policy_out, self._denormalized(value)
 
     def _denormalized(self, value: torch.Tensor) -> torch.Tensor:
         """The value head's output in return units (``value_norm``: it predicts normalised
@@ -710,8 +713,7 @@ class MLPModel(BaseModel):
             assert state is not None
             self.state_normalizer.update(state)
 
-    @property
-    def device(self) -> torch.device:
+    def find_device(self) -> torch.device:
         head = self.value_head if self.value_head is not None else self.policy_head
         if head is not None:
             return head.weight.device

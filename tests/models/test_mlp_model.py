@@ -81,6 +81,19 @@ def test_seed_call_with_sizes_in_the_config(cartpole: tuple) -> None:
     assert model.discrete
 
 
+def test_device_follows_the_parameters_after_to(cartpole: tuple) -> None:
+    """``device`` is cached; moving the model (here to the meta device, which every build
+    has) must update it, or acting would build its tensors on the old device."""
+    obs_space, action_space, _ = cartpole
+    model = MLPModel({}, observation_space=obs_space, action_space=action_space)
+    assert model.device == torch.device("cpu")
+    model.to("meta")
+    assert model.device == torch.device("meta")
+    assert model.policy_head is not None and model.policy_head.weight.is_meta
+    model.to_empty(device="cpu")
+    assert model.device == torch.device("cpu")
+
+
 def test_sizes_come_from_the_spaces(cartpole: tuple, pendulum: tuple, pursuit: tuple) -> None:
     for (obs_space, action_space, _), features, actions, discrete in (
         (cartpole, 4, 2, True),
