@@ -6,6 +6,7 @@
     metrics.csv                 one row per logged iteration, one column per metric
     events.out.tfevents.*       TensorBoard (``tensorboard --logdir <run dir>``)
     checkpoints/latest          names the newest complete checkpoint
+    checkpoints/best            names the best evaluated one and its score (trainer.eval_every)
     checkpoints/iter_000040/    agents/ (the group, MacroAgent.save) + trainer_state.pt
     wandb/                      only with trainer.wandb
 
@@ -34,6 +35,7 @@ from coltra.groups import MacroAgent
 from coltra.serialization import CheckpointError, atomic_write_bytes, load_tensors, save_tensors
 
 __all__ = [
+    "BestCheckpoint",
     "RunDirError",
     "RunDirectory",
     "RunPlan",
@@ -69,6 +71,7 @@ class RunDirectory:
     METRICS = "metrics.csv"
     CHECKPOINTS = "checkpoints"
     LATEST = "latest"
+    BEST = "best"
     STATE = "trainer_state.pt"
     AGENTS = "agents"
     _CHECKPOINT_NAME = re.compile(r"iter_(\d{6,})")
@@ -237,18 +240,51 @@ class RunDirectory:
 
     def latest_checkpoint(self) -> Path:
         latest = self.checkpoints / self.LATEST
+        return self._named_checkpoint(latest, self._read_pointer(latest)[0])
+
+    def mark_best(self, checkpoint: Path, metric: str, score: float, keep: int) -> BestCheckpoint:
+        """Point ``checkpoints/best`` at ``checkpoint`` (one of this run's), whose evaluation
+        gave ``score`` on ``metric``; pruning never deletes it. The previous best goes unless
+        it is among the ``keep`` newest."""
+        text = f"{checkpoint.name}\n{metric} {score!r}\n"
+        atomic_write_bytes(self.checkpoints / self.BEST, text.encode())
+        self._prune(keep, self.latest_checkpoint())
+        return BestCheckpoint(checkpoint, metric, score)
+
+    def best_checkpoint(self) -> BestCheckpoint | None:
+        """The best evaluated checkpoint, or None if no evaluation during training marked one."""
+        pointer = self.checkpoints / self.BEST
+        if not pointer.is_file():
+            return None
+        lines = self._read_pointer(pointer)
+        path = self._named_checkpoint(pointer, lines[0])
+        metric, _, value = (lines[1] if len(lines) > 1 else "").partition(" ")
         try:
-            name = latest.read_text(encoding="utf-8").strip()
+            score = float(value)
+        except ValueError:
+            raise CheckpointError(
+                f"{pointer} should give the score on its second line, like "
+                f"'eval/return_mean 431.5', got {lines[1:2]}"
+            ) from None
+        return BestCheckpoint(path, metric, score)
+
+    def _read_pointer(self, pointer: Path) -> list[str]:
+        try:
+            lines = pointer.read_text(encoding="utf-8").splitlines()
         except (OSError, UnicodeDecodeError) as exc:
-            raise CheckpointError(f"cannot read {latest}: {exc}") from None
+            raise CheckpointError(f"cannot read {pointer}: {exc}") from None
+        return [line.strip() for line in lines if line.strip()] or [""]
+
+    def _named_checkpoint(self, pointer: Path, name: str) -> Path:
+        """The checkpoint directory that ``pointer`` (``latest`` or ``best``) names."""
         if not self._CHECKPOINT_NAME.fullmatch(name):
             raise CheckpointError(
-                f"{latest} should name a checkpoint like iter_000010, got {name!r}"
+                f"{pointer} should name a checkpoint like iter_000010, got {name!r}"
             )
         path = self.checkpoints / name
         if not path.is_dir():
             raise CheckpointError(
-                f"{latest} names {name}, which does not exist in {self.checkpoints}"
+                f"{pointer} names {name}, which does not exist in {self.checkpoints}"
             )
         return path
 
@@ -274,6 +310,7 @@ class RunDirectory:
             leftovers += [
                 *self.checkpoints.glob(".iter_*.tmp"),
                 *self.checkpoints.glob(f".{self.LATEST}.*.tmp"),
+                *self.checkpoints.glob(f".{self.BEST}.*.tmp"),
             ]
         for leftover in leftovers:
             if leftover.is_dir() and not leftover.is_symlink():
@@ -285,6 +322,12 @@ class RunDirectory:
                     pass
 
     def _prune(self, keep: int, newest: Path) -> None:
+        """Delete all but the ``keep`` newest checkpoints, never ``newest`` or the best."""
+        try:
+            best = self.best_checkpoint()
+        except CheckpointError:  # a damaged pointer: delete nothing it might have named
+            return
+        kept = {newest} if best is None else {newest, best.path}
         found = []
         for path in self.checkpoints.iterdir():
             match = self._CHECKPOINT_NAME.fullmatch(path.name)
@@ -292,8 +335,17 @@ class RunDirectory:
                 found.append((int(match.group(1)), path))
         found.sort()
         for _, path in found[:-keep]:
-            if path != newest:
+            if path not in kept:
                 shutil.rmtree(path, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class BestCheckpoint:
+    """``checkpoints/best``: the checkpoint whose evaluation scored best so far."""
+
+    path: Path
+    metric: str  # e.g. eval/return_mean
+    score: float
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ seeds and the iteration collected again, with a warning (:mod:`coltra.restarts`)
 from __future__ import annotations
 
 import importlib.util
+import math
 import os
 import signal
 import sys
@@ -42,6 +43,7 @@ from coltra.checkpoints import derived_seed, load_checkpoint, save_checkpoint, s
 from coltra.collectors import CrowdCollector, check_agents_fit_env
 from coltra.configs import (
     RunConfig,
+    TrainerConfig,
     extend_run_config,
 )
 from coltra.counters import RunCounters
@@ -54,6 +56,7 @@ from coltra.policy_optimization import CrowdPPOptimizer, LossTerm, minibatch_siz
 from coltra.progress import Progress
 from coltra.restarts import EnvRestarts
 from coltra.run_dir import (
+    BestCheckpoint,
     RunDirectory,
     RunDirError,
     RunPlan,
@@ -68,6 +71,10 @@ from coltra.signals import StopSignals
 from coltra.timing import PhaseTimes
 
 __all__ = ["PPOCrowdTrainer", "RunDirError", "TrainerError"]
+
+#: What "best" means for ``checkpoints/best``: the mean return of every evaluated
+#: agent-episode (with several policies, all teams together).
+BEST_METRIC = "eval/return_mean"
 
 
 class PPOCrowdTrainer:
@@ -217,6 +224,7 @@ class PPOCrowdTrainer:
         self.checkpoint_path: Path | None = None
         self.stop_signal: int | None = None
         self.last_eval: dict[str, float] = {}  # the end-of-run evaluation of this train()
+        self.best: BestCheckpoint | None = None  # checkpoints/best (trainer.eval_every)
         self._signals = StopSignals()
         self._stop_requested = False
         self._saved_iteration: int | None = None
@@ -240,16 +248,17 @@ class PPOCrowdTrainer:
                 self.snapshots.take(targets)
             seed_everything(self.seed)
             self.run = RunDirectory.create(
-                cfg.run_dir, space_needed(self.group, cfg.keep_checkpoints)
+                cfg.run_dir, space_needed(self.group, _kept_checkpoints(cfg))
             )  # and locks it
         try:
             if plan.resumed is not None:
                 self.run.clean_temporary()
-                self.run.check_writable(space_needed(self.group, cfg.keep_checkpoints))
+                self.run.check_writable(space_needed(self.group, _kept_checkpoints(cfg)))
                 self.checkpoint_path, self._wandb_id = load_checkpoint(
                     self.run, self.group, self.counters, self.optimizer
                 )
                 self._saved_iteration = self._resumed_at = self.counters.iteration
+                self.best = self.run.best_checkpoint()
                 env_seed = derived_seed(self.seed, self.counters.iteration)
             else:
                 self.run.write_config(self.config)  # a resumed run's, once it trains
@@ -347,8 +356,9 @@ class PPOCrowdTrainer:
                 self._progress.update(iteration, fields, call_over)
                 if call_over or iteration % cfg.save_every == 0:
                     self.save_checkpoint()
-                if run_over and cfg.eval_episodes > 0 and not self._stopping():
-                    metrics.update(self._final_evaluation(cfg.eval_episodes))
+                periodic = cfg.eval_every is not None and iteration % cfg.eval_every == 0
+                if (run_over or periodic) and cfg.eval_episodes > 0 and not self._stopping():
+                    metrics.update(self._evaluation(cfg.eval_episodes, final=run_over))
                 if call_over or iteration % cfg.log_every == 0:
                     self._log(metrics)
                 if solved:
@@ -527,21 +537,44 @@ class PPOCrowdTrainer:
             self.group, self.eval_env, episodes, derived_seed(self.seed, 2**31)
         )
 
-    def _final_evaluation(self, episodes: int) -> dict[str, float]:
-        """The end-of-run evaluation (after the last checkpoint); a stop signal drops it at
-        once instead of waiting for the episodes to end."""
+    def _evaluation(self, episodes: int, final: bool) -> dict[str, float]:
+        """An evaluation during training (``trainer.eval_every``) or the end-of-run one
+        (after the last checkpoint, kept as ``last_eval``); a stop signal drops it at once
+        instead of waiting for the episodes to end. With ``eval_every``, a new best score
+        moves ``checkpoints/best`` to this iteration's checkpoint (saved if it was not)."""
         self._phase, self._signals.interrupt_now = "evaluate", True
         try:
-            self._say(f"evaluating over {episodes} episodes (deterministic)")
-            self.last_eval = self.evaluate(episodes)
+            if final:
+                self._say(f"evaluating over {episodes} episodes (deterministic)")
+            result = self.evaluate(episodes)
         except KeyboardInterrupt:
             self._signals.received = self._signals.received or signal.SIGINT
             self._say("evaluation stopped; the checkpoint of the last iteration is saved")
             return {}
         finally:
             self._phase, self._signals.interrupt_now = "idle", False
-        self._emit("on_evaluation", self.last_eval)
-        return self.last_eval
+        if final:
+            self.last_eval = result
+        if self.config.trainer.eval_every is not None:
+            result = {**result, **self._keep_if_best(result)}
+        self._emit("on_evaluation", result)
+        return result
+
+    def _keep_if_best(self, result: Mapping[str, float]) -> dict[str, float]:
+        """Point ``checkpoints/best`` here if ``result`` beats the best so far; returns
+        ``eval/best_return`` (the best score, this one included)."""
+        score = result.get(BEST_METRIC, math.nan)
+        if not math.isnan(score) and (self.best is None or score > self.best.score):
+            if self._saved_iteration != self.counters.iteration:
+                self.save_checkpoint()
+            assert self.checkpoint_path is not None
+            keep = self.config.trainer.keep_checkpoints
+            self.best = self.run.mark_best(self.checkpoint_path, BEST_METRIC, score, keep)
+            self._say(
+                f"new best evaluation: {BEST_METRIC} {score:.2f} at iteration "
+                f"{self.counters.iteration} (checkpoints/best)"
+            )
+        return {} if self.best is None else {"eval/best_return": self.best.score}
 
     # ------------------------------------------------------------------ checkpoints
     def save_checkpoint(self) -> Path:
@@ -606,6 +639,11 @@ def _check_stop_targets(targets: float | Mapping[str, float] | None, group: Macr
                 f"trainer.stop_at_return names policies {unknown} the group does not have "
                 f"({group.policy_names})"
             )
+
+
+def _kept_checkpoints(cfg: TrainerConfig) -> int:
+    """Checkpoints a run keeps at most: the newest ``keep_checkpoints``, and the best."""
+    return cfg.keep_checkpoints + (1 if cfg.eval_every is not None else 0)
 
 
 def _check_extras(

@@ -121,6 +121,7 @@ def test_defaults_are_the_documented_ones() -> None:
         "stop_at_return": None,
         "return_window": 20,
         "eval_episodes": 0,
+        "eval_every": None,
         "seed": 0,
         "device": "auto",
         "torch_threads": 1,

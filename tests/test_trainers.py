@@ -177,6 +177,80 @@ def test_stop_at_return_and_the_final_evaluation(tmp_path: Path) -> None:
     assert float(read_csv(run_dir)[-1]["eval/return_mean"]) == 1.0
 
 
+def test_evaluation_every_n_iterations_keeps_the_best_checkpoint(tmp_path: Path) -> None:
+    """eval/* at iterations 2, 4, 6 only; checkpoints/best names the best of them and holds
+    weights that evaluate to that very score; nothing else but the newest survives."""
+    run_dir = tmp_path / "run"
+    cfg = config(
+        CARTPOLE,
+        run_dir,
+        iterations=6,
+        eval_every=2,
+        eval_episodes=4,
+        save_every=100,
+        keep_checkpoints=1,
+    )
+    with PPOCrowdTrainer.from_config(cfg) as trainer:
+        trainer.train()
+        eval_env = trainer.eval_env
+        seed = trainer.seed
+    rows = read_csv(run_dir)
+    evaluated = {
+        int(float(row["iteration"])): float(row["eval/return_mean"])
+        for row in rows
+        if row["eval/return_mean"]
+    }
+    assert sorted(evaluated) == [2, 4, 6]
+    best_iteration = max(evaluated, key=lambda i: (evaluated[i], -i))  # the first of ties
+    best = RunDirectory(run_dir).best_checkpoint()
+    assert best is not None and best.path.name == f"iter_{best_iteration:06d}"
+    assert best.score == evaluated[best_iteration]
+    assert float(rows[-1]["eval/best_return"]) == best.score
+    kept = {p.name for p in (run_dir / "checkpoints").iterdir() if p.is_dir()}
+    assert kept == {best.path.name, "iter_000006"}
+    from coltra.checkpoints import derived_seed
+    from coltra.evaluation import evaluation_metrics
+
+    assert callable(eval_env)
+    saved = MacroAgent.load(best.path / "agents")
+    again = evaluation_metrics(saved, eval_env, 4, derived_seed(seed, 2**31))
+    assert again["eval/return_mean"] == best.score
+
+
+def test_evaluating_during_training_leaves_training_unchanged(tmp_path: Path) -> None:
+    """The evaluations draw from no RNG the training uses: the same losses and returns."""
+    plain = config(CARTPOLE, tmp_path / "a", iterations=4, eval_episodes=2)
+    evaluated = config(CARTPOLE, tmp_path / "b", iterations=4, eval_episodes=2, eval_every=1)
+    train(plain)
+    train(evaluated)
+    a, b = read_csv(tmp_path / "a"), read_csv(tmp_path / "b")
+    for key in ("losses/policy_loss", "losses/value_loss", "charts/episode_return_mean"):
+        assert column(a, key) == column(b, key), key
+
+
+def test_a_resumed_run_keeps_its_best_and_beats_it_only_with_a_better_score(
+    tmp_path: Path,
+) -> None:
+    run_dir = tmp_path / "run"
+    train(config(CARTPOLE, run_dir, iterations=2, eval_every=1, eval_episodes=2))
+    before = RunDirectory(run_dir).best_checkpoint()
+    assert before is not None
+    resumed = config(CARTPOLE, run_dir, iterations=4, eval_every=1, eval_episodes=2)
+    with PPOCrowdTrainer.resume(run_dir, config=resumed) as trainer:
+        assert trainer.best == before
+        trainer.train()
+    rows = read_csv(run_dir)
+    scores = column(rows, "eval/return_mean")
+    after = RunDirectory(run_dir).best_checkpoint()
+    assert after is not None and after.score == max(scores)
+    assert after.path.name == f"iter_{scores.index(max(scores)) + 1:06d}"
+
+
+def test_eval_every_needs_evaluation_episodes(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"trainer.eval_every: .*set trainer.eval_episodes"):
+        config(CARTPOLE, tmp_path / "run", eval_every=2)
+
+
 def test_the_evaluation_env_has_a_copy_per_episode(tmp_path: Path) -> None:
     cfg = config(PROBE, tmp_path / "run", eval_episodes=5)
     with PPOCrowdTrainer.from_config(cfg) as trainer:

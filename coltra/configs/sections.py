@@ -474,8 +474,14 @@ class TrainerConfig(Config):
     eval_episodes: Int = Field(
         0,
         ge=0,
-        description="Episodes of deterministic evaluation at the end, on fresh env copies; "
-        "0 = none.",
+        description="Episodes of deterministic evaluation at the end (and every eval_every), "
+        "on env copies of their own; 0 = none.",
+    )
+    eval_every: PositiveInt | None = Field(
+        None,
+        description="Also evaluate every this many iterations (eval/* metrics) and keep the "
+        "best evaluated checkpoint as checkpoints/best (never pruned); needs eval_episodes; "
+        "null = at the end only.",
     )
     seed: Int | None = Field(
         0,
@@ -529,6 +535,16 @@ class TrainerConfig(Config):
         None,
         description="Weights & Biases entity (user or team); null = your default entity.",
     )
+
+    @model_validator(mode="after")
+    def _check_eval_every(self) -> TrainerConfig:
+        if self.eval_every is not None and self.eval_episodes == 0:
+            raise custom_error(
+                f"evaluating every {self.eval_every} iterations needs episodes to play: set "
+                "trainer.eval_episodes (e.g. 10), or eval_every: null",
+                "eval_every",
+            )
+        return self
 
 
 # ----------------------------------------------------------------------------- policies
