@@ -3,7 +3,8 @@
 ``coltra train -c CONFIG`` trains with a YAML config (see ``scripts/configs/``);
 ``coltra train --resume RUN_DIR`` continues a run; ``coltra config`` prints the config
 that a file and overrides give, every key with its default (``--markdown``), or the JSON
-Schema of config files (``--schema``, for editors).
+Schema of config files (``--schema``, for editors); ``coltra envs`` lists the envs a config
+can name; ``coltra --version``.
 
 Mistakes (a missing or invalid config file, an unknown key or env id, a directory that is
 not a run, an unwritable run directory or a full disk) end with one line on stderr,
@@ -168,6 +169,9 @@ def build_parser(prog: str = "coltra") -> argparse.ArgumentParser:
         description="Coltra: multi-agent-first reinforcement learning (PPO).",
         epilog="Run 'coltra train --help' for the training options.",
     )
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s {_version()}", help="print the version"
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     train = commands.add_parser(
         "train",
@@ -192,6 +196,18 @@ def build_parser(prog: str = "coltra") -> argparse.ArgumentParser:
     )
     _add_import_argument(show)
     show.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    envs = commands.add_parser(
+        "envs",
+        help="list the envs a config can name (env.kind and env.env_name)",
+        description="List every env name this installation offers, by env.kind.",
+    )
+    envs.add_argument(
+        "--kind",
+        choices=["gym", "pettingzoo", "probe", "coltra", "registered"],
+        help="only envs of this env.kind",
+    )
+    _add_import_argument(envs)
+    envs.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     return parser
 
 
@@ -203,6 +219,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args
     if args.command == "config":
         return _guarded(args.debug, lambda: _show_config(args))
+    if args.command == "envs":
+        return _guarded(args.debug, lambda: _list_envs(args))
     return _guarded(args.debug, lambda: _train(args, default_config=None))
 
 
@@ -246,6 +264,11 @@ def _guarded(debug: bool, run: Callable[[], int]) -> int:
     user_errors, run_errors = _error_types()
     try:
         return int(run())
+    except BrokenPipeError:  # the reader went away (`coltra envs | head`): nothing to say
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
+        return EXIT_OK
     except user_errors as exc:
         if debug:
             raise
@@ -469,6 +492,32 @@ def _show_config(args: argparse.Namespace) -> int:
         config = RunConfig().override(args.overrides)
     print(config.to_yaml(), end="")
     return EXIT_OK
+
+
+def _list_envs(args: argparse.Namespace) -> int:
+    from coltra.envs.catalog import env_catalog
+
+    _import_modules(args)  # --import: modules that register envs of their own
+    entries = [entry for entry in env_catalog() if args.kind in (None, entry.kind)]
+    kinds = list(dict.fromkeys(entry.kind for entry in entries))
+    for number, kind in enumerate(kinds):
+        mine = [entry for entry in entries if entry.kind == kind]
+        width = max(len(entry.name) for entry in mine)
+        print(f"{chr(10) if number else ''}env.kind: {kind} ({len(mine)})")
+        for entry in mine:
+            print(f"  {entry.name:<{width}}  {entry.about}")
+    if args.kind == "registered" and not entries:
+        print("no env registered (coltra.envs.register in a module given with --import)")
+    return EXIT_OK
+
+
+def _version() -> str:
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version("coltra")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree, not installed
+        return "unknown (not installed)"
 
 
 if __name__ == "__main__":  # python -m coltra.cli

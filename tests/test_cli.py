@@ -71,6 +71,25 @@ def test_help_lists_the_commands(capsys: pytest.CaptureFixture[str]) -> None:
         assert flag in out
 
 
+def test_version_and_the_env_list(capsys: pytest.CaptureFixture[str]) -> None:
+    import importlib.metadata
+
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out == f"coltra {importlib.metadata.version('coltra')}\n"
+    assert main(["envs"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("env.kind: gym (")
+    assert re.search(r"^  CartPole-v1 +Gymnasium classic_control$", out, re.M)
+    assert re.search(r"^  pettingzoo\.sisl\.pursuit_v5 +pettingzoo\.sisl$", out, re.M)
+    assert main(["envs", "--kind", "probe"]) == 0
+    out = capsys.readouterr().out
+    from coltra.envs.probe_envs import MASK_PROBE_ENVS, PROBE_ENVS, TEAM_PROBE_ENVS
+
+    probes = len({**PROBE_ENVS, **TEAM_PROBE_ENVS, **MASK_PROBE_ENVS})
+    assert out.startswith(f"env.kind: probe ({probes})\n  action ")
+    assert "CartPole" not in out
+
+
 def test_train_then_resume_continues_the_counters(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
