@@ -40,9 +40,9 @@ import numpy as np
 import torch
 import yaml
 
-from coltra.agents import Agent, RandomAgent
 from coltra.collectors import join_policy_actions, plan_policies, policy_views, step_env
 from coltra.configs import RunConfig
+from coltra.enjoy import random_policies
 from coltra.envs import MultiAgentEnv
 from coltra.evaluation import evaluate_episodes
 from coltra.factory import make_env, make_group
@@ -342,12 +342,7 @@ def random_group(
     group: MacroAgent, env: MultiAgentEnv, policies: Sequence[str], seed: int
 ) -> MacroAgent:
     """``group`` with ``policies`` replaced by uniformly random agents (frozen)."""
-    plans = plan_policies(group, env)
-    agents: dict[str, Agent] = dict(group.policies)
-    for k, policy in enumerate(policies):
-        agents[policy] = RandomAgent(plans[policy].block.action_space, seed=seed + k)
-    frozen = set(group.frozen) | set(policies)
-    return MultiPolicyGroup(agents, group.policy_mapping, frozen=sorted(frozen))
+    return random_policies(group, env, seed, policies)
 
 
 def evaluate_by_policy(

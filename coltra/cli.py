@@ -29,7 +29,14 @@ if TYPE_CHECKING:
     from coltra.configs import RunConfig
     from coltra.trainers import PPOCrowdTrainer
 
-__all__ = ["add_train_arguments", "build_parser", "main", "train_main"]
+__all__ = [
+    "add_enjoy_arguments",
+    "add_train_arguments",
+    "build_parser",
+    "enjoy_main",
+    "main",
+    "train_main",
+]
 
 EXIT_OK = 0
 EXIT_FAILED = 1  # the run itself failed (an env crashed, the loss became NaN)
@@ -47,13 +54,22 @@ def _error_types() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseExce
     from coltra.configs import ConfigError
     from coltra.envs import EnvCrashedError
     from coltra.run_dir import TrainerError
+    from coltra.saved_policies import SavedPolicyError
     from coltra.serialization import CheckpointError
+    from coltra.video import VideoError
 
-    return (UsageError, ConfigError, CheckpointError, TrainerError), (
+    watch_errors = (SavedPolicyError, VideoError, _watch_error())
+    return (UsageError, ConfigError, CheckpointError, TrainerError, *watch_errors), (
         EnvCrashedError,
         FloatingPointError,
         OSError,
     )
+
+
+def _watch_error() -> type[Exception]:
+    from coltra.enjoy import WatchError
+
+    return WatchError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -108,16 +124,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--run-dir", metavar="DIR", help="run directory (default runs/<name>_<timestamp>)"
     )
-    parser.add_argument(
-        "-s",
-        "--set",
-        dest="overrides",
-        action="extend",
-        nargs="+",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override any config key by dotted path, e.g. --set ppo.lr=3e-4 trainer.steps=64",
-    )
+    _add_set_argument(parser, "e.g. --set ppo.lr=3e-4 trainer.steps=64")
     parser.add_argument(
         "--wandb", action="store_true", help="also log to Weights & Biases (pip install wandb)"
     )
@@ -142,6 +149,19 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
 
 
+def _add_set_argument(parser: argparse.ArgumentParser, example: str) -> None:
+    parser.add_argument(
+        "-s",
+        "--set",
+        dest="overrides",
+        action="extend",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"override any config key by dotted path, {example}",
+    )
+
+
 def _add_import_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--import",
@@ -161,6 +181,43 @@ def _add_import_argument(parser: argparse.ArgumentParser) -> None:
         help="let the config name env modules, env classes and wrappers of PACKAGE "
         "(repeatable); pettingzoo, mpe2, magent2, gymnasium and supersuit always are",
     )
+
+
+def add_enjoy_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``coltra enjoy`` (shared with scripts/enjoy_gym.py and friends)."""
+    parser.add_argument(
+        "source",
+        nargs="?",
+        metavar="RUN_OR_CHECKPOINT",
+        help="a run directory, checkpoints/best or latest, a checkpoint, a saved group or agent",
+    )
+    parser.add_argument(
+        "-c",
+        "--config",
+        metavar="CONFIG",
+        help="the env (and, with --random, the policies) of this config instead of the run's",
+    )
+    parser.add_argument("-e", "--env", metavar="ENV_NAME", help="another env id (env.env_name)")
+    _add_set_argument(parser, "e.g. --set env.env_kwargs.max_cycles=100")
+    parser.add_argument(
+        "--episodes", type=_positive_int, default=5, metavar="N", help="episodes to play (5)"
+    )
+    parser.add_argument("--random", action="store_true", help="uniformly random actions instead")
+    parser.add_argument(
+        "--stochastic", action="store_true", help="sample actions (default: the most likely)"
+    )
+    parser.add_argument(
+        "--seed", type=_non_negative_int, default=0, metavar="N", help="env seed (0)"
+    )
+    parser.add_argument(
+        "--video", metavar="FILE", help="record the episodes to FILE (.mp4, or .gif), headless"
+    )
+    parser.add_argument(
+        "--fps", type=float, metavar="F", help="video frames per second (default: the env's)"
+    )
+    parser.add_argument("--human", action="store_true", help="show the env's own window")
+    _add_import_argument(parser)
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
 
 
 def build_parser(prog: str = "coltra") -> argparse.ArgumentParser:
@@ -196,6 +253,14 @@ def build_parser(prog: str = "coltra") -> argparse.ArgumentParser:
     )
     _add_import_argument(show)
     show.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    enjoy = commands.add_parser(
+        "enjoy",
+        help="watch saved policies play: scores per policy, a video, or a window",
+        description="Play episodes with the policies of a run (its best checkpoint, else its "
+        "newest), a checkpoint or a saved group, on one copy of the run's env; print each "
+        "policy's mean return and length; record a video or open a window.",
+    )
+    add_enjoy_arguments(enjoy)
     envs = commands.add_parser(
         "envs",
         help="list the envs a config can name (env.kind and env.env_name)",
@@ -221,6 +286,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _guarded(args.debug, lambda: _show_config(args))
     if args.command == "envs":
         return _guarded(args.debug, lambda: _list_envs(args))
+    if args.command == "enjoy":
+        return _guarded(args.debug, lambda: enjoy_command(args))
     return _guarded(args.debug, lambda: _train(args, default_config=None))
 
 
@@ -239,6 +306,21 @@ def train_main(
     if isinstance(args, int):
         return args
     return _guarded(args.debug, lambda: _train(args, default_config=default_config))
+
+
+def enjoy_main(argv: Sequence[str] | None = None, *, prog: str, default_config: str | Path) -> int:
+    """``coltra enjoy`` under another name (scripts/enjoy_*.py): same options, and
+    ``default_config``'s env when the policies come without a run (or with --random)."""
+    parser = _Parser(
+        prog=prog,
+        description=f"Watch saved policies play, as `coltra enjoy`; env: {default_config} "
+        "unless the run or -c gives one.",
+    )
+    add_enjoy_arguments(parser)
+    args = _parse(parser, argv)
+    if isinstance(args, int):
+        return args
+    return _guarded(args.debug, lambda: enjoy_command(args, default_config))
 
 
 # ----------------------------------------------------------------------------- internals
@@ -491,6 +573,71 @@ def _show_config(args: argparse.Namespace) -> int:
     else:
         config = RunConfig().override(args.overrides)
     print(config.to_yaml(), end="")
+    return EXIT_OK
+
+
+def enjoy_command(args: argparse.Namespace, default_config: str | Path | None = None) -> int:
+    """``coltra enjoy``: play, print the scores, write the video. ``default_config``: the
+    env when neither the source's run nor -c gives one (the scripts' own config)."""
+    from coltra import enjoy
+    from coltra.configs import RunConfig
+    from coltra.evaluation import EpisodesDidNotEnd
+    from coltra.saved_policies import find_saved_group
+    from coltra.video import VideoWriter, check_video_path
+
+    _import_modules(args)
+    if args.video:
+        check_video_path(args.video)
+    if args.video and args.human:
+        raise UsageError("--video and --human cannot be used together (record, or watch)")
+    if args.source is None and not args.random:
+        raise UsageError("give RUN_OR_CHECKPOINT to watch (or --random for random actions)")
+    saved = find_saved_group(args.source) if args.source is not None else None
+    overrides = [*args.overrides, *([f"env.env_name={args.env}"] if args.env else [])]
+    if args.config is not None:
+        config = RunConfig.from_yaml(args.config, overrides)
+    elif saved is not None and saved.config is not None:
+        config = saved.config.override(overrides)
+    elif default_config is not None:
+        config = RunConfig.from_yaml(default_config, overrides)
+    elif saved is not None:
+        raise UsageError(f"{args.source} is not in a run directory: give its env with -c CONFIG")
+    else:
+        raise UsageError("--random without RUN_OR_CHECKPOINT needs the env: give -c CONFIG")
+    mode = "rgb_array" if args.video else "human" if args.human else None
+    env = enjoy.watch_env(config, mode)
+    try:
+        group = saved.group if saved is not None else enjoy.build_group(config, env)
+        who = saved.which if saved is not None else ""
+        enjoy.check_fits(group, env)
+        if args.random:
+            group = enjoy.random_policies(group, env, seed=args.seed)
+        assert config.env is not None
+        how = "sampled actions" if args.stochastic else "deterministic actions"
+        if args.random:
+            who, how = "uniformly random actions", "no policy"
+        print(
+            f"playing {args.episodes} episode(s) of {config.env.env_name} with {who} "
+            f"({how}, env seed {args.seed})",
+            flush=True,
+        )
+        video = None
+        if args.video:
+            fps = args.fps if args.fps is not None else enjoy.frames_per_second(env)
+            video = VideoWriter(args.video, fps)
+        try:
+            scores = enjoy.play(group, env, args.episodes, not args.stochastic, args.seed, video)
+        except EpisodesDidNotEnd as exc:
+            raise enjoy.WatchError(f"{exc}: the episodes do not end") from None
+        finally:
+            if video is not None:
+                video.close()
+    finally:
+        env.close()
+    for score in scores:
+        print(score.line())
+    if video is not None:
+        print(f"video: {video.path} ({video.frames} frames at {video.fps:g} fps)")
     return EXIT_OK
 
 

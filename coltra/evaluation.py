@@ -97,9 +97,15 @@ def evaluate_episodes(
     deterministic: bool = True,
     seed: int | None = None,
     max_steps: int = 1_000_000,
+    *,
+    each_agent: bool = False,
+    on_step: Callable[[], None] | None = None,
 ) -> Episodes:
     """``evaluate``, with the episodes' lengths too. ``max_steps`` counts env steps (of
-    all copies at once); reaching it before the episodes end is :class:`EpisodesDidNotEnd`."""
+    all copies at once); reaching it before the episodes end is :class:`EpisodesDidNotEnd`.
+    ``each_agent``: ``num_episodes`` for every agent present at the start (one env copy's
+    episodes, when watching it). ``on_step`` is called after the reset and after every
+    step but the last (to render a frame)."""
     if isinstance(num_episodes, bool) or not isinstance(num_episodes, int) or num_episodes < 1:
         raise ValueError(f"num_episodes must be a whole number >= 1, got {num_episodes!r}")
     plans = plan_policies(agents, env)
@@ -112,7 +118,10 @@ def evaluate_episodes(
     if not len(players):
         raise ValueError("evaluation: no agent is active after the env's reset")
     needed = np.zeros(rows, dtype=np.int64)
-    needed[players] = episodes_per_row(num_episodes, len(players))
+    total = num_episodes * len(players) if each_agent else num_episodes
+    needed[players] = episodes_per_row(total, len(players))
+    if on_step is not None:
+        on_step()
     tracker = EpisodeTracker(rows)
     returns: list[list[float]] = [[] for _ in range(rows)]
     lengths: list[list[int]] = [[] for _ in range(rows)]
@@ -135,9 +144,11 @@ def evaluate_episodes(
                 lengths=np.array([lengths[row][j] for j, row in kept], dtype=np.int64),
                 rows=np.array([row for _, row in kept], dtype=np.int64),
             )
+        if on_step is not None:
+            on_step()
     finished_count = int(np.minimum(done_count, needed).sum())
     raise EpisodesDidNotEnd(
-        f"evaluation saw only {finished_count} of the {num_episodes} episodes it waits for end "
+        f"evaluation saw only {finished_count} of the {total} episodes it waits for end "
         f"in {max_steps} steps"
     )
 

@@ -12,17 +12,30 @@ leaves on disk, with ``:POLICY`` to pick one of several policies saved there::
 
 Without ``:POLICY`` the policy of the same name is taken, or the only one saved there.
 Loading reads JSON and tensors only (nothing is unpickled).
+
+:func:`find_saved_group` reads the same forms as a whole group, for watching and exporting
+a run (``coltra enjoy``, ``coltra export``): a run directory gives its best evaluated
+checkpoint (``checkpoints/best``) if it has one, else its newest, and the pointer files
+``checkpoints/best`` and ``checkpoints/latest`` name theirs.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from coltra.agents import AGENT_FILE, Agent
-from coltra.groups import GROUP_FILE, MacroAgent
+from coltra.configs import ConfigError, RunConfig
+from coltra.groups import GROUP_FILE, HomogeneousGroup, MacroAgent
 from coltra.run_dir import RunDirectory
 
-__all__ = ["SavedPolicyError", "find_saved_policy", "split_policy_source"]
+__all__ = [
+    "SavedGroup",
+    "SavedPolicyError",
+    "find_saved_group",
+    "find_saved_policy",
+    "split_policy_source",
+]
 
 
 class SavedPolicyError(ValueError):
@@ -87,3 +100,70 @@ def _choose(group: MacroAgent, wanted: str | None, name: str, where: Path) -> st
         f"{where} has several policies {saved} and none called {name!r}: pick one with "
         f"{where}:POLICY"
     )
+
+
+@dataclass(frozen=True)
+class SavedGroup:
+    """A group loaded from disk, with the config of the run that saved it (None for a group
+    or agent saved outside a run directory) and which checkpoint it is, in words."""
+
+    group: MacroAgent
+    source: Path  # the directory it was loaded from
+    config: RunConfig | None
+    which: str  # e.g. "checkpoints/best (iter_000040, eval/return_mean 487.5)"
+
+
+def find_saved_group(text: str | Path) -> SavedGroup:
+    """The group that ``text`` names: a run directory (its best checkpoint, else its
+    newest), ``checkpoints/best`` or ``checkpoints/latest``, a checkpoint, a saved group
+    or a saved agent (as a one-policy group)."""
+    path = Path(text)
+    if not path.exists():
+        raise SavedPolicyError(f"{str(path)!r} does not exist")
+    which = ""
+    if path.is_file() and path.name in (RunDirectory.BEST, RunDirectory.LATEST):
+        run, pointer = RunDirectory(path.parent.parent), path.name
+        path, which = _pointed(run, pointer)
+    elif not (path / GROUP_FILE).is_file() and not (path / AGENT_FILE).is_file():
+        run = RunDirectory(path)
+        if (run.checkpoints / RunDirectory.BEST).is_file():
+            path, which = _pointed(run, RunDirectory.BEST)
+        elif run.has_checkpoint():
+            path, which = _pointed(run, RunDirectory.LATEST)
+    if (path / AGENT_FILE).is_file():
+        group: MacroAgent = HomogeneousGroup(Agent.load(path))
+        directory = path
+    else:
+        directory = _group_directory(path)
+        group = MacroAgent.load(directory)
+    config = _run_config(directory)
+    return SavedGroup(group, directory, config, which or str(directory))
+
+
+def _pointed(run: RunDirectory, pointer: str) -> tuple[Path, str]:
+    """The checkpoint ``best`` or ``latest`` names, and how to say which it is."""
+    if pointer == RunDirectory.BEST:
+        best = run.best_checkpoint()
+        assert best is not None
+        return (
+            best.path,
+            f"{run.path}/checkpoints/best ({best.path.name}, {best.metric} {best.score:g})",
+        )
+    path = run.latest_checkpoint()
+    return path, f"{run.path}/checkpoints/latest ({path.name})"
+
+
+def _run_config(directory: Path) -> RunConfig | None:
+    """The config of the run a saved group's directory belongs to (``<run>/checkpoints/
+    iter_N/agents``), or None outside a run directory."""
+    for parent in directory.parents[:4]:
+        if (parent / RunDirectory.CONFIG).is_file() and (
+            parent / RunDirectory.CHECKPOINTS
+        ).is_dir():
+            try:
+                return RunDirectory(parent).read_config()
+            except ConfigError as exc:
+                raise SavedPolicyError(
+                    f"{parent / RunDirectory.CONFIG} does not load: {exc}"
+                ) from None
+    return None
