@@ -3,8 +3,9 @@
 ``coltra train -c CONFIG`` trains with a YAML config (see ``scripts/configs/``);
 ``coltra train --resume RUN_DIR`` continues a run; ``coltra config`` prints the config
 that a file and overrides give, every key with its default (``--markdown``), or the JSON
-Schema of config files (``--schema``, for editors); ``coltra envs`` lists the envs a config
-can name; ``coltra --version``.
+Schema of config files (``--schema``, for editors); ``coltra enjoy`` plays saved policies
+(scores, video); ``coltra plot`` draws learning curves; ``coltra envs`` lists the envs a
+config can name; ``coltra --version``.
 
 Mistakes (a missing or invalid config file, an unknown key or env id, a directory that is
 not a run, an unwritable run directory or a full disk) end with one line on stderr,
@@ -58,7 +59,7 @@ def _error_types() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseExce
     from coltra.serialization import CheckpointError
     from coltra.video import VideoError
 
-    watch_errors = (SavedPolicyError, VideoError, _watch_error())
+    watch_errors: tuple[type[BaseException], ...] = (SavedPolicyError, VideoError, *_late_errors())
     return (UsageError, ConfigError, CheckpointError, TrainerError, *watch_errors), (
         EnvCrashedError,
         FloatingPointError,
@@ -66,10 +67,12 @@ def _error_types() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseExce
     )
 
 
-def _watch_error() -> type[Exception]:
+def _late_errors() -> tuple[type[Exception], ...]:
+    """The mistakes of the commands after training (their modules load torch's parts)."""
     from coltra.enjoy import WatchError
+    from coltra.plot import PlotError
 
-    return WatchError
+    return WatchError, PlotError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -261,6 +264,24 @@ def build_parser(prog: str = "coltra") -> argparse.ArgumentParser:
         "policy's mean return and length; record a video or open a window.",
     )
     add_enjoy_arguments(enjoy)
+    plot = commands.add_parser(
+        "plot",
+        help="learning curves of runs as a PNG (seeds as mean and range)",
+        description="Plot a metric of runs against env steps into a PNG. Runs that differ only "
+        "in seed are drawn as their mean with the range shaded; per-policy lines for teams.",
+    )
+    plot.add_argument(
+        "runs", nargs="+", metavar="RUN_DIR", help="run directories, or directories of runs"
+    )
+    plot.add_argument("-o", "--out", default="curves.png", metavar="PNG", help="(curves.png)")
+    plot.add_argument(
+        "--metric",
+        default="charts/episode_return_mean",
+        metavar="NAME",
+        help="a metrics.csv column (charts/episode_return_mean; eval/return_mean, losses/...)",
+    )
+    plot.add_argument("--title", help="the picture's title (default: the metric)")
+    plot.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     envs = commands.add_parser(
         "envs",
         help="list the envs a config can name (env.kind and env.env_name)",
@@ -286,6 +307,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _guarded(args.debug, lambda: _show_config(args))
     if args.command == "envs":
         return _guarded(args.debug, lambda: _list_envs(args))
+    if args.command == "plot":
+        return _guarded(args.debug, lambda: _plot(args))
     if args.command == "enjoy":
         return _guarded(args.debug, lambda: enjoy_command(args))
     return _guarded(args.debug, lambda: _train(args, default_config=None))
@@ -638,6 +661,19 @@ def enjoy_command(args: argparse.Namespace, default_config: str | Path | None = 
         print(score.line())
     if video is not None:
         print(f"video: {video.path} ({video.frames} frames at {video.fps:g} fps)")
+    return EXIT_OK
+
+
+def _plot(args: argparse.Namespace) -> int:
+    from coltra import plot
+
+    runs = [plot.load_run(path, args.metric) for path in plot.find_runs(args.runs)]
+    experiments = plot.group_experiments(runs)
+    out = plot.plot_experiments(experiments, args.metric, args.out, args.title)
+    described = "; ".join(
+        f"{e.label} ({len(e.runs)} seed{'s' if len(e.runs) > 1 else ''})" for e in experiments
+    )
+    print(f"wrote {out}: {args.metric} of {len(runs)} run(s): {described}")
     return EXIT_OK
 
 
