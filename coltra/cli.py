@@ -4,7 +4,8 @@
 ``coltra train --resume RUN_DIR`` continues a run; ``coltra config`` prints the config
 that a file and overrides give, every key with its default (``--markdown``), or the JSON
 Schema of config files (``--schema``, for editors); ``coltra enjoy`` plays saved policies
-(scores, video); ``coltra plot`` draws learning curves; ``coltra envs`` lists the envs a
+(scores, video); ``coltra plot`` draws learning curves; ``coltra export`` writes policies
+as ONNX or TorchScript; ``coltra envs`` lists the envs a
 config can name; ``coltra --version``.
 
 Mistakes (a missing or invalid config file, an unknown key or env id, a directory that is
@@ -70,9 +71,10 @@ def _error_types() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseExce
 def _late_errors() -> tuple[type[Exception], ...]:
     """The mistakes of the commands after training (their modules load torch's parts)."""
     from coltra.enjoy import WatchError
+    from coltra.export import ExportError
     from coltra.plot import PlotError
 
-    return WatchError, PlotError
+    return WatchError, PlotError, ExportError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -282,6 +284,26 @@ def build_parser(prog: str = "coltra") -> argparse.ArgumentParser:
     )
     plot.add_argument("--title", help="the picture's title (default: the metric)")
     plot.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    export = commands.add_parser(
+        "export",
+        help="write each policy's deterministic policy as ONNX or TorchScript",
+        description="Export the deterministic policy of each policy of a run (its best "
+        "checkpoint, else its newest), a checkpoint or a saved group: observation fields in, "
+        "the env's action out, normalisation and action masks inside.",
+    )
+    export.add_argument("source", metavar="RUN_OR_CHECKPOINT")
+    export.add_argument("--format", choices=["onnx", "torchscript"], default="onnx")
+    export.add_argument(
+        "-o",
+        "--out",
+        required=True,
+        metavar="FILE",
+        help="the file (policy.onnx); with several policies FILE_<policy>.onnx for each",
+    )
+    export.add_argument(
+        "--policy", action="append", metavar="NAME", help="only this policy (repeatable)"
+    )
+    export.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     envs = commands.add_parser(
         "envs",
         help="list the envs a config can name (env.kind and env.env_name)",
@@ -307,6 +329,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _guarded(args.debug, lambda: _show_config(args))
     if args.command == "envs":
         return _guarded(args.debug, lambda: _list_envs(args))
+    if args.command == "export":
+        return _guarded(args.debug, lambda: _export(args))
     if args.command == "plot":
         return _guarded(args.debug, lambda: _plot(args))
     if args.command == "enjoy":
@@ -661,6 +685,22 @@ def enjoy_command(args: argparse.Namespace, default_config: str | Path | None = 
         print(score.line())
     if video is not None:
         print(f"video: {video.path} ({video.frames} frames at {video.fps:g} fps)")
+    return EXIT_OK
+
+
+def _export(args: argparse.Namespace) -> int:
+    from coltra.export import export_group, policy_inputs
+    from coltra.saved_policies import find_saved_group
+
+    saved = find_saved_group(args.source)
+    written = export_group(saved.group, args.out, args.format, args.policy)
+    print(f"exported {saved.which} as {args.format}:")
+    for policy, path in written.items():
+        inputs = ", ".join(
+            f"{name} {['batch', *shape]} {dtype}"
+            for name, (shape, dtype) in policy_inputs(saved.group.policies[policy]).items()
+        )
+        print(f"  {policy}: {path} (inputs: {inputs}; output: action)")
     return EXIT_OK
 
 
