@@ -5,7 +5,8 @@
 that a file and overrides give, every key with its default (``--markdown``), or the JSON
 Schema of config files (``--schema``, for editors); ``coltra enjoy`` plays saved policies
 (scores, video); ``coltra plot`` draws learning curves; ``coltra export`` writes policies
-as ONNX or TorchScript; ``coltra envs`` lists the envs a
+as ONNX or TorchScript; ``coltra tune`` searches hyperparameters with Optuna; ``coltra
+envs`` lists the envs a
 config can name; ``coltra --version``.
 
 Mistakes (a missing or invalid config file, an unknown key or env id, a directory that is
@@ -73,8 +74,9 @@ def _late_errors() -> tuple[type[Exception], ...]:
     from coltra.enjoy import WatchError
     from coltra.export import ExportError
     from coltra.plot import PlotError
+    from coltra.tune import TuneError
 
-    return WatchError, PlotError, ExportError
+    return WatchError, PlotError, ExportError, TuneError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -284,6 +286,32 @@ def build_parser(prog: str = "coltra") -> argparse.ArgumentParser:
     )
     plot.add_argument("--title", help="the picture's title (default: the metric)")
     plot.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    tune = commands.add_parser(
+        "tune",
+        help="search hyperparameters with Optuna (SQLite study, median pruning)",
+        description="Train trials of CONFIG with values drawn from the search space in "
+        "SPACE (YAML; see coltra.tune), prune the ones whose evaluations lag, and write the "
+        "best config (best_config.yaml) and the optimisation history (history.png).",
+    )
+    tune.add_argument("-c", "--config", required=True, metavar="CONFIG", help="the run config")
+    tune.add_argument("--space", required=True, metavar="SPACE", help="the search space (YAML)")
+    tune.add_argument(
+        "--trials",
+        type=_positive_int,
+        required=True,
+        metavar="N",
+        help="finished trials the study should have (with --resume: in all)",
+    )
+    tune.add_argument(
+        "--study-dir", metavar="DIR", help="where the study lives (default studies/<name>)"
+    )
+    tune.add_argument("--resume", action="store_true", help="continue the study in --study-dir")
+    tune.add_argument(
+        "--jobs", type=_positive_int, default=1, metavar="J", help="trials side by side (1)"
+    )
+    _add_set_argument(tune, "e.g. --set trainer.iterations=50")
+    _add_import_argument(tune)
+    tune.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     export = commands.add_parser(
         "export",
         help="write each policy's deterministic policy as ONNX or TorchScript",
@@ -329,6 +357,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _guarded(args.debug, lambda: _show_config(args))
     if args.command == "envs":
         return _guarded(args.debug, lambda: _list_envs(args))
+    if args.command == "tune":
+        return _guarded(args.debug, lambda: _tune(args))
     if args.command == "export":
         return _guarded(args.debug, lambda: _export(args))
     if args.command == "plot":
@@ -685,6 +715,31 @@ def enjoy_command(args: argparse.Namespace, default_config: str | Path | None = 
         print(score.line())
     if video is not None:
         print(f"video: {video.path} ({video.frames} frames at {video.fps:g} fps)")
+    return EXIT_OK
+
+
+def _tune(args: argparse.Namespace) -> int:
+    from coltra.configs import RunConfig
+    from coltra.tune import load_space, run_study
+
+    _import_modules(args)
+    config = RunConfig.from_yaml(args.config, args.overrides)
+    space = load_space(args.space, config)
+    directory = Path(args.study_dir or Path("studies") / config.trainer.name)
+    print(
+        f"tuning {len(space.params)} key(s) of {args.config} by {space.metric} "
+        f"({space.direction}): study {directory}, {args.trials} trial(s), {args.jobs} job(s)",
+        flush=True,
+    )
+    result = run_study(config, space, directory, args.trials, args.resume, args.jobs)
+    values = ", ".join(f"{key}={value}" for key, value in result.best_params.items())
+    print(
+        f"{result.trials} trial(s) finished ({result.pruned} pruned); best: trial "
+        f"{result.best_trial}, {space.metric} {result.best_value:.4g} with {values}"
+    )
+    print(f"best config: {result.best_config}  (coltra train -c {result.best_config})")
+    if result.history is not None:
+        print(f"history:     {result.history}")
     return EXIT_OK
 
 
