@@ -628,8 +628,13 @@ def _report(trainer: PPOCrowdTrainer, summary: dict[str, float]) -> None:
         f"Run directory: {run}",
         f"TensorBoard:   tensorboard --logdir {run}",
         f"Checkpoint:    {trainer.checkpoint_path}",
-        f"Resume:        {resume}",
     ]
+    if trainer.best is not None:
+        best = trainer.best
+        lines.append(
+            f"Best:          {best.path} ({best.metric} {best.score:g}; coltra enjoy {run})"
+        )
+    lines.append(f"Resume:        {resume}")
     print("\n".join(lines), flush=True)
 
 

@@ -62,7 +62,8 @@ def one_error_line(err: str) -> str:
 def test_help_lists_the_commands(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--help"]) == 0
     out = capsys.readouterr().out
-    assert "train" in out and "config" in out
+    for command in ("train", "config", "enjoy", "plot", "tune", "export", "envs"):
+        assert re.search(rf"^    {command} ", out, re.M), command
     assert main(["train", "--help"]) == 0
     out = capsys.readouterr().out
     for flag in ("--config", "--iters", "--name", "--env", "--seed", "--resume", "--device"):
