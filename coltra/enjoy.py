@@ -73,7 +73,7 @@ def watch_env(config: RunConfig, render_mode: str | None) -> MultiAgentEnv:
     if config.env is None:
         raise WatchError(
             "the run's env was built in Python (its config has env: null), so it cannot be "
-            "built again here"
+            "built again here: give one with -c CONFIG"
         )
     env_cfg: EnvConfig = config.env.update(
         {"workers": 1, "envs_per_worker": 1, "backend": "inprocess", "step_timeout": None}
