@@ -608,6 +608,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--set",
         nargs="*",
+        action="extend",  # repeated --set flags add up (a second one used to replace the first)
         default=[],
         metavar="SECTION.KEY=VALUE",
         help="config overrides for every policy, e.g. model.activation=relu ppo.epochs=15",
