@@ -75,6 +75,8 @@ def test_two_trials_then_resumed_once_from_the_sqlite_study(
         == SPACE["model.hidden_sizes"]["choices"][best.params["model.hidden_sizes"]]
     )
     assert config.trainer.run_dir is None and config.trainer.name == "probe_tuned"
+    again = ["train", "-c", str(study_dir / "best_config.yaml"), "-i", "1", "--no-progress"]
+    assert main([*again, "--run-dir", str(tmp_path / "tuned")]) == 0  # ready for train -c
     from PIL import Image
 
     with Image.open(study_dir / "history.png") as image:
