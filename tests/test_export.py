@@ -22,7 +22,8 @@ from coltra.saved_policies import find_saved_group
 ROOT = Path(__file__).resolve().parents[1]
 GYM_CONFIG = str(ROOT / "scripts" / "configs" / "gym_config.yaml")
 TEAMS_CONFIG = str(ROOT / "scripts" / "configs" / "teams_config.yaml")
-QUIET = ["--no-progress", "--set", "trainer.stop_at_return=null", "trainer.eval_episodes=0"]
+QUIET = ["--no-progress", "--set", "trainer.stop_at_return=null", "trainer.eval_every=null"]
+QUIET += ["trainer.eval_episodes=0"]  # no evaluation: these runs only need weights
 
 
 def trained(tmp_path: Path, config: str, *settings: str, iterations: int = 2) -> Path:

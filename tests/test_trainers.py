@@ -219,13 +219,14 @@ def test_evaluation_every_n_iterations_keeps_the_best_checkpoint(tmp_path: Path)
 
 def test_evaluating_during_training_leaves_training_unchanged(tmp_path: Path) -> None:
     """The evaluations draw from no RNG the training uses: the same losses and returns."""
-    plain = config(CARTPOLE, tmp_path / "a", iterations=4, eval_episodes=2)
-    evaluated = config(CARTPOLE, tmp_path / "b", iterations=4, eval_episodes=2, eval_every=1)
+    plain = config(PROBE, tmp_path / "a", iterations=4, eval_episodes=2)
+    evaluated = config(PROBE, tmp_path / "b", iterations=4, eval_episodes=2, eval_every=1)
     train(plain)
     train(evaluated)
     a, b = read_csv(tmp_path / "a"), read_csv(tmp_path / "b")
     for key in ("losses/policy_loss", "losses/value_loss", "charts/episode_return_mean"):
         assert column(a, key) == column(b, key), key
+    assert [row["eval/return_mean"] != "" for row in b] == [True] * 4
 
 
 def test_a_resumed_run_keeps_its_best_and_beats_it_only_with_a_better_score(
