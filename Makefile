@@ -32,7 +32,7 @@ typecheck: setup
 	$(BIN)/mypy coltra
 
 pytest: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15  # the slowest tests, to keep the suite under 10 min
 
 test: lint typecheck pytest
 
