@@ -13,7 +13,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.timeout(150)
+@pytest.mark.timeout(330)
 def test_throughput_benchmark_runs_on_a_tiny_budget() -> None:
     pytest.importorskip("stable_baselines3")
     pytest.importorskip("supersuit")
@@ -23,7 +23,7 @@ def test_throughput_benchmark_runs_on_a_tiny_budget() -> None:
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=140,
+        timeout=320,  # ~60 s on a quiet machine, 120 s on a busy one
         check=False,
     )
     assert result.returncode == 0, result.stderr
