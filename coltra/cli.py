@@ -285,6 +285,7 @@ def build_parser(prog: str = "coltra") -> argparse.ArgumentParser:
         help="a metrics.csv column (charts/episode_return_mean; eval/return_mean, losses/...)",
     )
     plot.add_argument("--title", help="the picture's title (default: the metric)")
+    _add_import_argument(plot)  # runs whose configs name models or envs of your own
     plot.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     tune = commands.add_parser(
         "tune",
@@ -331,6 +332,7 @@ def build_parser(prog: str = "coltra") -> argparse.ArgumentParser:
     export.add_argument(
         "--policy", action="append", metavar="NAME", help="only this policy (repeatable)"
     )
+    _add_import_argument(export)  # a run whose model class you registered
     export.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     envs = commands.add_parser(
         "envs",
@@ -354,15 +356,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if isinstance(args, int):
         return args
     if args.command == "config":
-        return _guarded(args.debug, lambda: _show_config(args))
+        return _guarded(args.debug, lambda: _show_config(args), printing=True)
     if args.command == "envs":
-        return _guarded(args.debug, lambda: _list_envs(args))
+        return _guarded(args.debug, lambda: _list_envs(args), printing=True)
     if args.command == "tune":
         return _guarded(args.debug, lambda: _tune(args))
     if args.command == "export":
-        return _guarded(args.debug, lambda: _export(args))
+        return _guarded(args.debug, lambda: _export(args), printing=True)
     if args.command == "plot":
-        return _guarded(args.debug, lambda: _plot(args))
+        return _guarded(args.debug, lambda: _plot(args), printing=True)
     if args.command == "enjoy":
         return _guarded(args.debug, lambda: enjoy_command(args))
     return _guarded(args.debug, lambda: _train(args, default_config=None))
@@ -418,16 +420,21 @@ def _error(message: str) -> None:
     print(f"coltra: error: {text}", file=sys.stderr)
 
 
-def _guarded(debug: bool, run: Callable[[], int]) -> int:
-    """Run a command; known errors become one line on stderr, unless ``debug``."""
+def _guarded(debug: bool, run: Callable[[], int], printing: bool = False) -> int:
+    """Run a command; known errors become one line on stderr, unless ``debug``.
+    ``printing``: a command that only prints (no env runs), for which a broken pipe means
+    that the reader of its output went away (``coltra envs | head``), nothing to report."""
     user_errors, run_errors = _error_types()
     try:
-        return int(run())
-    except BrokenPipeError:  # the reader went away (`coltra envs | head`): nothing to say
-        import os
+        try:
+            return int(run())
+        except BrokenPipeError:
+            if not printing:  # an env's own pipe or socket: the run failed
+                raise
+            import os
 
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
-        return EXIT_OK
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
+            return EXIT_OK
     except user_errors as exc:
         if debug:
             raise
@@ -441,7 +448,7 @@ def _guarded(debug: bool, run: Callable[[], int]) -> int:
     except KeyboardInterrupt:
         if debug:
             raise
-        _error("interrupted before training started")
+        _error("interrupted")
         return 128 + 2
 
 
@@ -736,7 +743,16 @@ def _tune(args: argparse.Namespace) -> int:
         f"({space.direction}): study {directory}, {args.trials} trial(s), {args.jobs} job(s)",
         flush=True,
     )
-    result = run_study(config, space, directory, args.trials, args.resume, args.jobs)
+    result = run_study(
+        config,
+        space,
+        directory,
+        args.trials,
+        args.resume,
+        args.jobs,
+        imports=tuple(args.imports),
+        allowed=tuple(args.allowed),
+    )
     values = ", ".join(f"{key}={value}" for key, value in result.best_params.items())
     print(
         f"{result.trials} trial(s) finished ({result.pruned} pruned); best: trial "
@@ -752,6 +768,7 @@ def _export(args: argparse.Namespace) -> int:
     from coltra.export import export_group, policy_inputs
     from coltra.saved_policies import find_saved_group
 
+    _import_modules(args)
     saved = find_saved_group(args.source)
     written = export_group(saved.group, args.out, args.format, args.policy)
     print(f"exported {saved.which} as {args.format}:")
@@ -767,6 +784,7 @@ def _export(args: argparse.Namespace) -> int:
 def _plot(args: argparse.Namespace) -> int:
     from coltra import plot
 
+    _import_modules(args)
     runs = [plot.load_run(path, args.metric) for path in plot.find_runs(args.runs)]
     experiments = plot.group_experiments(runs)
     out = plot.plot_experiments(experiments, args.metric, args.out, args.title)

@@ -124,7 +124,7 @@ def play(
 ) -> list[PolicyScore]:
     """``episodes`` episodes of ``env``'s copy (every agent present at the start plays
     each), each policy's agents scored apart; with ``video``, a frame after the reset and
-    after each step."""
+    after each step but the last: one per step played."""
     check_fits(group, env)
 
     def record() -> None:

@@ -21,6 +21,7 @@ that cannot be traced (Python control flow on tensor values, unsupported ops) ar
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import warnings
 from pathlib import Path
@@ -73,7 +74,8 @@ class DeterministicPolicy(nn.Module):
     def __init__(self, agent: Agent) -> None:
         super().__init__()
         assert agent.model is not None
-        self.model = agent.model
+        # A copy: exporting moves it to the CPU and must not move a model still training.
+        self.model = copy.deepcopy(agent.model)
         self.fields = list(policy_inputs(agent))
         space = agent.model.action_space
         start = getattr(space, "start", 0) if agent.model.discrete else 0
@@ -96,7 +98,8 @@ class DeterministicPolicy(nn.Module):
         action = distribution_mode(distribution)
         if self.discrete:
             return action.long() + self.start
-        return torch.maximum(torch.minimum(action, self.high), self.low)
+        # detach: a traced file's output would otherwise require grad (no .numpy())
+        return torch.maximum(torch.minimum(action, self.high), self.low).detach()
 
 
 def export_policy(agent: Agent, path: str | Path, fmt: str, name: str = "policy") -> Path:

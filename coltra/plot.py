@@ -123,7 +123,10 @@ def group_experiments(runs: Sequence[RunCurves]) -> list[Experiment]:
     first seen, labelled by the keys whose values differ between experiments."""
     groups: dict[str, list[RunCurves]] = {}
     for run in runs:
-        key = repr(sorted((k, repr(v)) for k, v in run.config.items() if k not in SEED_KEYS))
+        if not run.config:  # no config to compare: a run is its own experiment
+            key = f"run {run.path}"
+        else:
+            key = repr(sorted((k, repr(v)) for k, v in run.config.items() if k not in SEED_KEYS))
         groups.setdefault(key, []).append(run)
     members = list(groups.values())
     configs = [group[0].config for group in members]
@@ -160,6 +163,8 @@ def plot_experiments(
         labels = list(dict.fromkeys(label for run in experiment.runs for label in run.lines))
         for k, line in enumerate(labels):
             steps, values = mean_and_range(experiment.runs, line)
+            if not len(steps):  # this line never logged a value in these runs
+                continue
             name = experiment.label if not line else f"{experiment.label}: {line}"
             seeds = len(experiment.runs)
             if seeds > 1:
@@ -183,15 +188,19 @@ def plot_experiments(
 
 def mean_and_range(runs: Sequence[RunCurves], line: str) -> tuple[np.ndarray, np.ndarray]:
     """Steps, and ``[mean, min, max]`` over the runs that log ``line``, on the first run's
-    steps up to where every run reaches (others interpolated). ``[points]``, ``[3, points]``"""
+    steps from where every run has started to where every run reaches (others
+    interpolated); empty if none logged it. ``[points]``, ``[3, points]``"""
     curves = []
     for run in runs:
         if line in run.lines:
             keep = np.isfinite(run.lines[line]) & np.isfinite(run.steps)
             curves.append((run.steps[keep], run.lines[line][keep]))
     curves = [(steps, values) for steps, values in curves if len(steps)]
+    if not curves:
+        return np.zeros(0), np.zeros((3, 0))
     grid = curves[0][0]
-    grid = grid[grid <= min(steps[-1] for steps, _ in curves)]
+    first = max(steps[0] for steps, _ in curves)
+    grid = grid[(grid >= first) & (grid <= min(steps[-1] for steps, _ in curves))]
     stacked = np.stack([np.interp(grid, steps, values) for steps, values in curves])
     return grid, np.stack([stacked.mean(0), stacked.min(0), stacked.max(0)])
 

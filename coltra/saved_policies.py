@@ -120,6 +120,7 @@ def find_saved_group(text: str | Path) -> SavedGroup:
     path = Path(text)
     if not path.exists():
         raise SavedPolicyError(f"{str(path)!r} does not exist")
+    path = path.resolve()  # a relative "best" or "iter_000040" needs its parents
     which = ""
     if path.is_file() and path.name in (RunDirectory.BEST, RunDirectory.LATEST):
         run, pointer = RunDirectory(path.parent.parent), path.name
@@ -144,7 +145,8 @@ def _pointed(run: RunDirectory, pointer: str) -> tuple[Path, str]:
     """The checkpoint ``best`` or ``latest`` names, and how to say which it is."""
     if pointer == RunDirectory.BEST:
         best = run.best_checkpoint()
-        assert best is not None
+        if best is None:
+            raise SavedPolicyError(f"{run.checkpoints / pointer} is not a checkpoint pointer")
         return (
             best.path,
             f"{run.path}/checkpoints/best ({best.path.name}, {best.metric} {best.score:g})",

@@ -357,9 +357,12 @@ class PPOCrowdTrainer:
                 if call_over or iteration % cfg.save_every == 0:
                     self.save_checkpoint()
                 periodic = cfg.eval_every is not None and iteration % cfg.eval_every == 0
+                evaluated = False
                 if (run_over or periodic) and cfg.eval_episodes > 0 and not self._stopping():
                     metrics.update(self._evaluation(cfg.eval_episodes, final=run_over))
-                if call_over or iteration % cfg.log_every == 0:
+                    evaluated = True
+                # An evaluation's row is logged whatever log_every says (its eval/* would be lost)
+                if call_over or evaluated or iteration % cfg.log_every == 0:
                     self._log(metrics)
                 if solved:
                     break

@@ -209,8 +209,8 @@ class _Reporter(Callback):
     """Reports each evaluation's score to the Optuna trial; asks the run to stop once the
     pruner says the trial lags."""
 
-    def __init__(self, trial: Any, metric: str) -> None:
-        self.trial, self.metric = trial, metric
+    def __init__(self, trial: Any, metric: str, iterations: int) -> None:
+        self.trial, self.metric, self.iterations = trial, metric, iterations
         self.pruned = False
         self.last: float = math.nan
 
@@ -219,8 +219,11 @@ class _Reporter(Callback):
         if score is None or math.isnan(score):
             return
         self.last = float(score)
-        self.trial.report(self.last, step=trainer.counters.iteration)
-        if self.trial.should_prune():
+        iteration = trainer.counters.iteration
+        self.trial.report(self.last, step=iteration)
+        # The end-of-run evaluation is the trial's value: a trial that ran to the end is
+        # complete, never pruned.
+        if iteration < self.iterations and self.trial.should_prune():
             self.pruned = True
             trainer.request_stop()
 
@@ -234,6 +237,8 @@ class _Study:
     directory: str
     name: str
     seed: int
+    imports: tuple[str, ...] = ()  # --import modules, imported again by each parallel job
+    allowed: tuple[str, ...] = ()  # --allow-module packages, likewise
 
     @property
     def storage(self) -> str:
@@ -246,7 +251,7 @@ class _Study:
         return base.override(
             [
                 *(_override(key, value) for key, value in values.items()),
-                f"trainer.run_dir={run_dir}",
+                _override("trainer.run_dir", str(run_dir)),
                 f"trainer.name=trial_{number:04d}",
                 "trainer.progress=false",
                 f"trainer.eval_every={every}",
@@ -260,11 +265,14 @@ class _Study:
         optuna = _optuna()
         values = {param.key: param.suggest(trial) for param in self.space.params}
         config = self.trial_config(trial.number, values)
-        reporter = _Reporter(trial, self.space.metric)
+        reporter = _Reporter(trial, self.space.metric, config.trainer.iterations)
         with PPOCrowdTrainer.from_config(config, callbacks=[reporter]) as trainer:
             summary = trainer.train()
+            stopped = trainer.stop_signal is not None
         trial.set_user_attr("run_dir", str(config.trainer.run_dir))
         trial.set_user_attr("iterations", int(summary["iterations"]))
+        if stopped and not reporter.pruned:  # Ctrl-C: a cut-short run is no score
+            raise KeyboardInterrupt
         if reporter.pruned:
             raise optuna.TrialPruned()
         if math.isnan(reporter.last):
@@ -278,10 +286,13 @@ class _Study:
         """Draw this process's share of the trials the study lacks to have ``total``
         finished ones (``worker`` of ``jobs`` processes; their samplers differ)."""
         optuna = _optuna()
-        sampler = optuna.samplers.TPESampler(seed=self.seed + worker)
-        study = optuna.load_study(study_name=self.name, storage=self.storage, sampler=sampler)
-        study.pruner = self.pruner()
+        study = optuna.load_study(study_name=self.name, storage=self.storage)
         finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+        done = len(study.get_trials(deepcopy=False))
+        # A sampler seeded by the trials already in the study, or a resumed study would
+        # draw its first values again (TPE starts with seeded random draws).
+        study.sampler = optuna.samplers.TPESampler(seed=self.seed + 1000 * done + worker)
+        study.pruner = self.pruner()
         left = total - len(study.get_trials(deepcopy=False, states=finished))
         share = left // jobs + (1 if worker < left % jobs else 0)
         if share > 0:
@@ -300,6 +311,14 @@ class _Study:
 
 
 def _run_jobs(study: _Study, total: int, worker: int, jobs: int) -> None:
+    """One parallel job (a fresh process): the parent's --allow-module and --import, then
+    its share of the trials."""
+    from coltra.envs import allow_module
+
+    for package in study.allowed:
+        allow_module(package)
+    for module in study.imports:
+        importlib.import_module(module)
     study.optimize(total, worker, jobs)
 
 
@@ -310,6 +329,8 @@ def run_study(
     trials: int,
     resume: bool = False,
     jobs: int = 1,
+    imports: tuple[str, ...] = (),
+    allowed: tuple[str, ...] = (),
 ) -> StudyResult:
     """Run the study in ``directory`` until it has ``trials`` finished trials (with
     ``resume``, continue the one there); ``jobs`` processes draw trials side by side."""
@@ -325,14 +346,26 @@ def run_study(
         raise TuneError(f"cannot resume: {folder} holds no study ({STUDY_FILE} is missing)")
     folder.mkdir(parents=True, exist_ok=True)
     data = config.to_dict()
-    study = _Study(data, space, str(folder), folder.resolve().name, int(config.trainer.seed or 0))
+    seed = int(config.trainer.seed or 0)
+    study = _Study(data, space, str(folder), folder.resolve().name, seed, imports, allowed)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    optuna.create_study(
+    created = optuna.create_study(
         study_name=study.name,
         storage=study.storage,
         direction=space.direction,
         load_if_exists=True,
     )
+    # Optuna keeps a choice as its index and a key by name: a resumed study must draw the
+    # same keys and choices, or its old trials would mean other values.
+    described = repr([(p.key, p.low, p.high, p.log, p.step, p.choices) for p in space.params])
+    saved = created.user_attrs.get("space")
+    if saved is None:
+        created.set_user_attr("space", described)
+    elif saved != described:
+        raise TuneError(
+            f"the search space differs from the one the study in {folder} was started with; "
+            "a study keeps one space (start a new --study-dir for another)"
+        )
     if jobs == 1:
         study.optimize(trials)
     else:

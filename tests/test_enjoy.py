@@ -65,6 +65,17 @@ def test_enjoy_a_run_plays_its_best_checkpoint_and_records_every_step(
     assert f"video: {video} ({len(frames)} frames at 50 fps)" in out
 
 
+def test_relative_paths_from_inside_a_run_find_it(
+    cartpole_run: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(cartpole_run / "checkpoints")
+    best = (cartpole_run / "checkpoints" / "best").read_text().split()[0]
+    for name in ("best", best, "latest"):
+        saved = find_saved_group(name)
+        assert saved.config is not None and saved.config.env is not None, name
+    assert find_saved_group("best").source == cartpole_run / "checkpoints" / best / "agents"
+
+
 def test_the_scores_are_those_of_the_episodes_played(cartpole_run: Path) -> None:
     """Deterministic play of one checkpoint with one seed gives the same returns twice, one
     per episode asked for; random play goes through the same path (3 PPO iterations need

@@ -78,6 +78,11 @@ def testmean_and_range_over_seeds_on_the_steps_they_share() -> None:
     np.testing.assert_allclose(mean, [2.0, 4.0])
     np.testing.assert_allclose(low, [1.0, 2.0])
     np.testing.assert_allclose(high, [3.0, 6.0])
+    late = run([20, 30, 40], [5.0, 5.0, 5.0])  # started logging later: trimmed on the left
+    steps, (mean, _, _) = mean_and_range([first, late], "")
+    np.testing.assert_array_equal(steps, [20, 40])
+    np.testing.assert_allclose(mean, [3.5, 4.5])
+    assert mean_and_range([run([10], [np.nan])], "")[0].size == 0  # nothing logged: no line
     grouped = group_experiments([first, second])
     assert [(e.label, len(e.runs)) for e in grouped] == [("r", 2)]
 

@@ -247,6 +247,13 @@ def test_a_resumed_run_keeps_its_best_and_beats_it_only_with_a_better_score(
     assert after.path.name == f"iter_{scores.index(max(scores)) + 1:06d}"
 
 
+def test_an_evaluation_row_is_logged_whatever_log_every_says(tmp_path: Path) -> None:
+    train(config(PROBE, tmp_path / "run", iterations=4, eval_every=2, eval_episodes=2, log_every=3))
+    rows = read_csv(tmp_path / "run")
+    logged = {int(float(r["iteration"])): r["eval/return_mean"] != "" for r in rows}
+    assert logged == {2: True, 3: False, 4: True}  # 3 by log_every, 2 and 4 by evaluating
+
+
 def test_eval_every_needs_evaluation_episodes(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"trainer.eval_every: .*set trainer.eval_episodes"):
         config(CARTPOLE, tmp_path / "run", eval_every=2)

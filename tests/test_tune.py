@@ -53,6 +53,15 @@ def test_two_trials_then_resumed_once_from_the_sqlite_study(
     assert "3 trial(s) finished" in resumed
     trials = optuna.load_study(study_name="study", storage=storage).get_trials()
     assert len(trials) == 3 and {t.number for t in trials} == {0, 1, 2}
+    # The resumed session draws new values, not its first session's again.
+    assert trials[2].params["ppo.lr"] not in (
+        trials[0].params["ppo.lr"],
+        trials[1].params["ppo.lr"],
+    )
+    changed = space_file(tmp_path, {**SPACE, "ppo.epochs": {"low": 1, "high": 5}})
+    again = ["tune", "-c", PROBE_CONFIG, "--space", str(changed), "--study-dir", str(study_dir)]
+    assert main([*again, *TINY, "--trials", "4", "--resume"]) == 2
+    assert "the search space differs from the one the study" in capsys.readouterr().err
     assert sorted(p.name for p in (study_dir / "trials").iterdir()) == [
         "trial_0000",
         "trial_0001",
