@@ -152,8 +152,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="profile the first N iterations with cProfile: RUN_DIR/profile.prof and profile.txt",
     )
-    _add_import_argument(parser)
-    parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    _add_import_and_debug(parser)
 
 
 def _add_set_argument(parser: argparse.ArgumentParser, example: str) -> None:
@@ -167,6 +166,12 @@ def _add_set_argument(parser: argparse.ArgumentParser, example: str) -> None:
         metavar="KEY=VALUE",
         help=f"override any config key by dotted path, {example}",
     )
+
+
+def _add_import_and_debug(parser: argparse.ArgumentParser) -> None:
+    """--import and --allow-module, then --debug: the options every command ends with."""
+    _add_import_argument(parser)
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
 
 
 def _add_import_argument(parser: argparse.ArgumentParser) -> None:
@@ -223,8 +228,7 @@ def add_enjoy_arguments(parser: argparse.ArgumentParser) -> None:
         "--fps", type=float, metavar="F", help="video frames per second (default: the env's)"
     )
     parser.add_argument("--human", action="store_true", help="show the env's own window")
-    _add_import_argument(parser)
-    parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    _add_import_and_debug(parser)
 
 
 def build_parser(prog: str = "coltra") -> argparse.ArgumentParser:
@@ -258,8 +262,7 @@ def build_parser(prog: str = "coltra") -> argparse.ArgumentParser:
     shown.add_argument(
         "--schema", action="store_true", help="the JSON Schema of config files (for editors)"
     )
-    _add_import_argument(show)
-    show.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    _add_import_and_debug(show)
     enjoy = commands.add_parser(
         "enjoy",
         help="watch saved policies play: scores per policy, a video, or a window",
@@ -285,8 +288,7 @@ def build_parser(prog: str = "coltra") -> argparse.ArgumentParser:
         help="a metrics.csv column (charts/episode_return_mean; eval/return_mean, losses/...)",
     )
     plot.add_argument("--title", help="the picture's title (default: the metric)")
-    _add_import_argument(plot)  # runs whose configs name models or envs of your own
-    plot.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    _add_import_and_debug(plot)  # runs whose configs name models or envs of your own
     tune = commands.add_parser(
         "tune",
         help="search hyperparameters with Optuna (SQLite study, median pruning)",
@@ -311,8 +313,7 @@ def build_parser(prog: str = "coltra") -> argparse.ArgumentParser:
         "--jobs", type=_positive_int, default=1, metavar="J", help="trials side by side (1)"
     )
     _add_set_argument(tune, "e.g. --set trainer.iterations=50")
-    _add_import_argument(tune)
-    tune.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    _add_import_and_debug(tune)
     export = commands.add_parser(
         "export",
         help="write each policy's deterministic policy as ONNX or TorchScript",
@@ -332,8 +333,7 @@ def build_parser(prog: str = "coltra") -> argparse.ArgumentParser:
     export.add_argument(
         "--policy", action="append", metavar="NAME", help="only this policy (repeatable)"
     )
-    _add_import_argument(export)  # a run whose model class you registered
-    export.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    _add_import_and_debug(export)  # a run whose model class you registered
     envs = commands.add_parser(
         "envs",
         help="list the envs a config can name (env.kind and env.env_name)",
@@ -344,8 +344,7 @@ def build_parser(prog: str = "coltra") -> argparse.ArgumentParser:
         choices=["gym", "pettingzoo", "probe", "coltra", "registered"],
         help="only envs of this env.kind",
     )
-    _add_import_argument(envs)
-    envs.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    _add_import_and_debug(envs)
     return parser
 
 
