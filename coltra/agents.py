@@ -153,10 +153,16 @@ class Agent:
         return action, state, extra
 
     def evaluate(
-        self, obs: Observation, action: Action, state: State = ()
+        self,
+        obs: Observation,
+        action: Action,
+        state: State = (),
+        starts: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(logprobs, values, entropies)`` of ``action`` under the current policy, each
-        ``[batch]``, with gradients."""
+        ``[batch]``, with gradients. For a recurrent model, ``starts`` (``[sequences,
+        length]`` bool) says the batch is sequences (see
+        :meth:`~coltra.models.BaseModel.forward_sequences`) and ``state`` their first states."""
         check_observation(obs, f"{type(self).__name__}.evaluate")
         model = self._trainable_model()
         device = model.device
@@ -166,7 +172,12 @@ class Agent:
                 f"{type(self).__name__}.evaluate takes batches (one row per item), but the "
                 f"{single} holds a single item: obs {obs!r}, action {action!r}"
             )
-        distribution, _, extra = model(obs.tensor(device), state, get_value=True)
+        if starts is None:
+            distribution, _, extra = model(obs.tensor(device), state, get_value=True)
+        else:
+            distribution, _, extra = model.forward_sequences(
+                obs.tensor(device), state, starts.to(device), get_value=True
+            )
         taken = self._action_tensor(action, device)
         # A wrong shape would broadcast silently (e.g. [batch] against [batch, 1] gives a
         # [batch, batch] log-prob), so compare with the shape of the policy's own actions.
@@ -354,7 +365,8 @@ def load_weights(model: torch.nn.Module, state_dict: Any, source: object) -> Non
 
 
 class DAgent(Agent):
-    """Categorical actions (Discrete, MultiDiscrete); deterministic acting takes the argmax."""
+    """Categorical actions (Discrete, MultiDiscrete) and yes/no ones (MultiBinary);
+    deterministic acting takes the most likely."""
 
     field = "discrete"
 
@@ -426,10 +438,15 @@ class RandomAgent(Agent):
 
     def __init__(self, action_space: gym.Space, seed: int | None = None) -> None:
         if not isinstance(
-            action_space, gym.spaces.Discrete | gym.spaces.MultiDiscrete | gym.spaces.Box
+            action_space,
+            gym.spaces.Discrete
+            | gym.spaces.MultiDiscrete
+            | gym.spaces.MultiBinary
+            | gym.spaces.Box,
         ):
             raise TypeError(
-                f"RandomAgent supports Discrete, MultiDiscrete and Box, got {action_space}"
+                f"RandomAgent supports Discrete, MultiDiscrete, MultiBinary and Box, got "
+                f"{action_space}"
             )
         if isinstance(action_space, gym.spaces.Box) and not action_space.is_bounded("both"):
             raise ValueError(
@@ -473,6 +490,9 @@ class RandomAgent(Agent):
         elif isinstance(space, gym.spaces.MultiDiscrete):
             values = self.rng.integers(0, space.nvec, size=(size, *space.nvec.shape)) + space.start
             logprob = np.full(size, -np.log(space.nvec).sum(), dtype=np.float32)
+        elif isinstance(space, gym.spaces.MultiBinary):
+            values = self.rng.integers(0, 2, size=(size, *space.shape))
+            logprob = np.full(size, -np.log(2.0) * np.prod(space.shape), dtype=np.float32)
         else:
             assert isinstance(space, gym.spaces.Box)
             low, high = space.low.reshape(-1), space.high.reshape(-1)

@@ -388,6 +388,13 @@ class MemoryRecord:
     bootstrap_value: np.ndarray  # [agents, steps]
     last_value: np.ndarray  # [agents]
     agent_names: list[str] = field(default_factory=list)
+    #: Recurrent policies: ``episode_start[a, t]`` is True where row ``a``'s state was
+    #: reset before step ``t`` (its episode began, or it was absent the step before)...
+    episode_start: np.ndarray | None = None  # [agents, steps] bool
+    #: ...and ``initial_state[k][a, j]`` is part ``k`` of row ``a``'s state at step
+    #: ``j * state_every``, the state that step started from. Empty for feed-forward ones.
+    initial_state: tuple[np.ndarray, ...] = ()  # each [agents, steps // state_every, ...]
+    state_every: int = 1
 
     @property
     def shape(self) -> tuple[int, int]:

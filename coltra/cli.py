@@ -772,11 +772,18 @@ def _export(args: argparse.Namespace) -> int:
     written = export_group(saved.group, args.out, args.format, args.policy)
     print(f"exported {saved.which} as {args.format}:")
     for policy, path in written.items():
+        agent = saved.group.policies[policy]
         inputs = ", ".join(
             f"{name} {['batch', *shape]} {dtype}"
-            for name, (shape, dtype) in policy_inputs(saved.group.policies[policy]).items()
+            for name, (shape, dtype) in policy_inputs(agent).items()
         )
-        print(f"  {policy}: {path} (inputs: {inputs}; output: action)")
+        memory = len(agent.get_initial_state(1))
+        if memory:  # a recurrent policy: its state in and out, zeros at an episode's start
+            size = agent.get_initial_state(1)[0].shape[-1]
+            inputs += f", memory_0..{memory - 1} ['batch', {size}] float32"
+            print(f"  {policy}: {path} (inputs: {inputs}; outputs: action, next_memory_0..)")
+        else:
+            print(f"  {policy}: {path} (inputs: {inputs}; output: action)")
     return EXIT_OK
 
 

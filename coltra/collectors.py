@@ -23,13 +23,14 @@ from __future__ import annotations
 import time
 import weakref
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
 from coltra.agents import Agent
 from coltra.buffers import Action, MemoryRecord, Observation, to_numpy
+from coltra.carried_states import CarriedStates
 from coltra.checks import (
     NonFinite,
     NonFiniteError,
@@ -46,6 +47,7 @@ from coltra.envs.vector import SubprocVecEnv, VecEnv
 from coltra.envs.vector.base import autoreset
 from coltra.episodes import EpisodeTracker, FinishedEpisodes
 from coltra.groups import MacroAgent
+from coltra.models.base import State
 from coltra.overlap import PartSteps, can_overlap
 from coltra.timing import PhaseTimes
 
@@ -76,9 +78,21 @@ class _PolicyStorage:
     truncated: np.ndarray
     mask: np.ndarray
     bootstrap_value: np.ndarray
+    # Recurrent policies: [steps, agents] reset flags, and each state part at every
+    # ``state_every``-th step, [steps // state_every, agents, ...]; None / [] otherwise.
+    starts: np.ndarray | None = None
+    state: list[np.ndarray] = field(default_factory=list)
+    state_every: int = 1
 
     @classmethod
-    def allocate(cls, steps: int, obs: Observation, action: np.ndarray) -> _PolicyStorage:
+    def allocate(
+        cls,
+        steps: int,
+        obs: Observation,
+        action: np.ndarray,
+        state: State = (),
+        state_every: int = 1,
+    ) -> _PolicyStorage:
         agents = obs.batch_size
 
         def zeros(dtype: type = np.float32) -> np.ndarray:
@@ -97,7 +111,22 @@ class _PolicyStorage:
             truncated=zeros(bool),
             mask=zeros(bool),
             bootstrap_value=zeros(),
+            starts=zeros(bool) if state else None,
+            state=[
+                np.zeros((-(-steps // state_every), *part.shape), dtype=np.float32)
+                for part in state
+            ],
+            state_every=state_every,
         )
+
+    def record_state(self, t: int, state: State, starts: np.ndarray) -> None:
+        """A recurrent policy's state before step ``t`` (kept every ``state_every`` steps)
+        and which rows were reset just before it."""
+        assert self.starts is not None
+        self.starts[t] = starts
+        if t % self.state_every == 0:
+            for stored, part in zip(self.state, state):
+                stored[t // self.state_every] = part.cpu().numpy()
 
     def record(self, field_name: str, last_value: np.ndarray, names: list[str]) -> MemoryRecord:
         """The rollout as ``[agents, steps, ...]`` arrays."""
@@ -117,6 +146,9 @@ class _PolicyStorage:
             bootstrap_value=agent_major(self.bootstrap_value),
             last_value=last_value.astype(np.float32),
             agent_names=names,
+            episode_start=None if self.starts is None else agent_major(self.starts),
+            initial_state=tuple(agent_major(part) for part in self.state),
+            state_every=self.state_every,
         )
 
 
@@ -135,6 +167,7 @@ class CrowdCollector:
         seed: int | None = None,
         on_nonfinite: NonFiniteMode = "raise",
         overlap: bool = True,
+        state_every: int | Mapping[str, int] = 1,
     ) -> None:
         if on_nonfinite not in ("raise", "drop"):
             raise ValueError(f"on_nonfinite must be 'raise' or 'drop', got {on_nonfinite!r}")
@@ -144,6 +177,10 @@ class CrowdCollector:
         #: workers of two or more copies); False: lock-step everywhere.
         self.overlap = overlap
         self.seed = seed
+        #: Recurrent policies: keep their state every this many steps (per policy, or one
+        #: number for all), the start of each training sequence (``ppo.sequence_length``).
+        self.state_every = state_every
+        self._states: CarriedStates | None = None
         self.on_nonfinite: NonFiniteMode = on_nonfinite
         self.episodes = EpisodeTracker(len(getattr(env, "agent_names", ())))
         self.finished = FinishedEpisodes.none()
@@ -187,8 +224,13 @@ class CrowdCollector:
         layout = env.layout
         storages: dict[str, _PolicyStorage] = {}
         env_metrics: dict[str, list[np.ndarray]] = {}
+        if self._states is None:
+            self._states = CarriedStates(group, plans)
+        states = self._states
         parts = None
-        if self.overlap and can_overlap(env):
+        # Recurrent policies collect lock-step: a part's next forward pass would need its
+        # states reset before the collector has seen the step.
+        if self.overlap and can_overlap(env) and not states:
             assert isinstance(env, SubprocVecEnv)
             parts = PartSteps(group, env, plans, deterministic)
 
@@ -197,7 +239,9 @@ class CrowdCollector:
             views = policy_views(batch.obs, plans)
             acted = batch.active
             if parts is None:
-                outputs = group.act_policies(views, deterministic, get_value=True)
+                outputs = group.act_policies(
+                    views, deterministic, get_value=True, states=states.states or None
+                )
                 before_env = clock()
                 actions = join_policy_actions(outputs, plans, len(names))
                 next_batch = step_env(env, actions)
@@ -223,9 +267,15 @@ class CrowdCollector:
                 rows = plan.selector
                 if policy not in storages:
                     storages[policy] = _PolicyStorage.allocate(
-                        num_steps, views[policy], action[plan.action_field]
+                        num_steps,
+                        views[policy],
+                        action[plan.action_field],
+                        states.states.get(policy, ()),
+                        self._state_every(policy),
                     )
                 store = storages[policy]
+                if policy in states.states:
+                    store.record_state(t, states.states[policy], states.starts[policy])
                 for name, value in views[policy].items():
                     store.obs[name][t] = to_numpy(value)
                 store.action[t] = action[plan.action_field]
@@ -236,9 +286,13 @@ class CrowdCollector:
                 store.truncated[t] = next_batch.truncated[rows]
                 store.mask[t] = acted[rows]
                 if any_truncated:
-                    self._bootstrap_truncated(policy, plan, store, t, next_batch, acted)
+                    self._bootstrap_truncated(
+                        policy, plan, store, t, next_batch, acted, outputs[policy][1]
+                    )
                 if spoiled is not None:
                     self._drop(store, t, spoiled[rows])
+            if states:
+                states.advance(outputs, next_batch.done, acted)
             batch = next_batch
 
         self._batch = batch
@@ -249,7 +303,7 @@ class CrowdCollector:
         records = {
             policy: storages[policy].record(
                 plan.action_field,
-                self._values(policy, last_views[policy]),
+                self._values(policy, last_views[policy], states.states.get(policy, ())),
                 [names[row] for row in plan.rows],
             )
             for policy, plan in plans.items()
@@ -311,20 +365,27 @@ class CrowdCollector:
         t: int,
         step: StepBatch,
         acted: np.ndarray,
+        state: State,
     ) -> None:
         """Time limit, not task end: store V(final obs) of ``policy``'s rows truncated at
-        step ``t``, to bootstrap from (Pardo et al. 2018)."""
+        step ``t``, to bootstrap from (Pardo et al. 2018); a recurrent policy's from the
+        state its step returned (``state``, ``[policy rows, ...]``)."""
         rows = plan.rows
         truncated_rows = np.flatnonzero(step.truncated[rows] & acted[rows])
         if len(truncated_rows):
             final_obs = step.final_obs if step.final_obs is not None else step.obs
             final = block_view(final_obs[rows[truncated_rows]], plan.block)
-            store.bootstrap_value[t, truncated_rows] = self._values(policy, final)
+            final_state = tuple(part[truncated_rows] for part in state)
+            store.bootstrap_value[t, truncated_rows] = self._values(policy, final, final_state)
 
-    def _values(self, policy: str, obs: Observation) -> np.ndarray:
+    def _state_every(self, policy: str) -> int:
+        every = self.state_every
+        return int(every if isinstance(every, int) else every.get(policy, 1))
+
+    def _values(self, policy: str, obs: Observation, state: State = ()) -> np.ndarray:
         started = time.perf_counter()
         with torch.inference_mode():
-            values = self.group.policies[policy].value(obs).cpu().numpy()
+            values = self.group.policies[policy].value(obs, state).cpu().numpy()
         self._forward_s += time.perf_counter() - started
         return values
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from coltra.carried_states import CarriedStates
 from coltra.checks import NonFiniteError, check_legal_actions, find_nonfinite, nonfinite_message
 from coltra.collectors import join_policy_actions, plan_policies, policy_views, step_env
 from coltra.envs.base import MultiAgentEnv, StepBatch
@@ -126,11 +127,16 @@ def evaluate_episodes(
     returns: list[list[float]] = [[] for _ in range(rows)]
     lengths: list[list[int]] = [[] for _ in range(rows)]
     done_count = np.zeros(rows, dtype=np.int64)
+    states = CarriedStates(agents, plans)  # recurrent policies' memory, reset per episode
     for step in range(1, max_steps + 1):
-        outputs = agents.act_policies(policy_views(batch.obs, plans), deterministic=deterministic)
+        outputs = agents.act_policies(
+            policy_views(batch.obs, plans), deterministic=deterministic, states=states.states
+        )
         acted = batch.active
         batch = step_env(env, join_policy_actions(outputs, plans, rows))
         batch = _checked(batch, acted, names, step, env.layout)
+        if states:
+            states.advance(outputs, batch.done, acted)
         tracker.step(batch.reward, acted, batch.done)
         finished = tracker.drain()
         for row, value, length in zip(finished.rows, finished.returns, finished.lengths):

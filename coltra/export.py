@@ -14,7 +14,9 @@ What is exported is the deterministic policy, observation in, the env's action o
   for Discrete (its ``start`` added), ``[batch, dims]`` for MultiDiscrete, float32
   ``[batch, dims]`` for Box, clipped to the bounds as Coltra's env adapters clip it.
 
-Recurrent models, once they exist, would add their state as an input and an output. Models
+A recurrent policy (``model.recurrent``) also takes its state, ``memory_0``, ``memory_1``...
+(each float32 ``[batch, recurrent_size]``, zeros at an episode's start) and returns the next
+one as ``next_memory_0``... after ``action``: feed each step's outputs back in. Models
 that cannot be traced (Python control flow on tensor values, unsupported ops) are an
 :class:`ExportError` naming the policy and the tracer's complaint.
 """
@@ -77,6 +79,7 @@ class DeterministicPolicy(nn.Module):
         # A copy: exporting moves it to the CPU and must not move a model still training.
         self.model = copy.deepcopy(agent.model)
         self.fields = list(policy_inputs(agent))
+        self.memory = [f"memory_{k}" for k in range(len(agent.model.get_initial_state(1)))]
         space = agent.model.action_space
         start = getattr(space, "start", 0) if agent.model.discrete else 0
         if isinstance(space, gym.spaces.Box):
@@ -91,15 +94,23 @@ class DeterministicPolicy(nn.Module):
         self.register_buffer("low", torch.as_tensor(low, dtype=torch.float32))
         self.register_buffer("high", torch.as_tensor(high, dtype=torch.float32))
 
-    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+    @property
+    def output_names(self) -> list[str]:
+        return ["action", *(f"next_{name}" for name in self.memory)]
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
         # trusted: the checks compare shapes, which are tensors while tracing
-        obs = Observation._trusted_from(dict(zip(self.fields, inputs)))
-        distribution, _, _ = self.model(obs)
+        fields = len(self.fields)
+        obs = Observation._trusted_from(dict(zip(self.fields, inputs[:fields])))
+        distribution, state, _ = self.model(obs, tuple(inputs[fields:]))
         action = distribution_mode(distribution)
         if self.discrete:
-            return action.long() + self.start
-        # detach: a traced file's output would otherwise require grad (no .numpy())
-        return torch.maximum(torch.minimum(action, self.high), self.low).detach()
+            action = action.long() + self.start
+        else:  # detach: a traced file's output would otherwise require grad (no .numpy())
+            action = torch.maximum(torch.minimum(action, self.high), self.low).detach()
+        if not self.memory:
+            return action
+        return (action, *(part.detach() for part in state))
 
 
 def export_policy(agent: Agent, path: str | Path, fmt: str, name: str = "policy") -> Path:
@@ -122,13 +133,14 @@ def export_policy(agent: Agent, path: str | Path, fmt: str, name: str = "policy"
                 traced.save(str(target))
             else:
                 batch = {0: "batch"}
+                names = [*policy.fields, *policy.memory, *policy.output_names]
                 torch.onnx.export(
                     policy,
                     example,
                     str(target),
-                    input_names=policy.fields,
-                    output_names=["action"],
-                    dynamic_axes={**{field: batch for field in policy.fields}, "action": batch},
+                    input_names=[*policy.fields, *policy.memory],
+                    output_names=policy.output_names,
+                    dynamic_axes={name: batch for name in names},
                     opset_version=OPSET,
                     dynamo=False,
                 )
@@ -170,7 +182,8 @@ def _example_inputs(agent: Agent) -> tuple[torch.Tensor, ...]:
         if name == AGENT_ID_FIELD:
             value[:, 0] = 1
         inputs.append(torch.as_tensor(value))
-    return tuple(inputs)
+    assert agent.model is not None
+    return (*inputs, *(part.cpu() for part in agent.model.get_initial_state(2)))
 
 
 def _require(*modules: str) -> None:

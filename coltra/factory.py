@@ -25,7 +25,7 @@ from coltra.checkpoints import copy_agent_weights, weights_mismatch
 from coltra.configs import ConfigError, EnvConfig, ModelConfig, RunConfig, WrapperConfig
 from coltra.envs import MultiAgentEnv, MultiGymEnv, PettingZooEnv, make_vec_env, registry
 from coltra.envs.blocks import Block
-from coltra.envs.probe_envs import MASK_PROBE_ENVS, PROBE_ENVS, TEAM_PROBE_ENVS
+from coltra.envs.probe_envs import ALL_PROBE_ENVS
 from coltra.groups import (
     HomogeneousGroup,
     MacroAgent,
@@ -181,7 +181,7 @@ def make_env(env_cfg: EnvConfig, seed: int | None = None) -> MultiAgentEnv:
         if vec_kwargs["backend"] is None:
             vec_kwargs["backend"] = "inprocess"
         return _build(env_cfg, None, env_fn=copy, **vec_kwargs)
-    probes: dict[str, type[MultiAgentEnv]] = {**PROBE_ENVS, **TEAM_PROBE_ENVS, **MASK_PROBE_ENVS}
+    probes = ALL_PROBE_ENVS
     if env_cfg.env_name not in probes:
         raise ConfigError(
             f"unknown probe env {env_cfg.env_name!r}; expected one of {sorted(probes)}",
@@ -349,17 +349,19 @@ def make_agents(model_cfg: ModelConfig, env: MultiAgentEnv) -> HomogeneousGroup:
 
 
 def make_agent(model_cfg: ModelConfig, block: Block) -> Agent:
-    """An agent for ``block``'s agents: a ``DAgent`` for Discrete and MultiDiscrete actions,
+    """An agent for ``block``'s agents: a ``DAgent`` for Discrete, MultiDiscrete and
+    MultiBinary actions,
     a ``CAgent`` for Box actions, on the model ``model_cfg`` names, sized from its spaces."""
     space = block.action_space
     agent_class: type[Agent]
-    if isinstance(space, gym.spaces.Discrete | gym.spaces.MultiDiscrete):
+    if isinstance(space, gym.spaces.Discrete | gym.spaces.MultiDiscrete | gym.spaces.MultiBinary):
         agent_class = DAgent
     elif isinstance(space, gym.spaces.Box):
         agent_class = CAgent
     else:
         raise ConfigError(
-            f"no agent for the action space {space}; expected Discrete, MultiDiscrete or Box",
+            f"no agent for the action space {space}; expected Discrete, MultiDiscrete, "
+            "MultiBinary or Box",
             key="env",
         )
     model = build_model(model_cfg, block.observation_space, block.action_space)
@@ -387,7 +389,7 @@ def eval_env_config(env_cfg: EnvConfig, env: MultiAgentEnv, episodes: int) -> En
 def _check_gym_id(env_name: str) -> None:
     """Refuse an unknown Gymnasium id before any env copy (or worker) is started. An id
     ``module:EnvId`` makes Gymnasium import ``module``: allowed modules only."""
-    module, sep, _ = env_name.partition(":")
+    module, sep, env_id = env_name.partition(":")
     if sep:
         try:
             registry.import_allowed(module)
@@ -396,7 +398,7 @@ def _check_gym_id(env_name: str) -> None:
         except ImportError as exc:
             raise ConfigError(f"cannot import {module!r}: {exc}", key="env.env_name") from None
     try:
-        gym.spec(env_name)
+        gym.spec(env_id if sep else env_name)  # gym.make imports the module, gym.spec does not
     except gym.error.Error as exc:
         raise ConfigError(
             f"unknown Gymnasium env id {env_name!r}: {exc}", key="env.env_name"

@@ -31,6 +31,7 @@ from coltra.buffers import Action, MemoryRecord, Observation
 from coltra.configs import ConfigError, PPOConfig, policy_ppo
 from coltra.groups import MacroAgent
 from coltra.reward_scaling import ReturnScaler
+from coltra.sequences import SequenceMinibatches, sequences_per_minibatch
 from coltra.timing import PhaseTimes
 
 __all__ = ["CrowdPPOptimizer", "LossTerm", "Minibatch", "PPOLoss", "minibatch_size", "ppo_loss"]
@@ -335,7 +336,6 @@ class CrowdPPOptimizer:
                 batch_advantages = normalized(batch_advantages)  # once, over the policy's batch
             batch_returns = torch.as_tensor(flat(returns), device=device)
             batch_size = len(valid)
-            size = minibatch_size(cfg, batch_size)
             # With value_norm the value head predicts normalised returns (MAPPO's ValueNorm):
             # the loss compares the head's output with normalised targets. The old values
             # are normalised with the statistics they were computed with (giving back the
@@ -349,14 +349,30 @@ class CrowdPPOptimizer:
                 value_norm.update(batch_returns)
                 target_returns = value_norm.normalize(batch_returns)
 
-            # 3. Epochs of shuffled minibatches of the clipped PPO loss.
+            # 3. Epochs of shuffled minibatches of the clipped PPO loss: of samples, or for
+            # a recurrent policy of whole sequences (backpropagation through time), whose
+            # trained steps are then the minibatch's samples.
+            sequences = (
+                SequenceMinibatches(record, cfg.sequence_length, device)
+                if model is not None and model.recurrent
+                else None
+            )
+            if sequences is None:
+                units, size = batch_size, minibatch_size(cfg, batch_size)
+            else:
+                units = len(sequences)
+                size = sequences_per_minibatch(cfg, units)
             sums: dict[str, float] = {}
             updates, epochs_done, stopped_early = 0, 0, False
             for _ in range(cfg.epochs):
-                order = torch.as_tensor(self.rng.permutation(batch_size), device=device)
-                for start in range(0, batch_size - size + 1, size):
-                    index = order[start : start + size]
-                    logprob, value, entropy = agent.evaluate(obs[index], actions[index])
+                order = torch.as_tensor(self.rng.permutation(units), device=device)
+                for start in range(0, units - size + 1, size):
+                    if sequences is None:
+                        index = order[start : start + size]
+                        logprob, value, entropy = agent.evaluate(obs[index], actions[index])
+                    else:
+                        chosen = order[start : start + size]
+                        index, logprob, value, entropy = sequences.evaluate(agent, chosen)
                     loss = ppo_loss(
                         logprob,
                         old_logprob[index],

@@ -277,6 +277,10 @@ class PPOCrowdTrainer:
             seed=seed,
             on_nonfinite=self.config.trainer.on_nonfinite,
             overlap=env_cfg is not None and env_cfg.overlap,
+            # Recurrent policies keep their state where each training sequence starts.
+            state_every={
+                policy: cfg.sequence_length for policy, cfg in self.optimizer.configs.items()
+            },
         )
 
     # ------------------------------------------------------------------ training

@@ -229,8 +229,16 @@ def test_random_agent_is_seeded_and_within_the_space(cartpole: Env, pendulum: En
 def test_random_agent_refuses_unbounded_boxes() -> None:
     with pytest.raises(ValueError, match="finite Box bounds"):
         RandomAgent(gym.spaces.Box(-np.inf, np.inf, (2,)))
-    with pytest.raises(TypeError, match="MultiBinary"):
-        RandomAgent(gym.spaces.MultiBinary(2))
+    with pytest.raises(TypeError, match="Discrete, MultiDiscrete, MultiBinary and Box, got Tuple"):
+        RandomAgent(gym.spaces.Tuple([gym.spaces.Discrete(2)]))
+
+
+def test_random_agent_with_multibinary_actions() -> None:
+    agent = RandomAgent(gym.spaces.MultiBinary(3), seed=0)
+    action, _, extra = agent.act(Observation(vector=np.zeros((500, 1), np.float32)))
+    assert action.discrete.shape == (500, 3) and set(np.unique(action.discrete)) == {0, 1}
+    assert abs(action.discrete.mean() - 0.5) < 0.05
+    np.testing.assert_allclose(extra["logprob"], 3 * np.log(0.5), rtol=1e-6)
 
 
 def test_constant_agent(cartpole: Env) -> None:

@@ -68,6 +68,8 @@ def test_defaults_are_the_documented_ones() -> None:
         "value_norm": False,
         "share_actor": True,
         "share_critic": True,
+        "recurrent": "none",
+        "recurrent_size": 64,
     }
     assert config.ppo.to_dict() == {
         "lr": 2.5e-4,
@@ -76,6 +78,7 @@ def test_defaults_are_the_documented_ones() -> None:
         "epochs": 4,
         "num_minibatches": 4,
         "minibatch_size": None,
+        "sequence_length": 32,
         "clip_coef": 0.2,
         "clip_vloss": True,
         "vf_coef": 0.5,
@@ -209,9 +212,10 @@ def test_update_errors_name_the_full_key() -> None:
 
 
 PPO_KEYS = (
-    "lr, gamma, gae_lambda, epochs, num_minibatches, minibatch_size, clip_coef, clip_vloss, "
-    "vf_coef, value_loss, huber_delta, ent_coef, ent_coef_final, max_grad_norm, target_kl, "
-    "norm_adv, norm_adv_over, reward_scaling, anneal_lr, anneal_iterations, adam_eps, seed"
+    "lr, gamma, gae_lambda, epochs, num_minibatches, minibatch_size, sequence_length, "
+    "clip_coef, clip_vloss, vf_coef, value_loss, huber_delta, ent_coef, ent_coef_final, "
+    "max_grad_norm, target_kl, norm_adv, norm_adv_over, reward_scaling, anneal_lr, "
+    "anneal_iterations, adam_eps, seed"
 )
 
 

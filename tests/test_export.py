@@ -215,3 +215,47 @@ def _tiny_run(tmp_path: Path) -> Path:
     if not run.exists():
         trained(tmp_path, GYM_CONFIG, iterations=1)
     return run
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_a_recurrent_policy_takes_and_returns_its_memory(
+    tmp_path: Path, kind: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 17: the exported file steps like Coltra's agent when each step's memory
+    outputs are fed back in (zeros at the start)."""
+    run = trained(tmp_path, GYM_CONFIG, f"model.recurrent={kind}", "model.recurrent_size=8")
+    capsys.readouterr()
+    assert main(["export", str(run), "-o", str(tmp_path / "policy.onnx")]) == 0
+    parts = 4 if kind == "lstm" else 2
+    assert (
+        f"(inputs: vector ['batch', 4] float32, memory_0..{parts - 1} ['batch', 8] float32; "
+        "outputs: action, next_memory_0..)" in capsys.readouterr().out
+    )
+    assert main(["export", str(run), "--format", "torchscript", "-o", str(tmp_path / "p.pt")]) == 0
+    saved = find_saved_group(run)
+    assert saved.config is not None
+    agent = saved.group.policies["crowd"]
+    obs = observations(saved.group, "crowd", saved.config, steps=5)["vector"]  # [40, 4]
+    steps = obs.reshape(5, 8, 4)  # five steps of eight rows
+    session = onnxruntime.InferenceSession(
+        str(tmp_path / "policy.onnx"), providers=["CPUExecutionProvider"]
+    )
+    assert [item.name for item in session.get_inputs()] == [
+        "vector",
+        *(f"memory_{k}" for k in range(parts)),
+    ]
+    scripted = torch.jit.load(str(tmp_path / "p.pt"))
+    from coltra.buffers import Observation
+
+    state = agent.get_initial_state(8)
+    memory = [part.numpy() for part in state]
+    script_memory = list(state)
+    for t in range(5):
+        action, state, _ = agent.act(Observation(vector=steps[t]), state, deterministic=True)
+        feed = {"vector": steps[t], **{f"memory_{k}": m for k, m in enumerate(memory)}}
+        from_onnx, *memory = session.run(None, feed)
+        np.testing.assert_array_equal(from_onnx, action["discrete"])
+        for mine, theirs in zip(state, memory):
+            np.testing.assert_allclose(theirs, mine.numpy(), atol=1e-5)
+        from_script, *script_memory = scripted(torch.as_tensor(steps[t]), *script_memory)
+        np.testing.assert_array_equal(from_script.numpy(), action["discrete"])

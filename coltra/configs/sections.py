@@ -236,6 +236,15 @@ class MLPConfig(ModelConfig):
         description="One value network for all the policy's agents; false = one per agent, "
         "picked by the 'agent_id' field (env.agent_ids).",
     )
+    recurrent: Literal["none", "lstm", "gru"] = Field(
+        "none",
+        description="A recurrent core after the hidden layers of each network (LSTM or GRU), "
+        "carrying memory between steps and trained through time (ppo.sequence_length); none = "
+        "feed-forward.",
+    )
+    recurrent_size: PositiveInt = Field(
+        64, description="Units of each recurrent core's state (Coltra's choice; SB3: 256)."
+    )
 
 
 register_model_config(DEFAULT_MODEL, MLPConfig)
@@ -263,6 +272,12 @@ class PPOConfig(Config):
     )
     minibatch_size: PositiveInt | None = Field(
         None, description="Samples per minibatch; when set, overrides num_minibatches."
+    )
+    sequence_length: PositiveInt = Field(
+        32,
+        description="Steps per training sequence of a recurrent policy: each agent's rollout "
+        "is cut into pieces this long, minibatches are whole pieces (Coltra's choice; "
+        "feed-forward policies ignore it).",
     )
     clip_coef: Float = Field(
         0.2,

@@ -12,6 +12,7 @@ array operation, and vectorise like any other env.
 | ObsActionRewardEnv | random sign s | 1 if action matches s else 0 | action 1 for s > 0 |
 | DelayedRewardEnv | one-hot time t | 1 at the last (third) step | V(t) = gamma ** (2 - t) |
 | BusyEnv | [1] | as ActionRewardEnv | the same; each step costs ``step_cost`` s of CPU |
+| MemoryEnv | sign s, then hidden | 1 at the end if action matches s | memory: 1 (no memory: 1/2) |
 
 ``BusyEnv`` ("busy") is for comparing vectorisation backends on an env with a real cost per
 step: every step spends ``step_cost`` seconds of CPU time (default 1 ms) in a busy loop, as a
@@ -43,6 +44,9 @@ agent (``share_actor: false``) earn 1 from the id's choice of network alone.
 legal one (expected reward 4.25 / 7 ~ 0.607). An illegal action raises (``illegal="raise"``,
 an env that enforces legality) or pays -1 (``"penalty"``); with ``masks=False`` the mask is
 hidden, and the best a learner can do is action 1 every time, 0 on average with penalties.
+
+``BitsEnv`` ("bits") has MultiBinary actions: each agent sees random bits and is paid the
+fraction of them its action copies (random: 1/2, correct: 1).
 """
 
 from __future__ import annotations
@@ -58,14 +62,18 @@ from coltra.envs.base import MultiAgentEnv, StepBatch
 from coltra.envs.spaces import ActionCodec, LayoutActions
 
 __all__ = [
+    "ALL_PROBE_ENVS",
     "MASK_PROBE_ENVS",
     "PROBE_ENVS",
+    "SPACE_PROBE_ENVS",
     "TEAM_PROBE_ENVS",
     "ActionRewardEnv",
+    "BitsEnv",
     "BusyEnv",
     "ConstantRewardEnv",
     "DelayedRewardEnv",
     "MaskedActionEnv",
+    "MemoryEnv",
     "ObsActionRewardEnv",
     "ObservedRewardEnv",
     "ProbeEnv",
@@ -362,6 +370,84 @@ class MaskedActionEnv(OneStepEnv):
         return np.where(allowed, self.PAYOFF[chosen], self.PENALTY)
 
 
+class BitsEnv(OneStepEnv):
+    """MultiBinary actions: each agent sees ``bits`` random bits (``vector``, 0 or 1) and is
+    paid the fraction of them its MultiBinary(``bits``) action copies, in one-step episodes.
+    Random actions earn 1/2; a correct learner earns 1."""
+
+    def __init__(self, num_agents: int = 1, *, bits: int = 4) -> None:
+        check_count("num_agents", num_agents)
+        check_count("bits", bits)
+        self.agent_names = [f"agent_{i}" for i in range(num_agents)]
+        self.observation_space = gym.spaces.Box(0.0, 1.0, (bits,), np.float32)
+        self.action_space = gym.spaces.MultiBinary(bits)
+        self._codec = ActionCodec(self.action_space)
+        self._rng = np.random.default_rng()
+        self.bits = np.zeros((num_agents, bits), np.float32)
+
+    def _observe(self) -> Observation:
+        self.bits = self._rng.integers(0, 2, self.bits.shape).astype(np.float32)
+        return self._current_obs()
+
+    def _current_obs(self) -> Observation:
+        return Observation(vector=self.bits.copy())
+
+    def _pay(self, actions: Action) -> np.ndarray:
+        chosen = self._codec.check_batch(actions, self.num_agents)
+        return (chosen == self.bits).mean(1)
+
+
+class MemoryEnv(ProbeEnv):
+    """A random sign s is shown at the first step only, then hidden for ``delay`` steps;
+    the last step pays as ``ObsActionRewardEnv`` does for s, every other step pays 0.
+    Observation ``[cue, query]``: s at the first step (0 after), 1 at the last step. The
+    last observation is the same for both signs, so only memory earns the optimal return 1;
+    a feed-forward policy earns 1/2 (continuous: 3/4 at best, acting 0). ``episode_length``
+    (at least 2), as for the other probes, is another way to say ``delay + 1``."""
+
+    obs_size = 2
+
+    def __init__(
+        self,
+        num_agents: int = 1,
+        *,
+        delay: int = 2,
+        episode_length: int | None = None,
+        truncate: bool = False,
+        continuous: bool = False,
+    ) -> None:
+        if episode_length is not None:
+            if (
+                isinstance(episode_length, bool)
+                or not isinstance(episode_length, int)
+                or episode_length < 2
+            ):
+                raise ValueError(
+                    "episode_length of the memory probe must be a whole number >= 2 (the cue, "
+                    f"then at least one hidden step), got {episode_length!r}"
+                )
+            delay = episode_length - 1
+        check_count("delay", delay)
+        super().__init__(
+            num_agents, episode_length=delay + 1, truncate=truncate, continuous=continuous
+        )
+        self.delay = delay
+        self._cue = np.zeros(num_agents, dtype=np.float32)
+
+    def _observe(self) -> np.ndarray:
+        obs = np.zeros((self.num_agents, self.obs_size), dtype=np.float32)
+        if self._t == 0:
+            self._cue = self._signs()
+            obs[:, 0] = self._cue
+        obs[:, 1] = float(self._t == self.episode_length - 1)
+        return obs
+
+    def _reward(self, obs: np.ndarray, actions: np.ndarray) -> np.ndarray:
+        if self._t != self.episode_length - 1:
+            return np.zeros(self.num_agents, dtype=np.float32)
+        return _match_reward(actions, self._cue, self.continuous)
+
+
 PROBE_ENVS: dict[str, type[ProbeEnv]] = {
     "constant": ConstantRewardEnv,
     "observed": ObservedRewardEnv,
@@ -369,6 +455,7 @@ PROBE_ENVS: dict[str, type[ProbeEnv]] = {
     "obs_action": ObsActionRewardEnv,
     "delayed": DelayedRewardEnv,
     "busy": BusyEnv,
+    "memory": MemoryEnv,
 }
 
 
@@ -532,3 +619,12 @@ TEAM_PROBE_ENVS: dict[str, type[MultiAgentEnv]] = {
 }
 #: The probe of action masks.
 MASK_PROBE_ENVS: dict[str, type[MultiAgentEnv]] = {"masked": MaskedActionEnv}
+#: Probes of other spaces: MultiBinary actions.
+SPACE_PROBE_ENVS: dict[str, type[MultiAgentEnv]] = {"bits": BitsEnv}
+#: Every probe a config can name (``env.kind: probe``).
+ALL_PROBE_ENVS: dict[str, type[MultiAgentEnv]] = {
+    **PROBE_ENVS,
+    **TEAM_PROBE_ENVS,
+    **MASK_PROBE_ENVS,
+    **SPACE_PROBE_ENVS,
+}

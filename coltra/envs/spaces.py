@@ -51,19 +51,21 @@ class ObservationCodec:
     """Encodes raw observations of ``space`` as Observation fields.
 
     Box spaces with 3 dimensions become ``image`` (H x W x C); every other Box, Discrete
-    (one-hot) or MultiBinary becomes a flat ``vector``. A Dict space gives one field per key,
-    each flattened, except a 3-D part, which keeps its shape under its key only when the key
-    is ``image``.
+    (one-hot), MultiDiscrete (one one-hot per part, concatenated) or MultiBinary becomes a
+    flat ``vector``. A Dict space gives one field per key, each flattened, except a 3-D part,
+    which keeps its shape under its key only when the key is ``image``. Tuple parts are named
+    by their index (``0``, ``1``...), and nested Dict and Tuple parts by their path joined
+    with dots (``sensors.0``, ``goal.xy``).
     """
 
     def __init__(self, space: gym.Space, prefix: str = "") -> None:
         self.space = space
         self.prefix = prefix  # a block's "<name>/" in an env with several blocks
         self.fields: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
-        self._parts: list[tuple[str, str | None, gym.Space]] = []
-        if isinstance(space, gym.spaces.Dict):
-            for key, subspace in space.spaces.items():
-                self._add_part(key, key, subspace)
+        self._parts: list[tuple[str, tuple[Any, ...] | None, gym.Space]] = []
+        if isinstance(space, gym.spaces.Dict | gym.spaces.Tuple):
+            for name, path, subspace in _leaves(space):
+                self._add_part(path, name, subspace)
         else:
             self._add_part(None, None, space)
         # A 1-D Box (CartPole's, most vector observations) needs no encoding: ``write``
@@ -72,7 +74,7 @@ class ObservationCodec:
         if isinstance(space, gym.spaces.Box) and len(space.shape) == 1:
             self._plain_field = self._parts[0][0]
 
-    def _add_part(self, key: str | None, name: str | None, space: gym.Space) -> None:
+    def _add_part(self, key: tuple[Any, ...] | None, name: str | None, space: gym.Space) -> None:
         if isinstance(space, gym.spaces.Box):
             if len(space.shape) == 3 and name in (None, "image"):
                 self._register("image", key, space, space.shape, _float_dtype(space.dtype))
@@ -81,19 +83,22 @@ class ObservationCodec:
                 self._register(name or "vector", key, space, (size,), _float_dtype(space.dtype))
         elif isinstance(space, gym.spaces.Discrete):
             self._register(name or "vector", key, space, (int(space.n),), np.dtype(np.float32))
+        elif isinstance(space, gym.spaces.MultiDiscrete):
+            size = int(space.nvec.sum())
+            self._register(name or "vector", key, space, (size,), np.dtype(np.float32))
         elif isinstance(space, gym.spaces.MultiBinary):
             size = int(np.prod(space.shape))
             self._register(name or "vector", key, space, (size,), np.dtype(np.float32))
         else:
             raise TypeError(
                 f"observation space {space} is not supported; expected Box, Discrete, "
-                "MultiBinary or a Dict of those"
+                "MultiDiscrete, MultiBinary, or a Dict or Tuple of those"
             )
 
     def _register(
         self,
         field: str,
-        key: str | None,
+        key: tuple[Any, ...] | None,
         space: gym.Space,
         shape: tuple[int, ...],
         dtype: np.dtype,
@@ -108,12 +113,18 @@ class ObservationCodec:
             onehot = np.zeros(shape, dtype=dtype)
             onehot[int(raw) - int(space.start)] = 1.0
             return onehot
+        if isinstance(space, gym.spaces.MultiDiscrete):
+            onehot = np.zeros(shape, dtype=dtype)
+            values = np.asarray(raw).reshape(-1) - space.start.reshape(-1)
+            offsets = np.concatenate([[0], np.cumsum(space.nvec.reshape(-1))[:-1]])
+            onehot[offsets + values] = 1.0
+            return onehot
         return np.asarray(raw, dtype=dtype).reshape(shape)
 
     def encode(self, raw: Any) -> dict[str, np.ndarray]:
         """Fields of one observation."""
         return {
-            field: self._encode_part(field, space, raw if key is None else raw[key])
+            field: self._encode_part(field, space, _part(raw, key))
             for field, key, space in self._parts
         }
 
@@ -130,7 +141,7 @@ class ObservationCodec:
             buffers[self._plain_field][row] = raw
             return
         for field, key, space in self._parts:
-            buffers[field][row] = self._encode_part(field, space, raw if key is None else raw[key])
+            buffers[field][row] = self._encode_part(field, space, _part(raw, key))
 
     def write_rows(
         self, buffers: Mapping[str, np.ndarray], rows: slice | np.ndarray, raws: Sequence[Any]
@@ -151,11 +162,13 @@ class ObservationCodec:
         (one-hot parts, ragged or odd shapes: there it fails or broadcasts as it always did)."""
         stacked: dict[str, np.ndarray] = {}
         for field, key, space in self._parts:
-            if isinstance(space, gym.spaces.Discrete):
+            if isinstance(space, gym.spaces.Discrete | gym.spaces.MultiDiscrete):
                 return None
             shape, dtype = self.fields[field]
             try:
-                value = np.asarray(raws if key is None else [raw[key] for raw in raws], dtype=dtype)
+                value = np.asarray(
+                    raws if key is None else [_part(raw, key) for raw in raws], dtype=dtype
+                )
                 # ``write`` copies a plain row as it is (broadcast, never flattened).
                 if field == self._plain_field and value.shape[1:] != shape:
                     return None
@@ -169,6 +182,31 @@ class ObservationCodec:
         for row, raw in enumerate(raws):
             self.write(buffers, row, raw)
         return Observation(**buffers)
+
+
+def _leaves(
+    space: gym.spaces.Dict | gym.spaces.Tuple,
+) -> list[tuple[str, tuple[Any, ...], gym.Space]]:
+    """The non-container parts of a Dict or Tuple space, nested ones included: (field name,
+    path of keys or indices from the top, space), in the space's order."""
+    items = space.spaces.items() if isinstance(space, gym.spaces.Dict) else enumerate(space.spaces)
+    leaves = []
+    for key, subspace in items:
+        if isinstance(subspace, gym.spaces.Dict | gym.spaces.Tuple):
+            for name, path, leaf in _leaves(subspace):
+                leaves.append((f"{key}.{name}", (key, *path), leaf))
+        else:
+            leaves.append((str(key), (key,), subspace))
+    return leaves
+
+
+def _part(raw: Any, path: tuple[Any, ...] | None) -> Any:
+    """The part of a raw observation at ``path`` (None: the whole of it)."""
+    if path is None:
+        return raw
+    for key in path:
+        raw = raw[key]
+    return raw
 
 
 class ActionCodec:

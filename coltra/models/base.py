@@ -41,6 +41,9 @@ class BaseModel(nn.Module):
     discrete: bool
     observation_space: gym.Space | None
     action_space: gym.Space | None
+    #: True when the model carries a state between steps (``get_initial_state`` is not
+    #: empty); PPO then trains it on sequences (:meth:`forward_sequences`).
+    recurrent: bool = False
 
     def forward(
         self, obs: Observation, state: State = (), get_value: bool = False
@@ -49,6 +52,17 @@ class BaseModel(nn.Module):
 
     def value(self, obs: Observation, state: State = ()) -> torch.Tensor:
         raise NotImplementedError
+
+    def forward_sequences(
+        self, obs: Observation, state: State, starts: torch.Tensor, get_value: bool = True
+    ) -> tuple[Distribution, State, dict[str, torch.Tensor]]:
+        """``forward`` over training sequences: ``obs`` holds ``[sequences * length]`` rows,
+        sequence-major; ``state`` is each sequence's state at its first step (``[sequences,
+        ...]`` per part) and ``starts`` ``[sequences, length]`` flags the steps before which
+        the state was reset (an episode began). A feed-forward model ignores both."""
+        if self.recurrent:
+            raise NotImplementedError(f"{type(self).__name__} must implement forward_sequences")
+        return self(obs, (), get_value)
 
     def value_normalizer(self) -> RunningMeanStd | None:
         """The running statistics the value network's targets are normalised with
@@ -119,7 +133,8 @@ class BaseModel(nn.Module):
 
 
 def space_to_dict(space: gym.Space | None) -> dict[str, Any] | None:
-    """A JSON-safe description of a space (Box, Discrete, MultiDiscrete, MultiBinary, Dict)."""
+    """A JSON-safe description of a space (Box, Discrete, MultiDiscrete, MultiBinary, Dict,
+    Tuple)."""
     if space is None:
         return None
     if isinstance(space, gym.spaces.Box):
@@ -133,14 +148,24 @@ def space_to_dict(space: gym.Space | None) -> dict[str, Any] | None:
     if isinstance(space, gym.spaces.Discrete):
         return {"type": "Discrete", "n": int(space.n), "start": int(space.start)}
     if isinstance(space, gym.spaces.MultiDiscrete):
-        return {"type": "MultiDiscrete", "nvec": space.nvec.tolist()}
+        return {
+            "type": "MultiDiscrete",
+            "nvec": space.nvec.tolist(),
+            "start": np.asarray(space.start).tolist(),
+        }
     if isinstance(space, gym.spaces.MultiBinary):
-        return {"type": "MultiBinary", "n": list(space.shape)}
+        n = space.n  # an int, or a shape: MultiBinary(4) != MultiBinary((4,)) in Gymnasium
+        return {
+            "type": "MultiBinary",
+            "n": int(n) if isinstance(n, int | np.integer) else [int(k) for k in n],
+        }
     if isinstance(space, gym.spaces.Dict):
         return {
             "type": "Dict",
             "spaces": {key: space_to_dict(sub) for key, sub in space.spaces.items()},
         }
+    if isinstance(space, gym.spaces.Tuple):
+        return {"type": "Tuple", "spaces": [space_to_dict(sub) for sub in space.spaces]}
     raise TypeError(f"cannot describe space {space} for a checkpoint")
 
 
@@ -160,12 +185,16 @@ def space_from_dict(data: dict[str, Any] | None) -> gym.Space | None:
         if kind == "Discrete":
             return gym.spaces.Discrete(int(data["n"]), start=int(data.get("start", 0)))
         if kind == "MultiDiscrete":
-            return gym.spaces.MultiDiscrete(data["nvec"])
+            return gym.spaces.MultiDiscrete(data["nvec"], start=data.get("start"))
         if kind == "MultiBinary":
-            return gym.spaces.MultiBinary(data["n"])
+            n = data["n"]
+            return gym.spaces.MultiBinary(n if isinstance(n, int) else tuple(n))
         if kind == "Dict":
             parts = {key: space_from_dict(sub) for key, sub in data["spaces"].items()}
             return gym.spaces.Dict({key: sub for key, sub in parts.items() if sub is not None})
+        if kind == "Tuple":
+            items = [space_from_dict(sub) for sub in data["spaces"]]
+            return gym.spaces.Tuple([sub for sub in items if sub is not None])
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"invalid {kind} space description {data!r}: {exc}") from None
     raise ValueError(f"unknown space type {kind!r} in {data!r}")

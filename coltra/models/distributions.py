@@ -1,5 +1,5 @@
-"""Action distributions beyond torch's own: a lighter categorical, several categoricals, and
-a Beta on [low, high].
+"""Action distributions beyond torch's own: a lighter categorical, several categoricals,
+several Bernoullis (MultiBinary), and a Beta on [low, high].
 
 Every distribution here answers the four questions an agent asks: ``sample()``,
 ``log_prob(action)`` and ``entropy()`` summed over action dimensions to one number per
@@ -13,7 +13,14 @@ import torch
 from torch.distributions import Beta, Distribution, Normal
 from torch.distributions import Categorical as TorchCategorical
 
-__all__ = ["Categorical", "DiagNormal", "MultiCategorical", "ScaledBeta", "distribution_mode"]
+__all__ = [
+    "Categorical",
+    "DiagNormal",
+    "MultiBernoulli",
+    "MultiCategorical",
+    "ScaledBeta",
+    "distribution_mode",
+]
 
 
 class Categorical(TorchCategorical):
@@ -90,6 +97,42 @@ class MultiCategorical(Distribution):
         return torch.stack([part.logits.argmax(-1) for part in self.parts], dim=-1)
 
 
+class MultiBernoulli(Distribution):
+    """Independent yes/no choices, one per MultiBinary dimension, from one logit each:
+    ``[batch, dims]`` samples of 0 and 1 (int64, as the env takes them), log-probabilities
+    and entropies summed over the dimensions. The mode is 1 where the logit is positive."""
+
+    arg_constraints: dict = {}
+
+    def __init__(self, logits: torch.Tensor) -> None:
+        self.logits = logits
+        super().__init__(
+            batch_shape=logits.shape[:-1], event_shape=logits.shape[-1:], validate_args=False
+        )
+
+    def sample(self, sample_shape: torch.Size | list[int] | tuple[int, ...] = ()) -> torch.Tensor:
+        shape = torch.Size(sample_shape) + self.logits.shape
+        uniform = torch.rand(shape, dtype=self.logits.dtype, device=self.logits.device)
+        return (uniform < torch.sigmoid(self.logits)).long()
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        # log sigmoid(l) for a 1, log sigmoid(-l) for a 0: -softplus(-l) and -softplus(l).
+        sign = 2.0 * value.to(self.logits.dtype) - 1.0
+        return -torch.nn.functional.softplus(-sign * self.logits).sum(-1)
+
+    def entropy(self) -> torch.Tensor:
+        p = torch.sigmoid(self.logits)
+        # -p log p - (1 - p) log(1 - p), written with softplus to stay finite at large |l|.
+        return (
+            p * torch.nn.functional.softplus(-self.logits)
+            + (1 - p) * torch.nn.functional.softplus(self.logits)
+        ).sum(-1)
+
+    @property
+    def mode(self) -> torch.Tensor:
+        return (self.logits > 0).long()
+
+
 class ScaledBeta(Distribution):
     """A Beta distribution stretched from [0, 1] to the action bounds [low, high].
 
@@ -134,6 +177,6 @@ def distribution_mode(distribution: Distribution) -> torch.Tensor:
     """The action a deterministic agent takes: argmax for categoricals, mean otherwise."""
     if isinstance(distribution, TorchCategorical):
         return distribution.logits.argmax(-1)  # normalised logits: same argmax as probs
-    if isinstance(distribution, MultiCategorical | ScaledBeta):
+    if isinstance(distribution, MultiCategorical | MultiBernoulli | ScaledBeta):
         return distribution.mode
     return distribution.mean

@@ -21,12 +21,19 @@ from torch.distributions import Distribution
 
 from coltra.buffers import ACTION_MASK_FIELD, AGENT_ID_FIELD, STATE_FIELD, TEAM_FIELD, Observation
 from coltra.configs import MLPConfig
-from coltra.envs.spaces import without_parts
+from coltra.envs.spaces import ObservationCodec, without_parts
 from coltra.models.base import BaseModel, State
-from coltra.models.distributions import Categorical, DiagNormal, MultiCategorical, ScaledBeta
+from coltra.models.distributions import (
+    Categorical,
+    DiagNormal,
+    MultiBernoulli,
+    MultiCategorical,
+    ScaledBeta,
+)
 from coltra.models.fused import TwinMLP
 from coltra.models.normalization import RunningMeanStd
 from coltra.models.per_agent import AgentMLPs
+from coltra.models.recurrent import RecurrentCore
 
 __all__ = ["MASKED_LOGIT", "MLPModel", "mlp_layers"]
 
@@ -180,6 +187,15 @@ def _without_mask(space: gym.Space | None) -> gym.Space | None:
     return rest
 
 
+def _field_names(space: gym.Space | None) -> list[str] | None:
+    """The Observation fields of a Dict or Tuple space, in order (nested parts by their
+    dotted path, as :class:`~coltra.envs.spaces.ObservationCodec` names them); None for
+    any other space (one field)."""
+    if isinstance(space, gym.spaces.Dict | gym.spaces.Tuple):
+        return list(ObservationCodec(space).fields)
+    return None
+
+
 def _mask_space(space: gym.Space | None) -> gym.Space | None:
     if isinstance(space, gym.spaces.Dict):
         return space.spaces.get(ACTION_MASK_FIELD)
@@ -237,11 +253,19 @@ def _resolve_config(
                     f"{action_space} (nvec shape {action_space.nvec.shape})"
                 )
             discrete, num_actions = True, int(action_space.nvec.sum())
+        elif isinstance(action_space, gym.spaces.MultiBinary):
+            if len(action_space.shape) != 1:
+                raise TypeError(
+                    f"MLPModel supports 1-D MultiBinary action spaces, got {action_space} "
+                    f"(shape {action_space.shape})"
+                )
+            discrete, num_actions = True, int(action_space.shape[0])
         elif isinstance(action_space, gym.spaces.Box):
             discrete, num_actions = False, int(np.prod(action_space.shape))
         else:
             raise TypeError(
-                f"MLPModel supports Discrete, MultiDiscrete and Box actions, got {action_space}"
+                f"MLPModel supports Discrete, MultiDiscrete, MultiBinary and Box actions, got "
+                f"{action_space}"
             )
         if config.discrete is not None and config.discrete != discrete:
             raise ValueError(
@@ -331,6 +355,8 @@ class MLPModel(BaseModel):
             if isinstance(action_space, gym.spaces.MultiDiscrete)
             else None
         )
+        #: MultiBinary actions: one Bernoulli per dimension (a logit each).
+        self.binary = isinstance(action_space, gym.spaces.MultiBinary)
 
         self.image_encoder: ImageEncoder | None = None
         features = cfg.input_size
@@ -345,10 +371,11 @@ class MLPModel(BaseModel):
             features = features - int(np.prod(image_shape)) + self.image_encoder.out_size
         self.features = features
         if self.mask_space is not None:
-            if not self.discrete:
+            if not self.discrete or self.binary:
+                kind = "MultiBinary" if self.binary else "continuous"
                 raise ValueError(
                     f"an '{ACTION_MASK_FIELD}' observation field masks categorical actions, but "
-                    f"the action space {action_space} is continuous"
+                    f"the action space {action_space} is {kind}"
                 )
             entries = int(gym.spaces.flatdim(self.mask_space))
             if entries != cfg.num_actions:
@@ -394,6 +421,20 @@ class MLPModel(BaseModel):
             self.value_features, hidden, 1, cfg.initializer, cfg.value_head_gain
         )
         self.agent_copies = _agent_copies(observation_space, cfg)
+        self.recurrent = cfg.recurrent != "none"
+        if self.recurrent:
+            if self.agent_copies:
+                raise ValueError(
+                    f"recurrent='{cfg.recurrent}' is for networks shared by the policy's agents; "
+                    "share_actor and share_critic must both be true"
+                )
+            # The heads read the recurrent cores' outputs.
+            policy_layers[-1] = _init_linear(
+                nn.Linear(cfg.recurrent_size, policy_out), cfg.initializer, cfg.policy_head_gain
+            )
+            value_layers[-1] = _init_linear(
+                nn.Linear(cfg.recurrent_size, 1), cfg.initializer, cfg.value_head_gain
+            )
         # The policy and value networks run apart (not as a TwinMLP or a shared trunk).
         self.separate = self.state_space is not None or self.agent_copies > 0
         self.hidden: TwinMLP | None = None
@@ -443,8 +484,20 @@ class MLPModel(BaseModel):
             self.value_hidden = nn.ModuleList(value_layers[:-1])
         elif cfg.shared_backbone:
             self.trunk = nn.ModuleList(policy_layers[:-1])
+        elif self.recurrent:  # each network steps its own core: two plain stacks
+            self.policy_hidden = nn.ModuleList(policy_layers[:-1])
+            self.value_hidden = nn.ModuleList(value_layers[:-1])
         else:
             self.hidden = TwinMLP(policy_layers[:-1], value_layers[:-1], activation)
+        # Recurrent cores after the hidden layers: one per network, or one on a shared trunk.
+        self.policy_core: RecurrentCore | None = None
+        self.value_core: RecurrentCore | None = None
+        if self.recurrent:
+            core_in = hidden[-1] if hidden else features
+            self.policy_core = RecurrentCore(cfg.recurrent, core_in, cfg.recurrent_size)
+            if self.trunk is None:
+                value_in = hidden[-1] if hidden else self.value_features
+                self.value_core = RecurrentCore(cfg.recurrent, value_in, cfg.recurrent_size)
         # Heads last: the order of parameters is the optimizer state's order in checkpoints.
         self.policy_head: nn.Linear | None = (
             policy_layers[-1] if self.policy_agents is None else None
@@ -462,14 +515,8 @@ class MLPModel(BaseModel):
             self.register_buffer("action_high", torch.as_tensor(high))
         # Field order of the policy's features: a Dict space's keys (without the critic's
         # state); otherwise the Observation's order. ``obs_fields``: every field expected.
-        self.obs_fields: list[str] | None = (
-            list(observation_space.spaces)
-            if isinstance(observation_space, gym.spaces.Dict)
-            else None
-        )
-        self.field_order: list[str] | None = (
-            list(actor_space.spaces) if isinstance(actor_space, gym.spaces.Dict) else None
-        )
+        self.obs_fields = _field_names(observation_space)
+        self.field_order = _field_names(actor_space)
 
     # ------------------------------------------------------------------ forward
     def encode(self, obs: Observation) -> torch.Tensor:
@@ -576,6 +623,8 @@ class MLPModel(BaseModel):
         if self.discrete:
             if self.nvec is not None:
                 return MultiCategorical(logits=head, nvec=self.nvec)
+            if self.binary:
+                return MultiBernoulli(head)
             return Categorical(head)
         mode = self.config.continuous_mode
         if mode == "logstd":
@@ -681,6 +730,8 @@ class MLPModel(BaseModel):
     def forward(
         self, obs: Observation, state: State = (), get_value: bool = False
     ) -> tuple[Distribution, State, dict[str, torch.Tensor]]:
+        if self.recurrent:
+            return self._recurrent_forward(obs, state, get_value, None)
         agents = self.agent_index(obs)
         if self.separate and not get_value:  # acting: the policy alone
             head = self._policy_out(self.encode(obs), agents)
@@ -689,7 +740,78 @@ class MLPModel(BaseModel):
         extra = {"value": value} if get_value else {}
         return self.distribution(self.mask_logits(head, obs)), state, extra
 
+    def forward_sequences(
+        self, obs: Observation, state: State, starts: torch.Tensor, get_value: bool = True
+    ) -> tuple[Distribution, State, dict[str, torch.Tensor]]:
+        if not self.recurrent:
+            return self.forward(obs, (), get_value)
+        return self._recurrent_forward(obs, state, get_value, starts)
+
+    def get_initial_state(self, batch_size: int) -> State:
+        cores = [core for core in (self.policy_core, self.value_core) if core is not None]
+        return tuple(part for core in cores for part in core.initial_state(batch_size, self.device))
+
+    def _recurrent_forward(
+        self, obs: Observation, state: State, get_value: bool, starts: torch.Tensor | None
+    ) -> tuple[Distribution, State, dict[str, torch.Tensor]]:
+        """Both networks through their cores: one step per row (``starts`` None) or
+        sequences (``obs`` ``[sequences * length]`` sequence-major, ``starts``
+        ``[sequences, length]``, ``state`` the first step's). The value core steps even when
+        no value is asked, so the state stays the one collection carries."""
+        assert self.policy_core is not None
+        rows = obs.batch_size if starts is None else starts.shape[0]
+        policy_state, value_state = self._split_state(state, rows)
+        features = self.encode(obs)
+        if self.trunk is not None:  # shared_backbone: one trunk and core under both heads
+            out, policy_state = self.policy_core(
+                self._run(self.trunk, features), policy_state, starts
+            )
+            value_out = out
+        else:
+            assert self.policy_hidden is not None and self.value_hidden is not None
+            assert self.value_core is not None
+            out, policy_state = self.policy_core(
+                self._run(self.policy_hidden, features), policy_state, starts
+            )
+            global_state = self.encode_state(obs)
+            value_input = (
+                features if global_state is None else self._value_input(features, global_state)
+            )
+            value_out, value_state = self.value_core(
+                self._run(self.value_hidden, value_input), value_state, starts
+            )
+        assert self.policy_head is not None and self.value_head is not None
+        head = self.mask_logits(self.policy_head(out), obs)
+        extra = (
+            {"value": self._denormalized(self.value_head(value_out).squeeze(-1))}
+            if get_value
+            else {}
+        )
+        return self.distribution(head), (*policy_state, *value_state), extra
+
+    def _split_state(self, state: State, rows: int) -> tuple[State, State]:
+        """The policy core's and the value core's parts of ``state`` (zeros when empty),
+        each checked against ``rows``."""
+        if not state:
+            state = self.get_initial_state(rows)
+        expected = len(self.get_initial_state(0))
+        if len(state) != expected or any(
+            tuple(part.shape) != (rows, self.config.recurrent_size) for part in state
+        ):
+            shapes = [list(part.shape) for part in state]
+            raise ValueError(
+                f"recurrent state has tensors of shapes {shapes}; this "
+                f"{self.config.recurrent.upper()} model needs {expected} tensors of shape "
+                f"[{rows}, {self.config.recurrent_size}] (get_initial_state({rows}))"
+            )
+        assert self.policy_core is not None
+        split = self.policy_core.parts
+        return tuple(state[:split]), tuple(state[split:])
+
     def value(self, obs: Observation, state: State = ()) -> torch.Tensor:
+        if self.recurrent:  # one step of the value core from ``state``
+            _, _, extra = self._recurrent_forward(obs, state, True, None)
+            return extra["value"]
         global_state = self.encode_state(obs)
         agents = self.agent_index(obs)
         if global_state is not None:

@@ -17,6 +17,7 @@ from coltra.envs.probe_envs import (
     BusyEnv,
     ConstantRewardEnv,
     DelayedRewardEnv,
+    MemoryEnv,
     ObsActionRewardEnv,
     ObservedRewardEnv,
     ProbeEnv,
@@ -42,6 +43,7 @@ def test_registry() -> None:
         "obs_action": ObsActionRewardEnv,
         "delayed": DelayedRewardEnv,
         "busy": BusyEnv,
+        "memory": MemoryEnv,
     }
 
 
@@ -131,6 +133,28 @@ def test_delayed_reward_arrives_at_the_third_step() -> None:
     assert step.final_obs.vector[0].tolist() == [0.0, 0.0, 1.0]
     assert step.metrics["e_episode_reward"].tolist() == [1.0, 1.0]
     assert step.metrics["e_episode_length"].tolist() == [3.0, 3.0]
+
+
+def test_memory_shows_the_sign_once_and_pays_for_it_at_the_end() -> None:
+    env = MemoryEnv(2, delay=2)
+    obs = env.reset_batch(seed=3).obs.vector
+    sign = obs[:, 0].copy()
+    assert set(np.abs(sign).tolist()) == {1.0} and obs[:, 1].tolist() == [0.0, 0.0]
+    follow = (sign > 0).astype(np.int64)  # the action that follows each agent's sign
+    seen, rewards = [], []
+    for _ in range(3):
+        step = env.step_batch(Action(discrete=np.array([follow[0], 1 - follow[1]])))
+        seen.append(step.obs.vector.tolist())
+        rewards.append(step.reward.tolist())
+    # Hidden after the first step, the query flag on the last; the end pays the follower.
+    assert seen[:2] == [[[0.0, 0.0], [0.0, 0.0]], [[0.0, 1.0], [0.0, 1.0]]]
+    assert rewards == [[0.0, 0.0], [0.0, 0.0], [1.0, 0.0]]
+    assert step.terminated.tolist() == [True, True]
+    with pytest.raises(ValueError, match="delay must be a whole number >= 1, got 0"):
+        MemoryEnv(delay=0)
+    with pytest.raises(ValueError, match=r"must be a whole number >= 2 .* got 1"):
+        MemoryEnv(episode_length=1)
+    assert MemoryEnv(episode_length=5).delay == 4
 
 
 def test_delayed_reward_with_a_longer_episode() -> None:

@@ -48,9 +48,54 @@ def test_dict_space_gives_one_field_per_key() -> None:
     assert batch.batch_size == 3
 
 
+def test_multidiscrete_observation_is_one_hot_per_part() -> None:
+    codec = ObservationCodec(gym.spaces.MultiDiscrete([3, 2], start=[1, 0]))
+    assert codec.fields == {"vector": ((5,), np.dtype(np.float32))}
+    assert codec.encode(np.array([2, 1]))["vector"].tolist() == [0, 1, 0, 0, 1]
+    batch = codec.encode_batch([np.array([1, 0]), np.array([3, 1])])
+    assert batch.vector.tolist() == [[1, 0, 0, 1, 0], [0, 0, 1, 0, 1]]
+
+
+def test_tuple_parts_are_named_by_index_and_nested_parts_by_their_path() -> None:
+    """Issue 17: Blackjack-v1's Tuple(Discrete(32), Discrete(11), Discrete(2)), and nested
+    Dict and Tuple parts flattened into dotted names."""
+    blackjack = ObservationCodec(
+        gym.spaces.Tuple([gym.spaces.Discrete(32), gym.spaces.Discrete(11), gym.spaces.Discrete(2)])
+    )
+    assert list(blackjack.fields) == ["0", "1", "2"]
+    encoded = blackjack.encode((14, 10, 1))
+    assert encoded["0"].argmax() == 14 and encoded["1"].argmax() == 10 and encoded["2"][1] == 1
+    space = gym.spaces.Dict(
+        {
+            "goal": gym.spaces.Dict({"xy": gym.spaces.Box(-1, 1, (2,), np.float32)}),
+            "sensors": gym.spaces.Tuple(
+                [gym.spaces.MultiBinary(3), gym.spaces.Box(0, 1, (2, 2), np.float32)]
+            ),
+        }
+    )
+    codec = ObservationCodec(space)
+    assert codec.fields == {
+        "goal.xy": ((2,), np.dtype(np.float32)),
+        "sensors.0": ((3,), np.dtype(np.float32)),
+        "sensors.1": ((4,), np.dtype(np.float32)),
+    }
+    raw = {"goal": {"xy": np.array([0.5, -0.5])}, "sensors": (np.array([1, 0, 1]), np.eye(2))}
+    batch = codec.encode_batch([raw, raw])
+    assert batch["goal.xy"].tolist() == [[0.5, -0.5]] * 2
+    assert batch["sensors.0"].tolist() == [[1, 0, 1]] * 2
+    assert batch["sensors.1"].tolist() == [[1, 0, 0, 1]] * 2
+    total = sum(shape[0] for shape, _ in codec.fields.values())
+    assert total == gym.spaces.flatdim(space)  # what a model sizes its input from
+
+
 def test_unsupported_spaces_are_named() -> None:
-    with pytest.raises(TypeError, match="observation space Text"):
+    with pytest.raises(TypeError) as error:
         ObservationCodec(gym.spaces.Text(5))
+    assert str(error.value).startswith("observation space Text(")
+    assert str(error.value).endswith(
+        "is not supported; expected Box, Discrete, MultiDiscrete, MultiBinary, or a Dict or "
+        "Tuple of those"
+    )
     with pytest.raises(TypeError, match="action space Tuple"):
         ActionCodec(gym.spaces.Tuple([gym.spaces.Discrete(2)]))
 

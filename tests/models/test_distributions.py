@@ -10,6 +10,7 @@ from torch.distributions import Categorical, Normal
 from coltra.models.distributions import Categorical as FastCategorical
 from coltra.models.distributions import (
     DiagNormal,
+    MultiBernoulli,
     MultiCategorical,
     ScaledBeta,
     distribution_mode,
@@ -27,6 +28,31 @@ def test_multicategorical_is_a_sum_of_independent_categoricals() -> None:
     torch.testing.assert_close(distribution.entropy(), torch.tensor([entropy]))
     assert distribution.mode.tolist() == [[0, 1]]
     assert distribution_mode(distribution).tolist() == [[0, 1]]
+
+
+def test_multibernoulli_is_a_sum_of_independent_yes_no_choices() -> None:
+    """Issue 17: MultiBinary actions. p = sigmoid(logit) per dimension, here 0.8 and 0.25."""
+    logits = torch.log(torch.tensor([[0.8 / 0.2, 0.25 / 0.75]]))
+    distribution = MultiBernoulli(logits)
+    action = torch.tensor([[1, 0]])
+    torch.testing.assert_close(distribution.log_prob(action), torch.log(torch.tensor([0.8 * 0.75])))
+    entropy = -(0.8 * math.log(0.8) + 0.2 * math.log(0.2)) - (
+        0.25 * math.log(0.25) + 0.75 * math.log(0.75)
+    )
+    torch.testing.assert_close(distribution.entropy(), torch.tensor([entropy]))
+    assert distribution_mode(distribution).tolist() == [[1, 0]]
+    assert tuple(distribution.batch_shape + distribution.event_shape) == (1, 2)
+    torch.manual_seed(0)
+    samples = MultiBernoulli(logits.expand(20_000, 2)).sample()
+    assert samples.dtype == torch.int64 and set(samples.unique().tolist()) == {0, 1}
+    torch.testing.assert_close(
+        samples.float().mean(0), torch.tensor([0.8, 0.25]), atol=0.01, rtol=0
+    )
+    # Finite far from 0: no log(0) at large logits.
+    far = MultiBernoulli(torch.tensor([[200.0, -200.0]]))
+    assert far.log_prob(torch.tensor([[1, 0]])).item() == 0.0
+    assert torch.isfinite(far.log_prob(torch.tensor([[0, 1]]))).all()
+    assert far.entropy().item() == 0.0
 
 
 def test_diag_normal_sums_over_dimensions() -> None:

@@ -165,8 +165,10 @@ def test_bad_config_key_or_type_names_the_key(config: dict, key: str) -> None:
 
 
 def test_unsupported_spaces_and_options_are_refused(pursuit: tuple) -> None:
-    with pytest.raises(TypeError, match="MultiBinary"):
-        MLPModel({"input_size": 4}, action_space=gym.spaces.MultiBinary(3))
+    with pytest.raises(TypeError, match="1-D MultiBinary"):
+        MLPModel({"input_size": 4}, action_space=gym.spaces.MultiBinary((2, 3)))
+    with pytest.raises(TypeError, match="Discrete, MultiDiscrete, MultiBinary and Box actions"):
+        MLPModel({"input_size": 4}, action_space=gym.spaces.Tuple([gym.spaces.Discrete(2)]))
     with pytest.raises(TypeError, match="1-D nvec"):
         MLPModel({"input_size": 4}, action_space=gym.spaces.MultiDiscrete([[2, 3], [4, 5]]))
     with pytest.raises(ValueError, match="finite bounds"):
