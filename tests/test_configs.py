@@ -60,6 +60,9 @@ def test_defaults_are_the_documented_ones() -> None:
         "sigma0": 0.5,
         "image_encoder": "flatten",
         "cnn_channels": [16, 32],
+        "encoders": {},
+        "encoder_sizes": [64],
+        "share_encoders": None,
         "shared_backbone": False,
         "critic": "local",
         "critic_own_obs": True,
@@ -679,7 +682,7 @@ def test_describe_lists_every_key_with_type_default_and_doc() -> None:
     def flat(data: dict[str, Any], prefix: str = "") -> list[str]:
         keys = []
         for key, value in data.items():
-            if isinstance(value, dict) and key != "env_kwargs":
+            if isinstance(value, dict) and key not in ("env_kwargs", "encoders"):
                 keys += flat(value, f"{prefix}{key}.")
             else:
                 keys.append(prefix + key)

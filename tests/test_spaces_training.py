@@ -70,9 +70,9 @@ CASES = [
     ("multidiscrete", "discrete", {}),
     ("multibinary", "multibinary", {}),
     ("tuple", "multidiscrete", {}),
-    ("nested_dict", "box", {}),
+    ("nested_dict", "box", {"encoders": {"pos": "mlp"}}),
     ("image", "discrete", {"image_encoder": "cnn"}),
-    ("image_and_vector", "multibinary", {"image_encoder": "cnn"}),
+    ("image_and_vector", "multibinary", {"encoders": {"image": "cnn", "vector": "mlp"}}),
 ]
 
 

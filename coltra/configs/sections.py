@@ -195,6 +195,19 @@ class MLPConfig(ModelConfig):
         description="Output channels of each conv layer when image_encoder is 'cnn' (Coltra's "
         "choice).",
     )
+    encoders: dict[str, Literal["flatten", "mlp", "cnn"]] = Field(
+        {},
+        description="Encoder per observation field before the hidden layers, e.g. {image: "
+        "cnn, rays: mlp}; fields not named are flattened (image_encoder: cnn names the image).",
+    )
+    encoder_sizes: List[PositiveInt] = Field(
+        [64], description="Units per layer of an 'mlp' field encoder (Coltra's choice)."
+    )
+    share_encoders: bool | None = Field(
+        None,
+        description="One set of field encoders for both networks (true) or one each (false); "
+        "null = shared with shared_backbone, one each otherwise.",
+    )
     shared_backbone: bool = Field(
         False,
         description="One trunk of hidden layers under both heads (policy and value); false = "

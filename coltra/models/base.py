@@ -125,9 +125,8 @@ class BaseModel(nn.Module):
             action_space=space_from_dict(description.get("action_space")),
         )
 
-    @classmethod
-    def upgrade_state_dict(cls, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Weights saved by an older layout of this class, renamed to the current one (the
+    def upgrade_state_dict(self, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Weights saved by an older layout of this model, renamed to the current one (the
         default: unchanged)."""
         return state_dict
 

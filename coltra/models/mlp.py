@@ -30,6 +30,7 @@ from coltra.models.distributions import (
     MultiCategorical,
     ScaledBeta,
 )
+from coltra.models.encoders import FieldEncoders, init_layer
 from coltra.models.fused import TwinMLP
 from coltra.models.normalization import RunningMeanStd
 from coltra.models.per_agent import AgentMLPs
@@ -55,25 +56,9 @@ ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 }
 
 
-def _zero_bias(layer: nn.Linear | nn.Conv2d) -> None:
-    if layer.bias is not None:
-        nn.init.zeros_(layer.bias)
-
-
 def _init_linear(layer: L, initializer: str, gain: float) -> L:
-    """Orthogonal init with a per-layer gain is the PPO default (Engstrom et al. 2020).
-
-    ``kaiming_uniform`` ignores ``gain``; ``default`` keeps PyTorch's own init.
-    """
-    if initializer == "orthogonal":
-        nn.init.orthogonal_(layer.weight, gain)
-        _zero_bias(layer)
-    elif initializer == "kaiming_uniform":
-        nn.init.kaiming_uniform_(layer.weight, a=math.sqrt(5))
-        _zero_bias(layer)
-    elif initializer == "xavier_uniform":
-        nn.init.xavier_uniform_(layer.weight, gain)
-        _zero_bias(layer)
+    """``layer`` initialised in place (:func:`~coltra.models.encoders.init_layer`)."""
+    init_layer(layer, initializer, gain)
     return layer
 
 
@@ -96,40 +81,31 @@ def mlp_layers(
     return layers
 
 
-class ImageEncoder(nn.Module):
-    """3x3 convolutions (one per entry of ``channels``, same padding) over an
-    ``[batch, H, W, C]`` image, flattened to ``[batch, out_size]``."""
-
-    def __init__(
-        self, image_shape: tuple[int, int, int], channels: list[int], initializer: str
-    ) -> None:
-        super().__init__()
-        self.image_shape = image_shape
-        height, width, in_channels = image_shape
-        layers: list[nn.Module] = []
-        for out_channels in channels:
-            conv = nn.Conv2d(in_channels, out_channels, 3, padding=1)
-            layers += [_init_linear(conv, initializer, math.sqrt(2)), nn.ReLU()]
-            in_channels = out_channels
-        layers.append(nn.Flatten())
-        self.net = nn.Sequential(*layers)
-        self.out_size = in_channels * height * width
-
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        if tuple(image.shape[1:]) != self.image_shape:
-            raise ValueError(
-                f"image observation has shape {list(image.shape[1:])} per item, the CNN "
-                f"encoder expects {list(self.image_shape)} (height, width, channels)"
-            )
-        return self.net(image.float().permute(0, 3, 1, 2))
-
-
-def _image_shape(space: gym.Space | None) -> tuple[int, int, int] | None:
-    if isinstance(space, gym.spaces.Box) and len(space.shape) == 3:
-        return tuple(space.shape)  # type: ignore[return-value]
-    if isinstance(space, gym.spaces.Dict) and "image" in space.spaces:
-        return _image_shape(space.spaces["image"])
-    return None
+def _encoder_choices(
+    config: MLPConfig, actor_space: gym.Space | None, observation_space: gym.Space | None
+) -> dict[str, str]:
+    """The fields that are not flattened as they are, and their encoders (``encoders``,
+    with ``image_encoder: cnn`` for the ``image`` field), checked against the fields the
+    policy reads; empty when every field is flattened."""
+    choices: dict[str, str] = dict(config.encoders)
+    if config.image_encoder == "cnn":
+        choices.setdefault("image", "cnn")
+    choices = {name: kind for name, kind in choices.items() if kind != "flatten"}
+    if not choices:
+        return {}
+    fields = ObservationCodec(actor_space).fields if actor_space is not None else {}
+    if config.image_encoder == "cnn" and "image" not in fields:
+        raise ValueError(
+            "image_encoder='cnn' needs an image observation space (a 3-D Box, or a "
+            f"Dict with an 'image' part), got {observation_space}"
+        )
+    unknown = sorted(set(choices) - set(fields))
+    if unknown:
+        raise ValueError(
+            f"encoders names field(s) {unknown} the policy does not read; its fields are "
+            f"{list(fields)} (observation space {observation_space})"
+        )
+    return choices
 
 
 #: The observation field each centralised critic reads; no policy ever reads them.
@@ -358,17 +334,37 @@ class MLPModel(BaseModel):
         #: MultiBinary actions: one Bernoulli per dimension (a logit each).
         self.binary = isinstance(action_space, gym.spaces.MultiBinary)
 
-        self.image_encoder: ImageEncoder | None = None
+        activation = ACTIVATIONS[cfg.activation]
+        # Field encoders (``encoders``, ``image_encoder``): None when every field is
+        # flattened as it is. The value network has its own unless they are shared.
+        self.policy_encoder: FieldEncoders | None = None
+        self.value_encoder: FieldEncoders | None = None
         features = cfg.input_size
-        if cfg.image_encoder == "cnn":
-            image_shape = _image_shape(actor_space)
-            if image_shape is None:
+        choices = _encoder_choices(cfg, actor_space, observation_space)
+        if choices:
+            share = cfg.share_encoders if cfg.share_encoders is not None else cfg.shared_backbone
+            if cfg.shared_backbone and not share:
                 raise ValueError(
-                    "image_encoder='cnn' needs an image observation space (a 3-D Box, or a "
-                    f"Dict with an 'image' part), got {observation_space}"
+                    "shared_backbone puts one trunk under both heads, which needs one set of "
+                    "field encoders: set share_encoders true (or leave it null)"
                 )
-            self.image_encoder = ImageEncoder(image_shape, list(cfg.cnn_channels), cfg.initializer)
-            features = features - int(np.prod(image_shape)) + self.image_encoder.out_size
+            assert actor_space is not None  # _encoder_choices found the fields in it
+            codec = ObservationCodec(actor_space)
+            fields = {name: shape for name, (shape, _) in codec.fields.items()}
+
+            def field_encoders() -> FieldEncoders:
+                return FieldEncoders(
+                    fields,
+                    choices,
+                    list(cfg.encoder_sizes),
+                    list(cfg.cnn_channels),
+                    activation,
+                    cfg.initializer,
+                )
+
+            self.policy_encoder = field_encoders()
+            self.value_encoder = None if share else field_encoders()
+            features = self.policy_encoder.out_size
         self.features = features
         if self.mask_space is not None:
             if not self.discrete or self.binary:
@@ -384,10 +380,10 @@ class MLPModel(BaseModel):
                     f"has {cfg.num_actions} choices (one entry per action; for MultiDiscrete, "
                     "one per choice of each dimension, concatenated)"
                 )
-        if cfg.obs_norm and self.image_encoder is not None:
+        if cfg.obs_norm and self.policy_encoder is not None:
             raise ValueError(
-                "obs_norm normalises flat input features; with image_encoder='cnn' the CNN's "
-                "features are learned: set one of them off"
+                "obs_norm normalises flat input features; with field encoders (image_encoder "
+                f"or encoders: {choices}) the features are learned: set one of them off"
             )
 
         if not self.discrete and cfg.continuous_mode == "beta":
@@ -403,7 +399,6 @@ class MLPModel(BaseModel):
         two_heads = not self.discrete and cfg.continuous_mode in ("std_head", "beta")
         policy_out = cfg.num_actions * (2 if two_heads else 1)
         hidden = list(cfg.hidden_sizes)
-        activation = ACTIVATIONS[cfg.activation]
         # Built (and so initialised, in this order) as two separate MLPs.
         policy_layers = mlp_layers(
             features, hidden, policy_out, cfg.initializer, cfg.policy_head_gain
@@ -436,7 +431,9 @@ class MLPModel(BaseModel):
                 nn.Linear(cfg.recurrent_size, 1), cfg.initializer, cfg.value_head_gain
             )
         # The policy and value networks run apart (not as a TwinMLP or a shared trunk).
-        self.separate = self.state_space is not None or self.agent_copies > 0
+        self.separate = (
+            self.state_space is not None or self.agent_copies > 0 or self.value_encoder is not None
+        )
         self.hidden: TwinMLP | None = None
         self.trunk: nn.ModuleList | None = None
         self.policy_hidden: nn.ModuleList | None = None
@@ -484,7 +481,7 @@ class MLPModel(BaseModel):
             self.value_hidden = nn.ModuleList(value_layers[:-1])
         elif cfg.shared_backbone:
             self.trunk = nn.ModuleList(policy_layers[:-1])
-        elif self.recurrent:  # each network steps its own core: two plain stacks
+        elif self.recurrent or self.separate:  # own cores, or own encoders: two plain stacks
             self.policy_hidden = nn.ModuleList(policy_layers[:-1])
             self.value_hidden = nn.ModuleList(value_layers[:-1])
         else:
@@ -526,12 +523,23 @@ class MLPModel(BaseModel):
         return x if self.obs_normalizer is None else self.obs_normalizer.normalize(x)
 
     def raw_features(self, obs: Observation) -> torch.Tensor:
-        """Observation fields flattened and concatenated (no normalisation).
-        ``[batch, features]``
+        """Observation fields flattened (or through the policy's field encoders) and
+        concatenated, without normalisation. ``[batch, features]``
 
         Takes a batch (numpy or torch); with a Dict observation space the fields are taken
         in the space's key order, so the order they were built in does not matter.
         """
+        return self._combine(obs, self._field_values(obs), self.policy_encoder)
+
+    def encode_value_obs(self, obs: Observation) -> torch.Tensor | None:
+        """The value network's own encoding of the observation (its field encoders),
+        ``[batch, features]``; None when it shares the policy's features."""
+        if self.value_encoder is None:
+            return None
+        return self._combine(obs, self._field_values(obs), self.value_encoder)
+
+    def _field_values(self, obs: Observation) -> list[torch.Tensor]:
+        """The fields the networks read, as tensors on the model's device, in order."""
         if not isinstance(obs, Observation):
             raise TypeError(f"{type(self).__name__} takes an Observation, got {type(obs).__name__}")
         if not obs.is_batch:
@@ -539,25 +547,30 @@ class MLPModel(BaseModel):
                 f"{type(self).__name__} takes a batch of observations, got one item {obs!r}; "
                 "use Observation.stack([obs]) (agents do this for you)"
             )
-        if self.image_encoder is not None and "image" not in obs:
-            raise ValueError(
-                f"this model encodes images with a CNN (image_encoder='cnn'), so it needs an "
-                f"'image' field of shape {list(self.image_encoder.image_shape)}, got {obs!r}"
-            )
+        if self.policy_encoder is not None:
+            missing = [name for name in self.policy_encoder.names if name not in obs]
+            if missing:
+                kinds = dict(zip(self.policy_encoder.names, self.policy_encoder.kinds))
+                raise ValueError(
+                    f"this model encodes the fields {kinds}, so it needs the field(s) {missing}, "
+                    f"got {obs!r}"
+                )
         device = self.device
-        parts = []
-        for name in self._field_names(obs):
-            value = torch.as_tensor(obs[name], device=device)
-            if name == "image" and self.image_encoder is not None:
-                parts.append(self.image_encoder(value))
-            else:
-                parts.append(value.reshape(value.shape[0], -1).float())
-        x = parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
+        return [torch.as_tensor(obs[name], device=device) for name in self._field_names(obs)]
+
+    def _combine(
+        self, obs: Observation, values: list[torch.Tensor], encoder: FieldEncoders | None
+    ) -> torch.Tensor:
+        if encoder is not None:
+            x = encoder(values)
+        else:
+            parts = [value.reshape(value.shape[0], -1).float() for value in values]
+            x = parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
         if x.shape[-1] != self.features:
             described = ", ".join(f"{name}{list(value.shape)}" for name, value in obs.items())
-            encoder = " after the CNN encoder" if self.image_encoder is not None else ""
+            encoded = " after the field encoders" if encoder is not None else ""
             raise ValueError(
-                f"observation has {x.shape[-1]} features{encoder} ({described}), the model "
+                f"observation has {x.shape[-1]} features{encoded} ({described}), the model "
                 f"expects {self.features} (input_size={self.config.input_size}, observation "
                 f"space {self.observation_space})"
             )
@@ -645,21 +658,24 @@ class MLPModel(BaseModel):
         features: torch.Tensor,
         state: torch.Tensor | None = None,
         agents: torch.Tensor | None = None,
+        value_features: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Both networks on encoded features ``[batch, features]`` (and, for a ``critic:
         state`` model, the global state ``[batch, state]``; for networks not shared, each
-        row's agent ``[batch]``, :meth:`agent_index`): the policy head's output
+        row's agent ``[batch]``, :meth:`agent_index`; with field encoders of its own, the
+        value network's encoding, :meth:`encode_value_obs`): the policy head's output
         ``[batch, policy_out]`` and the values ``[batch]``."""
         if self.separate:
+            own = features if value_features is None else value_features
             if self.state_space is not None:
                 if state is None:
                     raise ValueError(
                         f"this model's value network (critic='{self.config.critic}') needs "
                         "its input"
                     )
-                value_input = self._value_input(features, state)
+                value_input = self._value_input(own, state)
             else:
-                value_input = features
+                value_input = own
             return self._policy_out(features, agents), self._value(value_input, agents)
         if self.trunk is not None:  # shared_backbone: one stack of layers under both heads
             policy_x = value_x = self._run(self.trunk, features)
@@ -736,7 +752,9 @@ class MLPModel(BaseModel):
         if self.separate and not get_value:  # acting: the policy alone
             head = self._policy_out(self.encode(obs), agents)
             return self.distribution(self.mask_logits(head, obs)), state, {}
-        head, value = self.heads(self.encode(obs), self.encode_state(obs), agents)
+        head, value = self.heads(
+            self.encode(obs), self.encode_state(obs), agents, self.encode_value_obs(obs)
+        )
         extra = {"value": value} if get_value else {}
         return self.distribution(self.mask_logits(head, obs)), state, extra
 
@@ -774,9 +792,9 @@ class MLPModel(BaseModel):
                 self._run(self.policy_hidden, features), policy_state, starts
             )
             global_state = self.encode_state(obs)
-            value_input = (
-                features if global_state is None else self._value_input(features, global_state)
-            )
+            own = self.encode_value_obs(obs)
+            own = features if own is None else own
+            value_input = own if global_state is None else self._value_input(own, global_state)
             value_out, value_state = self.value_core(
                 self._run(self.value_hidden, value_input), value_state, starts
             )
@@ -815,12 +833,18 @@ class MLPModel(BaseModel):
         global_state = self.encode_state(obs)
         agents = self.agent_index(obs)
         if global_state is not None:
-            own = self.encode(obs) if self.config.critic_own_obs else global_state
+            own = self._value_own(obs) if self.config.critic_own_obs else global_state
             return self._value(self._value_input(own, global_state), agents)
         if self.separate:
-            return self._value(self.encode(obs), agents)
+            return self._value(self._value_own(obs), agents)
         _, value = self.heads(self.encode(obs))
         return value
+
+    def _value_own(self, obs: Observation) -> torch.Tensor:
+        """The value network's features of the agent's own observation: its field encoders'
+        when it has its own, else the policy's. ``[batch, features]``"""
+        own = self.encode_value_obs(obs)
+        return self.encode(obs) if own is None else own
 
     def value_normalizer(self) -> RunningMeanStd | None:
         return self.value_norm
@@ -842,14 +866,28 @@ class MLPModel(BaseModel):
         assert self.value_agents is not None
         return next(self.value_agents.parameters()).device
 
-    @classmethod
-    def upgrade_state_dict(cls, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def upgrade_state_dict(self, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Checkpoints from before the hidden layers moved into ``TwinMLP`` (``hidden.0.weight``
-        is now ``hidden.layers.0.weight``)."""
+        is now ``hidden.layers.0.weight``) and from before field encoders (one CNN,
+        ``image_encoder.*``, is now the image's part of ``policy_encoder``)."""
         old = re.compile(r"hidden\.(\d+)\.(weight|bias)")
-        return {
-            (
-                f"hidden.layers.{match[1]}.{match[2]}" if (match := old.fullmatch(key)) else key
-            ): value
-            for key, value in state_dict.items()
-        }
+        image = (
+            f"policy_encoder.parts.{self.policy_encoder.names.index('image')}."
+            if self.policy_encoder is not None and "image" in self.policy_encoder.names
+            else "image_encoder."
+        )
+        upgraded = {}
+        for key, value in state_dict.items():
+            if match := old.fullmatch(key):
+                key = f"hidden.layers.{match[1]}.{match[2]}"
+            elif key.startswith("image_encoder."):
+                key = image + key.removeprefix("image_encoder.")
+            upgraded[key] = value
+        return upgraded
+
+    @classmethod
+    def from_description(cls, description: Mapping[str, Any]) -> BaseModel:
+        config = dict(description["config"])
+        if config.get("image_encoder") == "cnn" and "share_encoders" not in config:
+            config["share_encoders"] = True  # before field encoders, one CNN served both
+        return super().from_description({**description, "config": config})

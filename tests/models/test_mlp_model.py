@@ -380,7 +380,7 @@ def test_pursuit_images_are_flattened(pursuit: tuple) -> None:
     obs_space, action_space, obs = pursuit
     assert obs.keys() == ["image"] and obs.image.shape == (8, 7, 7, 3)
     model = MLPModel({}, obs_space, action_space)
-    assert model.image_encoder is None and model.hidden is not None
+    assert model.policy_encoder is None and model.hidden is not None
     assert model.hidden.layer(0, POLICY)[0].shape[1] == 147
     distribution, _, extra = model(obs.tensor(), get_value=True)
     assert distribution.logits.shape == (8, 5) and extra["value"].shape == (8,)
@@ -389,14 +389,17 @@ def test_pursuit_images_are_flattened(pursuit: tuple) -> None:
 def test_pursuit_images_through_a_cnn(pursuit: tuple) -> None:
     obs_space, action_space, obs = pursuit
     model = MLPModel({"image_encoder": "cnn", "cnn_channels": [4, 8]}, obs_space, action_space)
-    assert model.image_encoder is not None
-    assert model.hidden is not None and model.hidden.layer(0, POLICY)[0].shape[1] == 8 * 7 * 7
-    convs = [m for m in model.image_encoder.modules() if isinstance(m, nn.Conv2d)]
-    assert [conv.out_channels for conv in convs] == [4, 8]
+    # A CNN each for the policy and the value network (issue 17), so two plain stacks.
+    assert model.policy_encoder is not None and model.value_encoder is not None
+    assert model.policy_hidden is not None and model.policy_hidden[0].in_features == 8 * 7 * 7
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    assert [conv.out_channels for conv in convs] == [4, 8, 4, 8]
     distribution, _, extra = model(obs.tensor(), get_value=True)
     assert distribution.logits.shape == (8, 5)
     torch.testing.assert_close(extra["value"], model.value(obs.tensor()))
-    extra["value"].sum().backward()
+    extra["value"].sum().backward()  # the value's loss trains the value's CNN alone
+    assert [conv.weight.grad is not None for conv in convs] == [False, False, True, True]
+    distribution.logits.sum().backward()
     assert all(conv.weight.grad is not None for conv in convs)
 
 
@@ -419,7 +422,7 @@ def test_wrong_image_shape_for_the_cnn_names_both_shapes(pursuit: tuple) -> None
         expected = f"shape {list(shape[1:])} per item, the CNN encoder expects [7, 7, 3]"
         with pytest.raises(ValueError, match=re.escape(expected)):
             model(Observation(image=np.zeros(shape, np.float32)))
-    with pytest.raises(ValueError, match="needs an 'image' field"):
+    with pytest.raises(ValueError, match=r"needs the field\(s\) \['image'\]"):
         model(Observation(np.zeros((2, 147), np.float32)))
 
 
