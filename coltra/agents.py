@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from coltra.buffers import ACTION_MASK_FIELD, Action, Observation
+from coltra.envs.spaces import JOINT_FIELD, ActionCodec
 from coltra.models import BaseModel, register_model
 from coltra.models.base import State, space_from_dict, space_to_dict
 from coltra.models.distributions import distribution_mode
@@ -29,6 +30,7 @@ __all__ = [
     "CAgent",
     "ConstantAgent",
     "DAgent",
+    "JointAgent",
     "RandomAgent",
     "action_item",
     "check_observation",
@@ -418,6 +420,37 @@ class CAgent(Agent):
         return super()._action_tensor(action, device).float()
 
 
+class JointAgent(Agent):
+    """Dict and Tuple actions: one distribution per part (``MLPModel`` builds them), one
+    float32 ``joint`` row per agent holding every part's values side by side (see
+    :class:`~coltra.envs.spaces.ActionCodec`); deterministic acting takes each part's
+    most likely value (argmax, mean)."""
+
+    field = JOINT_FIELD
+
+    def __init__(self, model: BaseModel) -> None:
+        super().__init__(model)
+        space = model.action_space
+        if not isinstance(space, gym.spaces.Dict | gym.spaces.Tuple):
+            raise TypeError(
+                f"JointAgent needs a model with a Dict or Tuple action space, got {space}: use "
+                "DAgent or CAgent"
+            )
+        # The model picks categories from 0; the env's run from each part's ``start``.
+        offsets = []
+        for _, codec, slots in ActionCodec(space).parts:
+            start = getattr(codec.space, "start", 0) if codec.integer else 0
+            offsets.append(np.broadcast_to(np.asarray(start), (slots.stop - slots.start,)))
+        self._offsets = np.concatenate(offsets).astype(np.float32)
+
+    def _env_values(self, sample: np.ndarray) -> np.ndarray:
+        return sample + self._offsets
+
+    def _action_tensor(self, action: Action, device: torch.device) -> torch.Tensor:
+        taken = super()._action_tensor(action, device).float()
+        return taken - torch.as_tensor(self._offsets, device=device)
+
+
 def _toy_result(
     field: str, values: np.ndarray, logprob: np.ndarray, single: bool, get_value: bool
 ) -> tuple[Action, State, Extra]:
@@ -437,7 +470,9 @@ class RandomAgent(Agent):
     MultiDiscrete)."""
 
     def __init__(self, action_space: gym.Space, seed: int | None = None) -> None:
-        if not isinstance(
+        if isinstance(action_space, gym.spaces.Dict | gym.spaces.Tuple):
+            ActionCodec(action_space)  # every part supported, or a clear error
+        elif not isinstance(
             action_space,
             gym.spaces.Discrete
             | gym.spaces.MultiDiscrete
@@ -445,8 +480,8 @@ class RandomAgent(Agent):
             | gym.spaces.Box,
         ):
             raise TypeError(
-                f"RandomAgent supports Discrete, MultiDiscrete, MultiBinary and Box, got "
-                f"{action_space}"
+                f"RandomAgent supports Discrete, MultiDiscrete, MultiBinary, Box, and Dict or "
+                f"Tuple of those, got {action_space}"
             )
         if isinstance(action_space, gym.spaces.Box) and not action_space.is_bounded("both"):
             raise ValueError(
@@ -458,6 +493,14 @@ class RandomAgent(Agent):
         self.seed = seed
         self.rng = np.random.default_rng(seed)
         self.field = "continuous" if isinstance(action_space, gym.spaces.Box) else "discrete"
+        # A Dict or Tuple: a random agent per part, drawing from this agent's generator.
+        self._parts: list[RandomAgent] = []
+        if isinstance(action_space, gym.spaces.Dict | gym.spaces.Tuple):
+            self.field = JOINT_FIELD
+            for _, codec, _ in ActionCodec(action_space).parts:
+                part = RandomAgent(codec.space)
+                part.rng = self.rng
+                self._parts.append(part)
 
     def act(
         self,
@@ -470,6 +513,14 @@ class RandomAgent(Agent):
         single = not obs.is_batch
         size = 1 if single else obs.batch_size
         space = self.action_space
+        if self._parts:  # each part drawn on its own; the log-probabilities add up
+            batch = Observation(vector=np.zeros((size, 1), np.float32))
+            drawn = [part.act(batch) for part in self._parts]
+            joint = np.concatenate(
+                [next(iter(a.as_dict().values())).reshape(size, -1) for a, _, _ in drawn], 1
+            ).astype(np.float32)
+            total = np.sum([extra["logprob"] for _, _, extra in drawn], 0).astype(np.float32)
+            return _toy_result(self.field, joint, total, single, get_value)
         if isinstance(space, gym.spaces.Discrete | gym.spaces.MultiDiscrete) and (
             ACTION_MASK_FIELD in obs
         ):

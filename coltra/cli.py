@@ -764,7 +764,7 @@ def _tune(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from coltra.export import export_group, policy_inputs
+    from coltra.export import export_group, memory_inputs, policy_inputs
     from coltra.saved_policies import find_saved_group
 
     _import_modules(args)
@@ -777,11 +777,13 @@ def _export(args: argparse.Namespace) -> int:
             f"{name} {['batch', *shape]} {dtype}"
             for name, (shape, dtype) in policy_inputs(agent).items()
         )
-        memory = len(agent.get_initial_state(1))
+        memory = memory_inputs(agent)
         if memory:  # a recurrent policy: its state in and out, zeros at an episode's start
-            size = agent.get_initial_state(1)[0].shape[-1]
-            inputs += f", memory_0..{memory - 1} ['batch', {size}] float32"
-            print(f"  {policy}: {path} (inputs: {inputs}; outputs: action, next_memory_0..)")
+            inputs += "".join(
+                f", {name} ['batch', {size}] float32" for name, size in memory.items()
+            )
+            outputs = ", ".join(["action", *(f"next_{name}" for name in memory)])
+            print(f"  {policy}: {path} (inputs: {inputs}; outputs: {outputs})")
         else:
             print(f"  {policy}: {path} (inputs: {inputs}; output: action)")
     return EXIT_OK

@@ -520,5 +520,7 @@ def collect_crowd_data(
     if collector is None:
         collector = CrowdCollector(agents, env)
         _COLLECTORS[env] = collector
-    collector.group = agents
+    if collector.group is not agents:  # another group: its own recurrent states
+        collector.group = agents
+        collector._states = None
     return collector.collect(num_steps, deterministic)

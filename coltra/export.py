@@ -12,11 +12,14 @@ What is exported is the deterministic policy, observation in, the env's action o
   constants), the networks, the action mask (illegal actions are never chosen);
 * **output** ``action``: the most likely action, as the env takes it: int64 ``[batch]``
   for Discrete (its ``start`` added), ``[batch, dims]`` for MultiDiscrete, float32
-  ``[batch, dims]`` for Box, clipped to the bounds as Coltra's env adapters clip it.
+  ``[batch, dims]`` for Box, clipped to the bounds as Coltra's env adapters clip it; for a
+  Dict or Tuple, the float32 ``joint`` row (each part's values in its slots, see
+  :class:`~coltra.envs.spaces.ActionCodec`).
 
-A recurrent policy (``model.recurrent``) also takes its state, ``memory_0``, ``memory_1``...
-(each float32 ``[batch, recurrent_size]``, zeros at an episode's start) and returns the next
-one as ``next_memory_0``... after ``action``: feed each step's outputs back in. Models
+A recurrent policy (``model.recurrent``) also takes its core's state, ``memory_0`` (and
+``memory_1``, an LSTM's cell; each float32 ``[batch, recurrent_size]``, zeros at an episode's
+start) and returns the next one as ``next_memory_0``... after ``action``: feed each step's
+outputs back in. The value network and its memory are left out (acting needs neither). Models
 that cannot be traced (Python control flow on tensor values, unsupported ops) are an
 :class:`ExportError` naming the policy and the tracer's complaint.
 """
@@ -27,6 +30,7 @@ import copy
 import importlib.util
 import warnings
 from pathlib import Path
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -35,8 +39,9 @@ from torch import nn
 
 from coltra.agents import Agent
 from coltra.buffers import ACTION_MASK_FIELD, AGENT_ID_FIELD, STATE_FIELD, TEAM_FIELD, Observation
-from coltra.envs.spaces import ObservationCodec
+from coltra.envs.spaces import ActionCodec, ObservationCodec
 from coltra.groups import MacroAgent
+from coltra.models import MLPModel
 from coltra.models.distributions import distribution_mode
 
 __all__ = [
@@ -45,6 +50,7 @@ __all__ = [
     "ExportError",
     "export_group",
     "export_policy",
+    "memory_inputs",
     "policy_inputs",
 ]
 
@@ -69,6 +75,21 @@ def policy_inputs(agent: Agent) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
     return {name: spec for name, spec in fields.items() if name not in (STATE_FIELD, TEAM_FIELD)}
 
 
+def memory_inputs(agent: Agent) -> dict[str, int]:
+    """A recurrent policy's memory inputs: name -> size of one item (``memory_0``...): the
+    policy core's state for an ``MLPModel`` (the value network's is left out), the whole
+    state for other models; empty for feed-forward ones."""
+    model = agent.model
+    if model is None:
+        return {}
+    if isinstance(model, MLPModel):
+        core = model.policy_core
+        state = () if core is None else core.initial_state(1, model.device)
+    else:
+        state = model.get_initial_state(1)
+    return {f"memory_{k}": int(part[0].numel()) for k, part in enumerate(state)}
+
+
 class DeterministicPolicy(nn.Module):
     """``agent``'s most likely action for a batch of observations given field by field
     (``policy_inputs`` order), as the env takes it (see the module docstring)."""
@@ -79,18 +100,34 @@ class DeterministicPolicy(nn.Module):
         # A copy: exporting moves it to the CPU and must not move a model still training.
         self.model = copy.deepcopy(agent.model)
         self.fields = list(policy_inputs(agent))
-        self.memory = [f"memory_{k}" for k in range(len(agent.model.get_initial_state(1)))]
+        self.policy_only = isinstance(agent.model, MLPModel)  # MLPModel.policy_step
+        self.memory = list(memory_inputs(agent))
         space = agent.model.action_space
-        start = getattr(space, "start", 0) if agent.model.discrete else 0
+        start: Any = getattr(space, "start", 0) if agent.model.discrete else 0
         if isinstance(space, gym.spaces.Box):
             low, high = space.low.reshape(-1), space.high.reshape(-1)
+        elif isinstance(space, gym.spaces.Dict | gym.spaces.Tuple):
+            # The joint row: each category's start added, every slot within its bounds.
+            codec = ActionCodec(space)
+            low, high = codec.low.astype(np.float32), codec.high.astype(np.float32)
+            start = np.concatenate(
+                [
+                    np.broadcast_to(
+                        np.asarray(getattr(part.space, "start", 0) if part.integer else 0),
+                        (slots.stop - slots.start,),
+                    )
+                    for _, part, slots in codec.parts
+                ]
+            ).astype(np.float32)
         else:
             low = high = np.zeros(0)
         self.discrete = agent.model.discrete
         self.start: torch.Tensor
         self.low: torch.Tensor
         self.high: torch.Tensor
-        self.register_buffer("start", torch.as_tensor(np.asarray(start), dtype=torch.int64))
+        self.joint = isinstance(space, gym.spaces.Dict | gym.spaces.Tuple)
+        dtype = torch.float32 if self.joint else torch.int64
+        self.register_buffer("start", torch.as_tensor(np.asarray(start), dtype=dtype))
         self.register_buffer("low", torch.as_tensor(low, dtype=torch.float32))
         self.register_buffer("high", torch.as_tensor(high, dtype=torch.float32))
 
@@ -102,10 +139,17 @@ class DeterministicPolicy(nn.Module):
         # trusted: the checks compare shapes, which are tensors while tracing
         fields = len(self.fields)
         obs = Observation._trusted_from(dict(zip(self.fields, inputs[:fields])))
-        distribution, state, _ = self.model(obs, tuple(inputs[fields:]))
+        if self.policy_only:
+            assert isinstance(self.model, MLPModel)
+            distribution, state = self.model.policy_step(obs, tuple(inputs[fields:]))
+        else:
+            distribution, state, _ = self.model(obs, tuple(inputs[fields:]))
         action = distribution_mode(distribution)
         if self.discrete:
             action = action.long() + self.start
+        elif self.joint:
+            action = action + self.start
+            action = torch.maximum(torch.minimum(action, self.high), self.low).detach()
         else:  # detach: a traced file's output would otherwise require grad (no .numpy())
             action = torch.maximum(torch.minimum(action, self.high), self.low).detach()
         if not self.memory:
@@ -182,8 +226,8 @@ def _example_inputs(agent: Agent) -> tuple[torch.Tensor, ...]:
         if name == AGENT_ID_FIELD:
             value[:, 0] = 1
         inputs.append(torch.as_tensor(value))
-    assert agent.model is not None
-    return (*inputs, *(part.cpu() for part in agent.model.get_initial_state(2)))
+    memory = [torch.zeros(2, size) for size in memory_inputs(agent).values()]
+    return (*inputs, *memory)
 
 
 def _require(*modules: str) -> None:

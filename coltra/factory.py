@@ -20,7 +20,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from coltra.agents import Agent, CAgent, DAgent
+from coltra.agents import Agent, CAgent, DAgent, JointAgent
 from coltra.checkpoints import copy_agent_weights, weights_mismatch
 from coltra.configs import ConfigError, EnvConfig, ModelConfig, RunConfig, WrapperConfig
 from coltra.envs import MultiAgentEnv, MultiGymEnv, PettingZooEnv, make_vec_env, registry
@@ -350,7 +350,7 @@ def make_agents(model_cfg: ModelConfig, env: MultiAgentEnv) -> HomogeneousGroup:
 
 def make_agent(model_cfg: ModelConfig, block: Block) -> Agent:
     """An agent for ``block``'s agents: a ``DAgent`` for Discrete, MultiDiscrete and
-    MultiBinary actions,
+    MultiBinary actions, a ``JointAgent`` for Dict and Tuple ones,
     a ``CAgent`` for Box actions, on the model ``model_cfg`` names, sized from its spaces."""
     space = block.action_space
     agent_class: type[Agent]
@@ -358,10 +358,12 @@ def make_agent(model_cfg: ModelConfig, block: Block) -> Agent:
         agent_class = DAgent
     elif isinstance(space, gym.spaces.Box):
         agent_class = CAgent
+    elif isinstance(space, gym.spaces.Dict | gym.spaces.Tuple):
+        agent_class = JointAgent
     else:
         raise ConfigError(
             f"no agent for the action space {space}; expected Discrete, MultiDiscrete, "
-            "MultiBinary or Box",
+            "MultiBinary, Box, or a Dict or Tuple of those",
             key="env",
         )
     model = build_model(model_cfg, block.observation_space, block.action_space)

@@ -218,10 +218,12 @@ class MacroAgent:
         extra: dict[str, dict[str, Any]] = {}
         for policy, names in self._names_by_policy(obs_dict).items():
             stacked = Observation.stack([obs_dict[name] for name in names])
-            state = (
-                _stack_states([state_dict.get(name, ()) for name in names]) if state_dict else ()
-            )
-            action, next_state, policy_extra = self.policies[policy].act(
+            agent = self.policies[policy]
+            state: State = ()
+            if state_dict:  # an agent without a state (one that just joined) starts from zeros
+                initial = tuple(part[0] for part in agent.get_initial_state(1))
+                state = _stack_states([state_dict.get(name, initial) for name in names])
+            action, next_state, policy_extra = agent.act(
                 stacked, state, deterministic=deterministic, get_value=get_value
             )
             for index, name in enumerate(names):
@@ -258,18 +260,35 @@ class MacroAgent:
                 f"evaluate needs actions for the same policies as observations: obs for "
                 f"{sorted(obs)}, actions for {sorted(actions)}"
             )
+        recurrent = [policy for policy in obs if self.policies[policy].get_initial_state(1)]
+        if recurrent:
+            raise ValueError(
+                f"evaluate scores single steps, but policies {recurrent} are recurrent: score "
+                "them on sequences with agent.evaluate(obs, actions, state, starts) (see "
+                "coltra.sequences)"
+            )
         return {
             policy: self.policies[policy].evaluate(obs[policy], actions[policy]) for policy in obs
         }
 
-    def value(self, obs_dict: Mapping[str, Observation]) -> dict[str, float]:
-        """Value estimate of every agent's observation (no gradients)."""
+    def value(
+        self,
+        obs_dict: Mapping[str, Observation],
+        state_dict: Mapping[str, State] | None = None,
+    ) -> dict[str, float]:
+        """Value estimate of every agent's observation (no gradients); a recurrent policy's
+        from each agent's state in ``state_dict`` (zeros for an agent without one)."""
         _check_obs_dict(obs_dict, f"{type(self).__name__}.value")
         values: dict[str, float] = {}
         with torch.no_grad():
             for policy, names in self._names_by_policy(obs_dict).items():
                 stacked = Observation.stack([obs_dict[name] for name in names])
-                estimates = self.policies[policy].value(stacked).cpu().numpy()
+                agent = self.policies[policy]
+                state: State = ()
+                if state_dict:
+                    initial = tuple(part[0] for part in agent.get_initial_state(1))
+                    state = _stack_states([state_dict.get(name, initial) for name in names])
+                estimates = agent.value(stacked, state).cpu().numpy()
                 values.update({name: float(v) for name, v in zip(names, estimates)})
         return values
 

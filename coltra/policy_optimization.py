@@ -352,16 +352,16 @@ class CrowdPPOptimizer:
             # 3. Epochs of shuffled minibatches of the clipped PPO loss: of samples, or for
             # a recurrent policy of whole sequences (backpropagation through time), whose
             # trained steps are then the minibatch's samples.
-            sequences = (
+            sequences = (  # the record holds states: a policy that carries memory
                 SequenceMinibatches(record, cfg.sequence_length, device)
-                if model is not None and model.recurrent
+                if record.initial_state
                 else None
             )
             if sequences is None:
                 units, size = batch_size, minibatch_size(cfg, batch_size)
             else:
                 units = len(sequences)
-                size = sequences_per_minibatch(cfg, units)
+                size = sequences_per_minibatch(cfg, units, strict=False)
             sums: dict[str, float] = {}
             updates, epochs_done, stopped_early = 0, 0, False
             for _ in range(cfg.epochs):

@@ -12,6 +12,7 @@ the loss.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -56,8 +57,8 @@ def split_sequences(record: MemoryRecord, length: int) -> Sequences:
     real = t < steps
     step = np.minimum(t, steps - 1)
     entries = np.arange(agents)[:, None, None] * steps + step  # [agents, pieces, length]
-    valid = record.mask[:, step] & real
-    starts = record.episode_start[:, step] | ~real
+    valid = record.mask[:, step].astype(bool) & real
+    starts = record.episode_start[:, step].astype(bool) | ~real
     first = t[:, 0] // record.state_every  # [pieces]
     kept = valid.reshape(agents * pieces, length).any(-1)
 
@@ -72,13 +73,21 @@ def split_sequences(record: MemoryRecord, length: int) -> Sequences:
     )
 
 
-def sequences_per_minibatch(config: PPOConfig, sequences: int) -> int:
+def sequences_per_minibatch(config: PPOConfig, sequences: int, strict: bool = True) -> int:
     """Whole sequences per minibatch: ``num_minibatches`` of them per epoch, or
-    ``minibatch_size // sequence_length`` (at least one) when ``minibatch_size`` is set."""
+    ``minibatch_size // sequence_length`` (at least one) when ``minibatch_size`` is set.
+
+    ``strict``: a ConfigError when the rollout cannot hold that many (checked before a run
+    starts, on the most sequences a rollout can have). Otherwise (during training, when
+    pieces without a trained step were left out, e.g. of dead agents) the minibatches are
+    cut to fit, with a warning: at least one sequence each."""
     if sequences == 0:
         raise ValueError("no valid samples to train on: every entry of the rollout is masked")
     if config.minibatch_size is not None:
         size = max(config.minibatch_size // config.sequence_length, 1)
+        if size > sequences and not strict:
+            _warn_fewer(sequences, f"ppo.minibatch_size {config.minibatch_size}")
+            return sequences
         if size > sequences:
             raise ConfigError(
                 f"{config.minibatch_size} samples make {size} sequences of "
@@ -87,6 +96,9 @@ def sequences_per_minibatch(config: PPOConfig, sequences: int) -> int:
                 key="ppo.minibatch_size",
             )
         return size
+    if config.num_minibatches > sequences and not strict:
+        _warn_fewer(sequences, f"ppo.num_minibatches {config.num_minibatches}")
+        return 1
     if config.num_minibatches > sequences:
         raise ConfigError(
             f"{config.num_minibatches} minibatches do not fit in the {sequences} sequences of "
@@ -95,6 +107,15 @@ def sequences_per_minibatch(config: PPOConfig, sequences: int) -> int:
             key="ppo.num_minibatches",
         )
     return sequences // config.num_minibatches
+
+
+def _warn_fewer(sequences: int, asked: str) -> None:
+    warnings.warn(
+        f"this rollout has only {sequences} sequences with steps to train on, fewer than "
+        f"{asked} asks for: training on minibatches of what there is (losses/updates "
+        "shows how many)",
+        stacklevel=3,
+    )
 
 
 class SequenceMinibatches:

@@ -42,6 +42,7 @@ from coltra.callbacks import Callback
 from coltra.checkpoints import derived_seed, load_checkpoint, save_checkpoint, space_needed
 from coltra.collectors import CrowdCollector, check_agents_fit_env
 from coltra.configs import (
+    ConfigError,
     RunConfig,
     TrainerConfig,
     extend_run_config,
@@ -67,6 +68,7 @@ from coltra.run_dir import (
 )
 from coltra.runtime import prepare_process, resolve_device, seed_everything, torch_threads
 from coltra.self_play import Snapshots
+from coltra.sequences import sequences_per_minibatch
 from coltra.signals import StopSignals
 from coltra.timing import PhaseTimes
 
@@ -215,8 +217,20 @@ class PPOCrowdTrainer:
         check_agents_fit_env(self.group, env)
         policy_rows = self.group.policy_rows(env.agent_names)
         for policy, rows in policy_rows.items():
-            if policy in self.optimizer.optimizers:
-                minibatch_size(self.optimizer.configs[policy], len(rows) * cfg.steps)
+            if policy not in self.optimizer.optimizers:
+                continue
+            ppo = self.optimizer.configs[policy]
+            minibatch_size(ppo, len(rows) * cfg.steps)
+            if self.group.policies[policy].get_initial_state(1):  # trains on sequences
+                try:
+                    sequences_per_minibatch(ppo, len(rows) * -(-cfg.steps // ppo.sequence_length))
+                except ConfigError as exc:
+                    key = exc.key or "ppo.num_minibatches"
+                    raise ConfigError(
+                        f"policy '{policy}': {exc.problem} (trainer.steps {cfg.steps}, "
+                        f"{len(rows)} agent rows)",
+                        key=key,
+                    ) from None
         self.snapshots = _snapshots(self.group, teams.snapshots, cfg.snapshot_every)
         _check_stop_targets(cfg.stop_at_return, self.group)
 

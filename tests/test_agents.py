@@ -229,8 +229,22 @@ def test_random_agent_is_seeded_and_within_the_space(cartpole: Env, pendulum: En
 def test_random_agent_refuses_unbounded_boxes() -> None:
     with pytest.raises(ValueError, match="finite Box bounds"):
         RandomAgent(gym.spaces.Box(-np.inf, np.inf, (2,)))
-    with pytest.raises(TypeError, match="Discrete, MultiDiscrete, MultiBinary and Box, got Tuple"):
-        RandomAgent(gym.spaces.Tuple([gym.spaces.Discrete(2)]))
+    with pytest.raises(TypeError, match="MultiBinary, Box, and Dict or Tuple of those, got Text"):
+        RandomAgent(gym.spaces.Text(3))
+    with pytest.raises(TypeError, match="action space Text"):
+        RandomAgent(gym.spaces.Tuple([gym.spaces.Text(3)]))
+
+
+def test_random_agent_with_a_dict_action_draws_each_part() -> None:
+    space = gym.spaces.Dict(
+        {"move": gym.spaces.Discrete(3, start=-1), "aim": gym.spaces.Box(-1, 1, (2,))}
+    )
+    agent = RandomAgent(space, seed=0)
+    action, _, extra = agent.act(Observation(vector=np.zeros((400, 1), np.float32)))
+    joint = action["joint"]  # aim (2 slots), then move
+    assert joint.shape == (400, 3) and set(np.unique(joint[:, 2])) == {-1.0, 0.0, 1.0}
+    assert np.abs(joint[:, :2]).max() <= 1.0
+    np.testing.assert_allclose(extra["logprob"], -np.log(3) - np.log(4), rtol=1e-6)
 
 
 def test_random_agent_with_multibinary_actions() -> None:

@@ -226,10 +226,12 @@ def test_a_recurrent_policy_takes_and_returns_its_memory(
     run = trained(tmp_path, GYM_CONFIG, f"model.recurrent={kind}", "model.recurrent_size=8")
     capsys.readouterr()
     assert main(["export", str(run), "-o", str(tmp_path / "policy.onnx")]) == 0
-    parts = 4 if kind == "lstm" else 2
+    parts = 2 if kind == "lstm" else 1  # the policy core's (h, c) or h: no value memory
+    memory = "".join(f", memory_{k} ['batch', 8] float32" for k in range(parts))
+    outputs = ", ".join(["action", *(f"next_memory_{k}" for k in range(parts))])
     assert (
-        f"(inputs: vector ['batch', 4] float32, memory_0..{parts - 1} ['batch', 8] float32; "
-        "outputs: action, next_memory_0..)" in capsys.readouterr().out
+        f"(inputs: vector ['batch', 4] float32{memory}; outputs: {outputs})"
+        in capsys.readouterr().out
     )
     assert main(["export", str(run), "--format", "torchscript", "-o", str(tmp_path / "p.pt")]) == 0
     saved = find_saved_group(run)
@@ -250,12 +252,73 @@ def test_a_recurrent_policy_takes_and_returns_its_memory(
     state = agent.get_initial_state(8)
     memory = [part.numpy() for part in state]
     script_memory = list(state)
+    memory = memory[:parts]
+    script_memory = script_memory[:parts]
     for t in range(5):
         action, state, _ = agent.act(Observation(vector=steps[t]), state, deterministic=True)
         feed = {"vector": steps[t], **{f"memory_{k}": m for k, m in enumerate(memory)}}
         from_onnx, *memory = session.run(None, feed)
         np.testing.assert_array_equal(from_onnx, action["discrete"])
-        for mine, theirs in zip(state, memory):
+        for mine, theirs in zip(state[:parts], memory):  # the policy core's part comes first
             np.testing.assert_allclose(theirs, mine.numpy(), atol=1e-5)
         from_script, *script_memory = scripted(torch.as_tensor(steps[t]), *script_memory)
         np.testing.assert_array_equal(from_script.numpy(), action["discrete"])
+
+
+def test_a_dict_action_exports_as_its_joint_row(tmp_path: Path) -> None:
+    """Issue 17: each category's start added, the Box part clipped, in the joint layout."""
+    import gymnasium as gym
+
+    from coltra.agents import JointAgent
+    from coltra.buffers import Observation
+    from coltra.models import MLPModel
+
+    space = gym.spaces.Dict(
+        {"move": gym.spaces.Discrete(3, start=-1), "aim": gym.spaces.Box(-0.1, 0.1, (2,))}
+    )
+    torch.manual_seed(0)
+    model = MLPModel({"sigma0": 1.0}, gym.spaces.Box(-1, 1, (4,)), space)
+    with torch.no_grad():
+        model.policy_head.bias[:] = torch.tensor([5.0, -5.0, 0.0, 0.0, 0.0])  # aim, then move  # type: ignore[index,union-attr]
+    agent = JointAgent(model)
+    export_policy(agent, tmp_path / "joint.onnx", "onnx")
+    obs = np.random.default_rng(0).uniform(-1, 1, (16, 4)).astype(np.float32)
+    action, _, _ = agent.act(Observation(vector=obs), deterministic=True)
+    from_onnx = run_onnx(tmp_path / "joint.onnx", {"vector": obs})
+    assert from_onnx.shape == (16, 3)  # Gymnasium sorts the keys: aim (2 slots), move (1)
+    np.testing.assert_allclose(from_onnx[:, 2], action["joint"][:, 2])  # -1, 0 or 1
+    assert set(from_onnx[:, 2].tolist()) <= {-1.0, 0.0, 1.0}
+    np.testing.assert_allclose(
+        from_onnx[:, :2], np.clip(action["joint"][:, :2], -0.1, 0.1), atol=1e-6
+    )
+    assert from_onnx[:, 0].max() == pytest.approx(0.1) and from_onnx[:, 1].min() == pytest.approx(
+        -0.1
+    )
+
+
+def test_a_recurrent_policy_with_a_state_critic_exports_without_the_state(
+    tmp_path: Path,
+) -> None:
+    """The exported file needs neither the critic's field nor the value core's memory."""
+    import gymnasium as gym
+
+    from coltra.agents import DAgent
+    from coltra.buffers import Observation
+    from coltra.models import MLPModel
+
+    space = gym.spaces.Dict(
+        {"vector": gym.spaces.Box(-1, 1, (3,)), "state": gym.spaces.Box(-1, 1, (5,))}
+    )
+    agent = DAgent(MLPModel({"recurrent": "gru", "critic": "state"}, space, gym.spaces.Discrete(2)))
+    export_policy(agent, tmp_path / "p.onnx", "onnx")
+    session = onnxruntime.InferenceSession(str(tmp_path / "p.onnx"))
+    assert [item.name for item in session.get_inputs()] == ["vector", "memory_0"]
+    obs = np.random.default_rng(0).uniform(-1, 1, (6, 3)).astype(np.float32)
+    state = agent.get_initial_state(6)  # policy core, then value core
+    memory = np.zeros((6, 64), np.float32)
+    for _ in range(3):  # acting without the state field keeps the value core's part
+        action, state, _ = agent.act(Observation(vector=obs), state, deterministic=True)
+        from_onnx, memory = session.run(None, {"vector": obs, "memory_0": memory})
+        np.testing.assert_array_equal(from_onnx, action["discrete"])
+        np.testing.assert_allclose(memory, state[0].numpy(), atol=1e-5)
+        assert not state[1].any()  # the value core never stepped

@@ -239,13 +239,13 @@ def test_model_sizes_that_contradict_the_env_are_a_config_error() -> None:
         env.close()
 
 
-class _TupleActionEnv(MultiAgentEnv):
+class _TextActionEnv(MultiAgentEnv):
     """An env whose action space no agent class handles."""
 
     def __init__(self) -> None:
         self.agent_names = ["a"]
         self.observation_space = gym.spaces.Box(-1, 1, (2,), np.float32)
-        self.action_space = gym.spaces.Tuple((gym.spaces.Discrete(2), gym.spaces.Discrete(2)))
+        self.action_space = gym.spaces.Text(4)
 
     def reset_batch(self, seed: int | None = None) -> StepBatch:
         return StepBatch.first(Observation(vector=np.zeros((1, 2), np.float32)))
@@ -255,5 +255,5 @@ class _TupleActionEnv(MultiAgentEnv):
 
 
 def test_an_action_space_without_an_agent_class_is_refused() -> None:
-    with pytest.raises(ConfigError, match="no agent for the action space Tuple"):
-        make_agents(MLPConfig(), _TupleActionEnv())
+    with pytest.raises(ConfigError, match="no agent for the action space Text"):
+        make_agents(MLPConfig(), _TextActionEnv())

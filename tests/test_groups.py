@@ -404,3 +404,27 @@ def test_recurrent_state_travels_per_agent(pursuit_obs: dict[str, Observation]) 
         assert int(states[name][0]) == i + 1 and extra["value"][name] == i
     _, states, _ = group.act(pursuit_obs)  # no state given: the model's initial state
     assert all(int(state[0]) == 1 for state in states.values())
+
+
+def test_a_recurrent_group_acts_from_zeros_for_an_agent_without_a_state() -> None:
+    """Issue 17 review: one agent's missing state dropped every agent's."""
+    import gymnasium as gym
+
+    from coltra.agents import DAgent
+    from coltra.models import MLPModel
+
+    torch.manual_seed(0)
+    model = MLPModel({"recurrent": "gru", "recurrent_size": 4}, gym.spaces.Box(-1, 1, (2,)),
+                     gym.spaces.Discrete(3))  # fmt: skip
+    group = HomogeneousGroup(DAgent(model))
+    obs = {name: Observation(vector=np.ones(2, np.float32)) for name in ("a", "b")}
+    _, states, _ = group.act(obs, deterministic=True)
+    _, full, extra = group.act(obs, deterministic=True, state_dict=states, get_value=True)
+    _, partial, _ = group.act(obs, deterministic=True, state_dict={"b": states["b"]})
+    assert torch.equal(partial["b"][0], full["b"][0])  # b keeps its memory
+    assert torch.equal(partial["a"][0], states["a"][0])  # a starts again from zeros
+    values = group.value(obs, state_dict=states)
+    assert values["a"] == pytest.approx(float(extra["value"]["a"]), abs=1e-6)
+    with pytest.raises(ValueError, match=r"policies \['crowd'\] are recurrent"):
+        group.evaluate({"crowd": Observation(vector=np.ones((2, 2), np.float32))},
+                       {"crowd": Action(discrete=np.zeros(2, np.int64))})  # fmt: skip

@@ -232,3 +232,44 @@ def test_a_recurrent_policy_solves_the_memory_probe_a_feed_forward_one_cannot(
 
     assert final_score("gru") == 1.0
     assert final_score("none") < 0.8
+
+
+def test_too_few_sequences_for_the_minibatches_is_refused_before_the_run() -> None:
+    config = RunConfig.from_dict(
+        {
+            "trainer": {"steps": 16, "progress": False},
+            "ppo": {"num_minibatches": 4, "sequence_length": 32},
+            "model": {"recurrent": "gru"},
+            "env": {"kind": "probe", "env_name": "memory", "workers": 2, "backend": "inprocess"},
+        }
+    )
+    with pytest.raises(ConfigError) as error:
+        PPOCrowdTrainer.from_config(config)
+    assert str(error.value) == (
+        "ppo.num_minibatches: policy 'crowd': 4 minibatches do not fit in the 2 sequences of "
+        "32 steps collected per iteration (a recurrent policy trains on whole sequences) "
+        "(trainer.steps 16, 2 agent rows)"
+    )
+
+
+def test_a_rollout_with_fewer_sequences_than_minibatches_trains_on_what_there_is() -> None:
+    """Pieces in which every agent was absent are left out, so the sequences of a rollout
+    vary (KAZ: dead agents); the update then cuts its minibatches to fit, with a warning."""
+    config = recurrent_run(
+        {"kind": "probe", "env_name": "memory", "env_kwargs": {"num_agents": 2}},
+        {"recurrent": "gru"},
+    )
+    env = make_env(config.env, seed=0)  # type: ignore[arg-type]
+    try:
+        group = make_group(config, env)
+        optimizer = CrowdPPOptimizer(
+            group, {"epochs": 2, "num_minibatches": 4, "sequence_length": 4}
+        )
+        records, _, shape = CrowdCollector(group, env, seed=0, state_every=4).collect(8)
+        record = records["crowd"]  # 4 rows x 2 pieces
+        record.mask[1:] = False  # only row 0 trains: 2 sequences
+        with pytest.warns(UserWarning, match="only 2 sequences with steps to train on"):
+            metrics = optimizer.train_on_data(records, shape)
+        assert metrics["losses/updates"] == 4.0  # 2 epochs x 2 minibatches of one sequence
+    finally:
+        env.close()

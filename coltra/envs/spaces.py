@@ -209,13 +209,20 @@ def _part(raw: Any, path: tuple[Any, ...] | None) -> Any:
     return raw
 
 
+#: The Action field of a Dict or Tuple action: every part's values side by side.
+JOINT_FIELD = "joint"
+
+
 class ActionCodec:
     """Checks Actions against ``space`` and turns rows into raw env actions.
 
-    Discrete and MultiDiscrete travel as ``discrete`` integers; Box as a flat float32
-    ``continuous`` vector reshaped to the space's shape when sent to the env. In an env with
-    several blocks, a block's codec reads its field under the block's ``prefix`` and checks
-    the values of its ``rows`` only (the other rows belong to other blocks).
+    Discrete, MultiDiscrete and MultiBinary travel as ``discrete`` integers; Box as a flat
+    float32 ``continuous`` vector reshaped to the space's shape when sent to the env. A Dict
+    or Tuple of those travels as ``joint``: one float32 row per agent holding each part's
+    values in its slots (``parts``, in the order of :func:`_leaves`; integers are exact in
+    float32), rebuilt into the Dict or Tuple for the env. In an env with several blocks, a
+    block's codec reads its field under the block's ``prefix`` and checks the values of its
+    ``rows`` only (the other rows belong to other blocks).
     """
 
     def __init__(self, space: gym.Space, prefix: str = "", rows: np.ndarray | None = None) -> None:
@@ -223,6 +230,30 @@ class ActionCodec:
         self.prefix = prefix
         self.rows = rows
         self.item_shape: tuple[int, ...]
+        self.low: np.ndarray
+        self.high: np.ndarray
+        # One range for every integer action value (all but MultiDiscrete with unequal nvec).
+        self._bounds: tuple[int, int] | None = None
+        #: A Dict or Tuple action's parts: (path, codec of the part, its slots in a row).
+        self.parts: list[tuple[tuple[Any, ...], ActionCodec, slice]] = []
+        if isinstance(space, gym.spaces.Dict | gym.spaces.Tuple):
+            start = 0
+            for _, path, subspace in _leaves(space):
+                part = ActionCodec(subspace)
+                size = max(int(np.prod(part.item_shape)), 1)
+                self.parts.append((path, part, slice(start, start + size)))
+                start += size
+            if not self.parts:
+                raise TypeError(f"action space {space} has no parts")
+            self.field, self.item_shape, self.integer = JOINT_FIELD, (start,), False
+            self.low = np.concatenate(
+                [np.broadcast_to(p.low, (s.stop - s.start,)) for _, p, s in self.parts]
+            )
+            self.high = np.concatenate(
+                [np.broadcast_to(p.high, (s.stop - s.start,)) for _, p, s in self.parts]
+            )
+            self.field = prefix + self.field
+            return
         if isinstance(space, gym.spaces.Discrete):
             self.field, self.item_shape, self.integer = "discrete", (), True
             self.low = np.array(space.start)
@@ -241,11 +272,9 @@ class ActionCodec:
         else:
             raise TypeError(
                 f"action space {space} is not supported; expected Discrete, MultiDiscrete, "
-                "MultiBinary or Box"
+                "MultiBinary, Box, or a Dict or Tuple of those"
             )
         self.field = prefix + self.field
-        # One range for every integer action value (all but MultiDiscrete with unequal nvec).
-        self._bounds: tuple[int, int] | None = None
         if self.integer and self.low.min() == self.low.max() and self.high.min() == self.high.max():
             self._bounds = (int(self.low.min()), int(self.high.max()))
 
@@ -259,6 +288,23 @@ class ActionCodec:
         self, values: np.ndarray, where: str, active: np.ndarray | None = None
     ) -> None:
         """Dtype of all values; range of the rows in ``active`` (all rows when None)."""
+        if self.parts:  # each part's slots as that part's values
+            if values.dtype.kind not in "fiu":
+                raise TypeError(
+                    f"{where}: '{self.field}' actions must be numbers for {self.space}, "
+                    f"got dtype {values.dtype}"
+                )
+            for path, part, slots in self.parts:
+                piece = values[..., slots].reshape(*values.shape[:-1], *part.item_shape)
+                if part.integer:
+                    if not np.array_equal(piece, np.round(piece)):
+                        raise ValueError(
+                            f"{where}: the '{'.'.join(map(str, path))}' part of a {self.space} "
+                            f"action takes whole numbers, got {piece.tolist()[:5]}"
+                        )
+                    piece = piece.astype(np.int64)
+                part._check_values(piece, f"{where} ('{'.'.join(map(str, path))}' part)", active)
+            return
         if self.integer:
             if values.dtype.kind not in "iub":
                 raise TypeError(
@@ -345,6 +391,8 @@ class ActionCodec:
 
     def to_env(self, values: np.ndarray) -> Any:
         """One row of checked action values as the underlying env wants it."""
+        if self.parts:
+            return self._joint_to_env(values)
         if isinstance(self.space, gym.spaces.Discrete):
             return int(values)
         if isinstance(self.space, gym.spaces.Box):
@@ -354,8 +402,18 @@ class ActionCodec:
             return clipped.reshape(self.space.shape).astype(self.space.dtype, copy=False)
         return values
 
+    def _joint_to_env(self, values: np.ndarray) -> Any:
+        """A Dict or Tuple action (nested as the space is) from one row of slots."""
+        pieces = []
+        for path, part, slots in self.parts:
+            piece = values[slots].reshape(part.item_shape)
+            pieces.append((path, part.to_env(piece.astype(np.int64) if part.integer else piece)))
+        return _nest(self.space, dict(pieces))
+
     def to_env_rows(self, values: np.ndarray) -> list[Any]:
         """``to_env`` of every row of ``values`` (same types), converted in one go."""
+        if self.parts:
+            return [self._joint_to_env(row) for row in values]
         if isinstance(self.space, gym.spaces.Discrete):
             # tolist() gives Python ints, as int() does; bools become 0/1 first.
             return (values.astype(np.int64) if values.dtype.kind == "b" else values).tolist()
@@ -366,10 +424,26 @@ class ActionCodec:
 
     def zeros(self, rows: int) -> np.ndarray:
         """A valid filler batch: the lowest action (0 for Box), one row per agent."""
+        if self.parts:
+            row = np.concatenate(
+                [part.zeros(1).reshape(-1).astype(np.float32) for _, part, _ in self.parts]
+            )
+            return np.tile(row, (rows, 1))
         if self.integer:
             filler = np.broadcast_to(self.low, self.item_shape)
             return np.tile(filler.astype(np.int64), (rows, *([1] * len(self.item_shape))))
         return np.zeros((rows, *self.item_shape), dtype=np.float32)
+
+
+def _nest(
+    space: gym.Space, values: Mapping[tuple[Any, ...], Any], path: tuple[Any, ...] = ()
+) -> Any:
+    """The Dict (a dict) or Tuple (a tuple) of ``space`` whose leaves are ``values`` by path."""
+    if isinstance(space, gym.spaces.Dict):
+        return {key: _nest(sub, values, (*path, key)) for key, sub in space.spaces.items()}
+    if isinstance(space, gym.spaces.Tuple):
+        return tuple(_nest(sub, values, (*path, i)) for i, sub in enumerate(space.spaces))
+    return values[path]
 
 
 def _to_numpy(value: Any) -> np.ndarray:

@@ -60,8 +60,11 @@ class BaseModel(nn.Module):
         sequence-major; ``state`` is each sequence's state at its first step (``[sequences,
         ...]`` per part) and ``starts`` ``[sequences, length]`` flags the steps before which
         the state was reset (an episode began). A feed-forward model ignores both."""
-        if self.recurrent:
-            raise NotImplementedError(f"{type(self).__name__} must implement forward_sequences")
+        if self.recurrent or self.get_initial_state(1):
+            raise NotImplementedError(
+                f"{type(self).__name__} carries a state between steps, so PPO trains it on "
+                "sequences: it must implement forward_sequences"
+            )
         return self(obs, (), get_value)
 
     def value_normalizer(self) -> RunningMeanStd | None:
@@ -151,6 +154,7 @@ def space_to_dict(space: gym.Space | None) -> dict[str, Any] | None:
             "type": "MultiDiscrete",
             "nvec": space.nvec.tolist(),
             "start": np.asarray(space.start).tolist(),
+            "dtype": str(space.dtype),
         }
     if isinstance(space, gym.spaces.MultiBinary):
         n = space.n  # an int, or a shape: MultiBinary(4) != MultiBinary((4,)) in Gymnasium
@@ -184,7 +188,9 @@ def space_from_dict(data: dict[str, Any] | None) -> gym.Space | None:
         if kind == "Discrete":
             return gym.spaces.Discrete(int(data["n"]), start=int(data.get("start", 0)))
         if kind == "MultiDiscrete":
-            return gym.spaces.MultiDiscrete(data["nvec"], start=data.get("start"))
+            return gym.spaces.MultiDiscrete(
+                data["nvec"], dtype=np.dtype(data.get("dtype", "int64")), start=data.get("start")
+            )
         if kind == "MultiBinary":
             n = data["n"]
             return gym.spaces.MultiBinary(n if isinstance(n, int) else tuple(n))

@@ -1,5 +1,6 @@
 """Action distributions beyond torch's own: a lighter categorical, several categoricals,
-several Bernoullis (MultiBinary), and a Beta on [low, high].
+several Bernoullis (MultiBinary), a joint distribution over the parts of a Dict or Tuple
+action, and a Beta on [low, high].
 
 Every distribution here answers the four questions an agent asks: ``sample()``,
 ``log_prob(action)`` and ``entropy()`` summed over action dimensions to one number per
@@ -16,6 +17,7 @@ from torch.distributions import Categorical as TorchCategorical
 __all__ = [
     "Categorical",
     "DiagNormal",
+    "JointDistribution",
     "MultiBernoulli",
     "MultiCategorical",
     "ScaledBeta",
@@ -133,6 +135,55 @@ class MultiBernoulli(Distribution):
         return (self.logits > 0).long()
 
 
+class JointDistribution(Distribution):
+    """Independent parts of a Dict or Tuple action, each a distribution over its slots of
+    one ``[batch, slots]`` float action (whole numbers in a categorical part's slots):
+    samples side by side; log-probability and entropy the sums of the parts'.
+
+    ``parts`` holds ``(distribution, slots, kind)``: ``kind`` is ``one`` for a categorical
+    with one slot (Discrete), ``ints`` for several integer slots (MultiDiscrete,
+    MultiBinary), ``floats`` for a Box.
+    """
+
+    arg_constraints: dict = {}
+
+    def __init__(self, parts: list[tuple[Distribution, slice, str]]) -> None:
+        self.parts = parts
+        # One batch axis (a DiagNormal part counts its dimensions in its batch shape).
+        batch = parts[0][0].batch_shape[:1]
+        slots = parts[-1][1].stop
+        super().__init__(batch_shape=batch, event_shape=torch.Size([slots]), validate_args=False)
+
+    @staticmethod
+    def _slots(value: torch.Tensor) -> torch.Tensor:
+        return value.reshape(value.shape[0], -1).float()
+
+    @staticmethod
+    def _part(value: torch.Tensor, slots: slice, kind: str) -> torch.Tensor:
+        piece = value[..., slots]
+        if kind == "one":
+            return piece.squeeze(-1).long()
+        return piece.long() if kind == "ints" else piece
+
+    def sample(self, sample_shape: torch.Size | list[int] | tuple[int, ...] = ()) -> torch.Tensor:
+        if len(sample_shape):
+            raise NotImplementedError("JointDistribution draws one action per batch row")
+        return torch.cat([self._slots(part.sample()) for part, _, _ in self.parts], -1)
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        logprobs = [
+            part.log_prob(self._part(value, slots, kind)) for part, slots, kind in self.parts
+        ]
+        return torch.stack(logprobs, -1).sum(-1)
+
+    def entropy(self) -> torch.Tensor:
+        return torch.stack([part.entropy() for part, _, _ in self.parts], -1).sum(-1)
+
+    @property
+    def mode(self) -> torch.Tensor:
+        return torch.cat([self._slots(distribution_mode(part)) for part, _, _ in self.parts], -1)
+
+
 class ScaledBeta(Distribution):
     """A Beta distribution stretched from [0, 1] to the action bounds [low, high].
 
@@ -177,6 +228,6 @@ def distribution_mode(distribution: Distribution) -> torch.Tensor:
     """The action a deterministic agent takes: argmax for categoricals, mean otherwise."""
     if isinstance(distribution, TorchCategorical):
         return distribution.logits.argmax(-1)  # normalised logits: same argmax as probs
-    if isinstance(distribution, MultiCategorical | MultiBernoulli | ScaledBeta):
+    if isinstance(distribution, MultiCategorical | MultiBernoulli | ScaledBeta | JointDistribution):
         return distribution.mode
     return distribution.mean

@@ -11,6 +11,7 @@ import itertools
 import math
 import re
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import gymnasium as gym
@@ -21,11 +22,12 @@ from torch.distributions import Distribution
 
 from coltra.buffers import ACTION_MASK_FIELD, AGENT_ID_FIELD, STATE_FIELD, TEAM_FIELD, Observation
 from coltra.configs import MLPConfig
-from coltra.envs.spaces import ObservationCodec, without_parts
+from coltra.envs.spaces import ActionCodec, ObservationCodec, without_parts
 from coltra.models.base import BaseModel, State
 from coltra.models.distributions import (
     Categorical,
     DiagNormal,
+    JointDistribution,
     MultiBernoulli,
     MultiCategorical,
     ScaledBeta,
@@ -79,6 +81,34 @@ def mlp_layers(
     ]
     layers.append(_init_linear(nn.Linear(sizes[-1], out_size), initializer, out_gain))
     return layers
+
+
+@dataclass(frozen=True)
+class JointPart:
+    """One part of a Dict or Tuple action: its slots in the joint action, the policy head
+    outputs it takes, and what kind of distribution it has (see ``JointDistribution``)."""
+
+    slots: slice
+    outputs: int
+    kind: str  # "one" (Discrete), "ints" (MultiDiscrete, MultiBinary), "floats" (Box)
+    nvec: list[int] | None  # MultiDiscrete
+
+
+def _joint_parts(space: gym.Space) -> list[JointPart]:
+    parts = []
+    for _, codec, slots in ActionCodec(space).parts:
+        sub = codec.space
+        if isinstance(sub, gym.spaces.Discrete):
+            parts.append(JointPart(slots, int(sub.n), "one", None))
+        elif isinstance(sub, gym.spaces.MultiDiscrete):
+            if sub.nvec.ndim != 1:
+                raise TypeError(f"MultiDiscrete parts need a 1-D nvec, got {sub} in {space}")
+            parts.append(JointPart(slots, int(sub.nvec.sum()), "ints", sub.nvec.tolist()))
+        elif isinstance(sub, gym.spaces.MultiBinary):
+            parts.append(JointPart(slots, slots.stop - slots.start, "ints", None))
+        else:
+            parts.append(JointPart(slots, slots.stop - slots.start, "floats", None))
+    return parts
 
 
 def _encoder_choices(
@@ -229,6 +259,14 @@ def _resolve_config(
                     f"{action_space} (nvec shape {action_space.nvec.shape})"
                 )
             discrete, num_actions = True, int(action_space.nvec.sum())
+        elif isinstance(action_space, gym.spaces.Dict | gym.spaces.Tuple):
+            if config.continuous_mode != "logstd":
+                raise ValueError(
+                    f"continuous_mode='{config.continuous_mode}' is for Box actions; the Box "
+                    f"parts of a Dict or Tuple action ({action_space}) use 'logstd'"
+                )
+            parts = _joint_parts(action_space)
+            discrete, num_actions = False, sum(part.outputs for part in parts)
         elif isinstance(action_space, gym.spaces.MultiBinary):
             if len(action_space.shape) != 1:
                 raise TypeError(
@@ -333,6 +371,12 @@ class MLPModel(BaseModel):
         )
         #: MultiBinary actions: one Bernoulli per dimension (a logit each).
         self.binary = isinstance(action_space, gym.spaces.MultiBinary)
+        #: Dict or Tuple actions: one distribution per part (None for other spaces).
+        self.joint = (
+            _joint_parts(action_space)
+            if isinstance(action_space, gym.spaces.Dict | gym.spaces.Tuple)
+            else None
+        )
 
         activation = ACTIVATIONS[cfg.activation]
         # Field encoders (``encoders``, ``image_encoder``): None when every field is
@@ -368,7 +412,13 @@ class MLPModel(BaseModel):
         self.features = features
         if self.mask_space is not None:
             if not self.discrete or self.binary:
-                kind = "MultiBinary" if self.binary else "continuous"
+                kind = (
+                    "MultiBinary"
+                    if self.binary
+                    else "a Dict or Tuple"
+                    if self.joint is not None
+                    else "continuous"
+                )
                 raise ValueError(
                     f"an '{ACTION_MASK_FIELD}' observation field masks categorical actions, but "
                     f"the action space {action_space} is {kind}"
@@ -502,7 +552,12 @@ class MLPModel(BaseModel):
         self.value_head: nn.Linear | None = value_layers[-1] if self.value_agents is None else None
         self.activation = activation
         if not self.discrete and cfg.continuous_mode == "logstd":
-            self.log_std = nn.Parameter(torch.full((cfg.num_actions,), math.log(cfg.sigma0)))
+            dims = (
+                cfg.num_actions
+                if self.joint is None
+                else sum(part.outputs for part in self.joint if part.kind == "floats")
+            )
+            self.log_std = nn.Parameter(torch.full((dims,), math.log(cfg.sigma0)))
         if isinstance(action_space, gym.spaces.Box):
             # float32 like the network's output, whatever the space's dtype.
             low, high = (
@@ -633,6 +688,8 @@ class MLPModel(BaseModel):
 
     def distribution(self, head: torch.Tensor) -> Distribution:
         """The action distribution of the policy head's output."""
+        if self.joint is not None:
+            return self._joint_distribution(head)
         if self.discrete:
             if self.nvec is not None:
                 return MultiCategorical(logits=head, nvec=self.nvec)
@@ -652,6 +709,27 @@ class MLPModel(BaseModel):
         beta = nn.functional.softplus(second) + 1.0
         low, high = self.get_buffer("action_low"), self.get_buffer("action_high")
         return ScaledBeta(alpha, beta, low, high)
+
+    def _joint_distribution(self, head: torch.Tensor) -> JointDistribution:
+        """Each part's distribution from its outputs of the head (Box parts: their
+        log-stds, in the order of the parts)."""
+        parts: list[tuple[Distribution, slice, str]] = []
+        outputs = torch.split(head, [part.outputs for part in self.joint or []], -1)
+        box = 0
+        for part, out in zip(self.joint or [], outputs):
+            distribution: Distribution
+            if part.kind == "floats":
+                std = self.log_std[box : box + part.outputs].exp().expand_as(out)
+                distribution = DiagNormal(out, std, validate_args=False)
+                box += part.outputs
+            elif part.nvec is not None:
+                distribution = MultiCategorical(logits=out, nvec=part.nvec)
+            elif part.kind == "ints":
+                distribution = MultiBernoulli(out)
+            else:
+                distribution = Categorical(out)
+            parts.append((distribution, part.slots, part.kind))
+        return JointDistribution(parts)
 
     def heads(
         self,
@@ -775,16 +853,27 @@ class MLPModel(BaseModel):
         """Both networks through their cores: one step per row (``starts`` None) or
         sequences (``obs`` ``[sequences * length]`` sequence-major, ``starts``
         ``[sequences, length]``, ``state`` the first step's). The value core steps even when
-        no value is asked, so the state stays the one collection carries."""
+        no value is asked, so the state stays the one collection carries, except where a
+        centralised critic's field is missing (deployment, where only the policy runs): its
+        part of the state then stays as it was."""
         assert self.policy_core is not None
         rows = obs.batch_size if starts is None else starts.shape[0]
         policy_state, value_state = self._split_state(state, rows)
         features = self.encode(obs)
+        critic_field = CRITIC_FIELDS.get(self.config.critic)
+        policy_only = not get_value and critic_field is not None and critic_field not in obs
         if self.trunk is not None:  # shared_backbone: one trunk and core under both heads
             out, policy_state = self.policy_core(
                 self._run(self.trunk, features), policy_state, starts
             )
             value_out = out
+        elif policy_only:
+            assert self.policy_hidden is not None and self.policy_head is not None
+            out, policy_state = self.policy_core(
+                self._run(self.policy_hidden, features), policy_state, starts
+            )
+            head = self.mask_logits(self.policy_head(out), obs)
+            return self.distribution(head), (*policy_state, *value_state), {}
         else:
             assert self.policy_hidden is not None and self.value_hidden is not None
             assert self.value_core is not None
@@ -806,6 +895,21 @@ class MLPModel(BaseModel):
             else {}
         )
         return self.distribution(head), (*policy_state, *value_state), extra
+
+    def policy_step(self, obs: Observation, state: State) -> tuple[Distribution, State]:
+        """One step of the policy alone, its core's part of the state in and out (what an
+        exported file runs: acting needs neither the value network nor its memory)."""
+        if not self.recurrent:
+            distribution, _, _ = self(obs)
+            return distribution, ()
+        assert self.policy_core is not None and self.policy_head is not None
+        stack = self.trunk if self.trunk is not None else self.policy_hidden
+        assert stack is not None
+        rows = obs.batch_size
+        if not state:
+            state = self.policy_core.initial_state(rows, self.device)
+        out, state = self.policy_core(self._run(stack, self.encode(obs)), state)
+        return self.distribution(self.mask_logits(self.policy_head(out), obs)), state
 
     def _split_state(self, state: State, rows: int) -> tuple[State, State]:
         """The policy core's and the value core's parts of ``state`` (zeros when empty),

@@ -59,7 +59,17 @@ class RecurrentCore(nn.Module):
             )
         if starts is None:
             return self._step(x, state)
+        if starts.dtype != torch.bool or starts.dim() != 2:
+            raise ValueError(
+                f"starts must be a [sequences, length] bool tensor, got {starts.dtype} of "
+                f"shape {list(starts.shape)}"
+            )
         sequences, length = starts.shape
+        if x.shape[0] != sequences * length:
+            raise ValueError(
+                f"{x.shape[0]} rows of input for {sequences} sequences of {length} steps "
+                f"(expected {sequences * length}, sequence-major)"
+            )
         steps = x.reshape(sequences, length, -1)
         keep = (~starts).to(x.dtype).unsqueeze(-1)  # [sequences, length, 1]
         outputs = []

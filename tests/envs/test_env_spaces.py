@@ -96,8 +96,36 @@ def test_unsupported_spaces_are_named() -> None:
         "is not supported; expected Box, Discrete, MultiDiscrete, MultiBinary, or a Dict or "
         "Tuple of those"
     )
-    with pytest.raises(TypeError, match="action space Tuple"):
-        ActionCodec(gym.spaces.Tuple([gym.spaces.Discrete(2)]))
+    with pytest.raises(TypeError, match="action space Text"):
+        ActionCodec(gym.spaces.Tuple([gym.spaces.Text(2)]))
+
+
+def test_a_dict_action_is_one_joint_row_rebuilt_for_the_env() -> None:
+    space = gym.spaces.Dict(
+        {
+            "move": gym.spaces.Discrete(3, start=-1),
+            "aim": gym.spaces.Box(-1, 1, (2,), np.float32),
+            "more": gym.spaces.Tuple([gym.spaces.MultiBinary(2), gym.spaces.MultiDiscrete([2, 3])]),
+        }
+    )
+    codec = ActionCodec(space)
+    assert codec.field == "joint" and codec.item_shape == (7,)  # aim 2, more 2 + 2, move 1
+    assert [slots for _, _, slots in codec.parts] == [
+        slice(0, 2), slice(2, 4), slice(4, 6), slice(6, 7)
+    ]  # fmt: skip
+    row = np.array([0.5, 3.0, 1, 0, 1, 2, -1], np.float32)
+    values = codec.check_batch(Action(joint=row[None]), 1)
+    raw = codec.to_env(values[0])
+    assert raw["move"] == -1 and isinstance(raw["move"], int)
+    assert raw["aim"].tolist() == [0.5, 1.0]  # clipped on its way to the env
+    assert raw["more"][0].tolist() == [1, 0] and raw["more"][1].tolist() == [1, 2]
+    assert space.contains(raw)
+    assert codec.zeros(2).tolist() == [[0, 0, 0, 0, 0, 0, -1]] * 2
+    outside = r"'move' part\): action value\(s\) \[2\] outside Discrete\(3, start=-1\)"
+    with pytest.raises(ValueError, match=outside):
+        codec.check_batch(Action(joint=np.array([[0, 0, 0, 0, 0, 0, 2]], np.float32)), 1)
+    with pytest.raises(ValueError, match=r"the 'more\.1' part of a .* takes whole numbers"):
+        codec.check_batch(Action(joint=np.array([[0, 0, 0, 0, 0.5, 0, 0]], np.float32)), 1)
 
 
 def test_multidiscrete_and_box_actions() -> None:

@@ -18,6 +18,7 @@ from coltra.models.base import space_from_dict, space_to_dict
         gym.spaces.Box(0, 255, (4, 4, 3), np.uint8),
         gym.spaces.Discrete(5, start=-2),
         gym.spaces.MultiDiscrete([3, 2], start=[1, 0]),
+        gym.spaces.MultiDiscrete([3, 4], dtype=np.int32),
         gym.spaces.MultiBinary(4),
         gym.spaces.MultiBinary((2, 3)),
         gym.spaces.Tuple(

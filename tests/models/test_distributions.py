@@ -10,6 +10,7 @@ from torch.distributions import Categorical, Normal
 from coltra.models.distributions import Categorical as FastCategorical
 from coltra.models.distributions import (
     DiagNormal,
+    JointDistribution,
     MultiBernoulli,
     MultiCategorical,
     ScaledBeta,
@@ -53,6 +54,27 @@ def test_multibernoulli_is_a_sum_of_independent_yes_no_choices() -> None:
     assert far.log_prob(torch.tensor([[1, 0]])).item() == 0.0
     assert torch.isfinite(far.log_prob(torch.tensor([[0, 1]]))).all()
     assert far.entropy().item() == 0.0
+
+
+def test_a_joint_action_has_the_sum_of_its_parts_log_probabilities() -> None:
+    """Issue 17: a Dict action {move: Discrete(3), flags: MultiBinary(2), aim: Box(1)} as
+    one [batch, 4] row: slot 0 the move, 1-2 the flags, 3 the aim."""
+    move = FastCategorical(torch.log(torch.tensor([[0.2, 0.5, 0.3]])))
+    flags = MultiBernoulli(torch.log(torch.tensor([[0.8 / 0.2, 0.25 / 0.75]])))
+    aim = DiagNormal(torch.tensor([[0.5]]), torch.tensor([[2.0]]))
+    joint = JointDistribution(
+        [(move, slice(0, 1), "one"), (flags, slice(1, 3), "ints"), (aim, slice(3, 4), "floats")]
+    )
+    action = torch.tensor([[1.0, 1.0, 0.0, -0.5]])
+    normal = Normal(torch.tensor(0.5), torch.tensor(2.0))
+    expected = math.log(0.5) + math.log(0.8 * 0.75) + normal.log_prob(torch.tensor(-0.5)).item()
+    torch.testing.assert_close(joint.log_prob(action), torch.tensor([expected]))
+    torch.testing.assert_close(joint.entropy(), move.entropy() + flags.entropy() + aim.entropy())
+    assert tuple(joint.batch_shape + joint.event_shape) == (1, 4)
+    assert distribution_mode(joint).tolist() == [[1.0, 1.0, 0.0, 0.5]]
+    sample = joint.sample()
+    assert sample.shape == (1, 4) and sample[0, 0] in (0.0, 1.0, 2.0)
+    assert sample[0, 1:3].tolist() in ([0, 0], [0, 1], [1, 0], [1, 1])
 
 
 def test_diag_normal_sums_over_dimensions() -> None:

@@ -168,7 +168,12 @@ def test_unsupported_spaces_and_options_are_refused(pursuit: tuple) -> None:
     with pytest.raises(TypeError, match="1-D MultiBinary"):
         MLPModel({"input_size": 4}, action_space=gym.spaces.MultiBinary((2, 3)))
     with pytest.raises(TypeError, match="Discrete, MultiDiscrete, MultiBinary and Box actions"):
-        MLPModel({"input_size": 4}, action_space=gym.spaces.Tuple([gym.spaces.Discrete(2)]))
+        MLPModel({"input_size": 4}, action_space=gym.spaces.Text(3))
+    with pytest.raises(ValueError, match="Box parts of a Dict or Tuple action"):
+        MLPModel(
+            {"input_size": 4, "continuous_mode": "beta"},
+            action_space=gym.spaces.Tuple([gym.spaces.Box(-1, 1, (2,))]),
+        )
     with pytest.raises(TypeError, match="1-D nvec"):
         MLPModel({"input_size": 4}, action_space=gym.spaces.MultiDiscrete([[2, 3], [4, 5]]))
     with pytest.raises(ValueError, match="finite bounds"):

@@ -138,3 +138,12 @@ def test_a_recurrent_state_critic_reads_the_state_field() -> None:
     with torch.no_grad():
         assert not torch.equal(model.value(obs), model.value(other))
         assert torch.equal(model(obs)[0].logits, model(other)[0].logits)  # decentralised
+
+
+def test_starts_must_be_a_bool_grid_that_fits_the_input() -> None:
+    core = RecurrentCore("gru", 3, 4)
+    state = core.initial_state(2, torch.device("cpu"))
+    with pytest.raises(ValueError, match=r"bool tensor, got torch.uint8 of shape \[2, 3\]"):
+        core(torch.zeros(6, 3), state, torch.zeros(2, 3, dtype=torch.uint8))
+    with pytest.raises(ValueError, match=r"5 rows of input for 2 sequences of 3 steps"):
+        core(torch.zeros(5, 3), state, torch.zeros(2, 3, dtype=torch.bool))
