@@ -290,6 +290,17 @@ def run_sb3(env_name: str, seed: int, budget: int, ppo: PPOConfig) -> SeedResult
     task = TASKS[env_name]
     env = make_vec_env(env_name, n_envs=task["envs"], seed=seed, vec_env_cls=DummyVecEnv)
     eval_env = make_vec_env(env_name, n_envs=EVAL_COPIES, vec_env_cls=DummyVecEnv)
+    obs_norm = bool(task["model"].get("obs_norm", False))
+    if obs_norm or ppo.reward_scaling:  # Coltra's obs_norm / reward_scaling: VecNormalize's
+        from stable_baselines3.common.vec_env import VecNormalize
+
+        env = VecNormalize(env, norm_obs=obs_norm, norm_reward=ppo.reward_scaling, gamma=ppo.gamma)
+        eval_env = VecNormalize(eval_env, training=False, norm_obs=obs_norm, norm_reward=False)
+
+        def evaluate_frozen() -> float:
+            eval_env.obs_rms = env.obs_rms  # the training statistics, frozen
+            return sb3_evaluate(model, eval_env, seed + 1000)
+
     model = PPO(
         "MlpPolicy",
         env,
@@ -299,7 +310,12 @@ def run_sb3(env_name: str, seed: int, budget: int, ppo: PPOConfig) -> SeedResult
         verbose=0,
         **sb3_kwargs(task, ppo, budget),
     )
-    check = SolveCheck(task["target"], lambda: sb3_evaluate(model, eval_env, seed + 1000))
+    check = SolveCheck(
+        task["target"],
+        evaluate_frozen
+        if obs_norm or ppo.reward_scaling
+        else lambda: sb3_evaluate(model, eval_env, seed + 1000),
+    )
 
     class SolveCallback(BaseCallback):
         """Runs ``check`` after each update: at the next rollout's start, or at the end."""
@@ -420,6 +436,11 @@ def print_report(results: list[SeedResult], summaries: list[dict[str, Any]]) -> 
             print(f'  target "{TARGET}": {s["verdict"]}')
 
 
+def _pairs(items: Sequence[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` arguments as a dict, the values read as YAML."""
+    return {key: yaml.safe_load(value) for key, value in (item.split("=", 1) for item in items)}
+
+
 def _text(value: float | None, spec: str, missing: str = "-") -> str:
     return missing if value is None else format(value, spec)
 
@@ -441,12 +462,26 @@ def main() -> None:
         "--ppo", nargs="*", default=[], metavar="KEY=VALUE", help="PPO config overrides"
     )
     parser.add_argument(
+        "--model", nargs="*", default=[], metavar="KEY=VALUE", help="model config overrides"
+    )
+    parser.add_argument(
+        "--task", nargs="*", default=[], metavar="KEY=VALUE",
+        help="task overrides: envs (copies), steps (per copy per iteration), target",
+    )  # fmt: skip
+    parser.add_argument(
         "--peers", choices=["none", "sb3"], default="sb3", help="also run SB3 PPO (default)"
     )
     args = parser.parse_args()
+    for key, value in _pairs(args.task).items():
+        if key not in ("envs", "steps", "target"):
+            parser.error(f"--task takes envs, steps or target, got {key!r}")
+        for task in TASKS.values():
+            task[key] = value
+    for task in TASKS.values():
+        task["model"] = {**task["model"], **_pairs(args.model)}
     if args.peers == "sb3" and importlib.util.find_spec("stable_baselines3") is None:
         sys.exit("stable_baselines3 is not installed: run `make bench-setup` (or --peers none)")
-    overrides = {key: yaml.safe_load(value) for key, value in (a.split("=", 1) for a in args.ppo)}
+    overrides = _pairs(args.ppo)
     torch.set_num_threads(args.torch_threads)
 
     names = list(TASKS) if args.env == "all" else [args.env]

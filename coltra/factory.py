@@ -25,7 +25,7 @@ from coltra.checkpoints import copy_agent_weights, weights_mismatch
 from coltra.configs import ConfigError, EnvConfig, ModelConfig, RunConfig, WrapperConfig
 from coltra.envs import MultiAgentEnv, MultiGymEnv, PettingZooEnv, make_vec_env, registry
 from coltra.envs.blocks import Block
-from coltra.envs.probe_envs import ALL_PROBE_ENVS
+from coltra.envs.probe_envs import all_probe_envs
 from coltra.groups import (
     HomogeneousGroup,
     MacroAgent,
@@ -181,7 +181,7 @@ def make_env(env_cfg: EnvConfig, seed: int | None = None) -> MultiAgentEnv:
         if vec_kwargs["backend"] is None:
             vec_kwargs["backend"] = "inprocess"
         return _build(env_cfg, None, env_fn=copy, **vec_kwargs)
-    probes = ALL_PROBE_ENVS
+    probes = all_probe_envs()
     if env_cfg.env_name not in probes:
         raise ConfigError(
             f"unknown probe env {env_cfg.env_name!r}; expected one of {sorted(probes)}",

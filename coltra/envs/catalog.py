@@ -94,9 +94,9 @@ def _pettingzoo_entries() -> list[EnvEntry]:
 
 
 def _probe_entries() -> list[EnvEntry]:
-    from coltra.envs.probe_envs import ALL_PROBE_ENVS
+    from coltra.envs.probe_envs import all_probe_envs
 
-    probes = ALL_PROBE_ENVS
+    probes = all_probe_envs()
     return [
         EnvEntry("probe", name, _first_line(env_class.__doc__) or env_class.__name__)
         for name, env_class in sorted(probes.items())

@@ -9,7 +9,7 @@ import pytest
 from coltra.configs import EnvConfig
 from coltra.envs import register
 from coltra.envs.catalog import env_catalog
-from coltra.envs.probe_envs import ALL_PROBE_ENVS, PROBE_ENVS
+from coltra.envs.probe_envs import PROBE_ENVS, all_probe_envs
 from coltra.factory import make_env
 
 
@@ -26,7 +26,7 @@ def test_the_catalog_lists_each_kind_of_env() -> None:
     ):
         assert expected in names
     probes = {name for kind, name in names if kind == "probe"}
-    assert probes == set(ALL_PROBE_ENVS) and {"memory", "bits", "masked"} <= probes
+    assert probes == set(all_probe_envs()) and {"memory", "bits", "masked"} <= probes
     assert not any(name.startswith("pettingzoo.classic") for _, name in names)  # turn-based
 
 
