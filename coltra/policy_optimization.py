@@ -4,6 +4,9 @@ Defaults follow CleanRL's ``ppo.py`` (Huang et al. 2022, "The 37 Implementation 
 Proximal Policy Optimization"); see ``coltra.configs.PPOConfig`` for each value and its
 source. Metrics use CleanRL's names (``losses/approx_kl``, ``losses/clipfrac``, ...).
 
+A recurrent policy (one whose rollout holds states) trains on minibatches of whole
+sequences, backpropagating through time (:mod:`coltra.sequences`); the loss is the same.
+
 Extra loss terms (``loss_terms={"name": fn}``) are added to PPO's loss on every minibatch:
 ``fn`` gets the :class:`Minibatch` (its observations, actions, the current log-probabilities,
 values and entropies with gradients, the old ones, advantages and returns) and returns a
