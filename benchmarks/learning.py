@@ -73,19 +73,24 @@ TASKS: dict[str, dict[str, Any]] = {
         "ppo": {"lr": 1e-3, "ent_coef": 0.0},
         "model": {},
     },
+    # scripts/configs/pendulum.yaml (issue 17): observation normalisation, return-based
+    # reward scaling, an initial std of 1 and lr annealed over the 200k-step budget.
     "Pendulum-v1": {
         "target": -200.0,
         "envs": 8,
         "steps": 256,
-        "max_steps": 400_000,
+        "max_steps": 200_000,
         "ppo": {
             "lr": 1e-3,
             "gamma": 0.9,
             "gae_lambda": 0.95,
             "epochs": 10,
             "num_minibatches": 32,
+            "reward_scaling": True,
+            "anneal_lr": True,
+            "anneal_iterations": 98,  # 200k env steps / (8 x 256)
         },
-        "model": {"sigma0": 0.5},
+        "model": {"sigma0": 1.0, "obs_norm": True},
     },
 }
 WINDOW = 20
