@@ -103,3 +103,18 @@ def test_the_shipped_cartpole_config_trains_until_solved() -> None:
     assert config.trainer.stop_at_return == 475
     assert config.trainer.eval_episodes > 0
     assert config.ppo.anneal_iterations == config.trainer.iterations
+
+
+@pytest.mark.parametrize("name", ["pendulum.yaml", "cartpole_memory.yaml"])
+def test_the_issue_17_configs_train_two_iterations(name: str, tmp_path: Path) -> None:
+    """Pendulum's tuned config and the recurrent CartPole without velocities."""
+    from coltra.cli import main
+
+    run = tmp_path / "run"
+    argv = ["train", "-c", str(SCRIPTS / "configs" / name), "-i", "2", "--run-dir", str(run)]
+    assert main([*argv, "--no-progress", "--set", "trainer.eval_every=null"]) == 0
+    assert (run / "checkpoints" / "latest").read_text().strip() == "iter_000002"
+    saved = RunConfig.from_yaml(run / "config.yaml")
+    model = saved.model.to_dict()
+    assert model["recurrent"] == ("lstm" if name == "cartpole_memory.yaml" else "none")
+    assert model["obs_norm"] is True
