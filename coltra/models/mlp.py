@@ -531,7 +531,7 @@ class MLPModel(BaseModel):
             self.value_hidden = nn.ModuleList(value_layers[:-1])
         elif cfg.shared_backbone:
             self.trunk = nn.ModuleList(policy_layers[:-1])
-        elif self.recurrent or self.separate:  # own cores, or own encoders: two plain stacks
+        elif self.recurrent or self.value_encoder is not None:  # own cores or own encoders
             self.policy_hidden = nn.ModuleList(policy_layers[:-1])
             self.value_hidden = nn.ModuleList(value_layers[:-1])
         else:
@@ -840,7 +840,7 @@ class MLPModel(BaseModel):
         self, obs: Observation, state: State, starts: torch.Tensor, get_value: bool = True
     ) -> tuple[Distribution, State, dict[str, torch.Tensor]]:
         if not self.recurrent:
-            return self.forward(obs, (), get_value)
+            return super().forward_sequences(obs, state, starts, get_value)
         return self._recurrent_forward(obs, state, get_value, starts)
 
     def get_initial_state(self, batch_size: int) -> State:
@@ -862,24 +862,15 @@ class MLPModel(BaseModel):
         features = self.encode(obs)
         critic_field = CRITIC_FIELDS.get(self.config.critic)
         policy_only = not get_value and critic_field is not None and critic_field not in obs
+        out, policy_state = self._policy_core_out(features, policy_state, starts)
+        assert self.policy_head is not None and self.value_head is not None
+        head = self.mask_logits(self.policy_head(out), obs)
         if self.trunk is not None:  # shared_backbone: one trunk and core under both heads
-            out, policy_state = self.policy_core(
-                self._run(self.trunk, features), policy_state, starts
-            )
             value_out = out
         elif policy_only:
-            assert self.policy_hidden is not None and self.policy_head is not None
-            out, policy_state = self.policy_core(
-                self._run(self.policy_hidden, features), policy_state, starts
-            )
-            head = self.mask_logits(self.policy_head(out), obs)
             return self.distribution(head), (*policy_state, *value_state), {}
         else:
-            assert self.policy_hidden is not None and self.value_hidden is not None
-            assert self.value_core is not None
-            out, policy_state = self.policy_core(
-                self._run(self.policy_hidden, features), policy_state, starts
-            )
+            assert self.value_hidden is not None and self.value_core is not None
             global_state = self.encode_state(obs)
             own = self.encode_value_obs(obs)
             own = features if own is None else own
@@ -887,8 +878,6 @@ class MLPModel(BaseModel):
             value_out, value_state = self.value_core(
                 self._run(self.value_hidden, value_input), value_state, starts
             )
-        assert self.policy_head is not None and self.value_head is not None
-        head = self.mask_logits(self.policy_head(out), obs)
         extra = (
             {"value": self._denormalized(self.value_head(value_out).squeeze(-1))}
             if get_value
@@ -903,20 +892,29 @@ class MLPModel(BaseModel):
             distribution, _, _ = self(obs)
             return distribution, ()
         assert self.policy_core is not None and self.policy_head is not None
+        if not state:
+            state = self.policy_core.initial_state(obs.batch_size, self.device)
+        out, state = self._policy_core_out(self.encode(obs), state, None)
+        return self.distribution(self.mask_logits(self.policy_head(out), obs)), state
+
+    def _policy_core_out(
+        self, features: torch.Tensor, state: State, starts: torch.Tensor | None
+    ) -> tuple[torch.Tensor, State]:
+        """The policy's hidden layers (or the shared trunk), then its core: the core's output
+        ``[rows, recurrent_size]`` and its next state."""
+        assert self.policy_core is not None
         stack = self.trunk if self.trunk is not None else self.policy_hidden
         assert stack is not None
-        rows = obs.batch_size
-        if not state:
-            state = self.policy_core.initial_state(rows, self.device)
-        out, state = self.policy_core(self._run(stack, self.encode(obs)), state)
-        return self.distribution(self.mask_logits(self.policy_head(out), obs)), state
+        return self.policy_core(self._run(stack, features), state, starts)
 
     def _split_state(self, state: State, rows: int) -> tuple[State, State]:
         """The policy core's and the value core's parts of ``state`` (zeros when empty),
         each checked against ``rows``."""
         if not state:
             state = self.get_initial_state(rows)
-        expected = len(self.get_initial_state(0))
+        assert self.policy_core is not None
+        split = self.policy_core.parts
+        expected = split + (self.value_core.parts if self.value_core is not None else 0)
         if len(state) != expected or any(
             tuple(part.shape) != (rows, self.config.recurrent_size) for part in state
         ):
@@ -926,8 +924,6 @@ class MLPModel(BaseModel):
                 f"{self.config.recurrent.upper()} model needs {expected} tensors of shape "
                 f"[{rows}, {self.config.recurrent_size}] (get_initial_state({rows}))"
             )
-        assert self.policy_core is not None
-        split = self.policy_core.parts
         return tuple(state[:split]), tuple(state[split:])
 
     def value(self, obs: Observation, state: State = ()) -> torch.Tensor:
