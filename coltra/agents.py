@@ -437,11 +437,7 @@ class JointAgent(Agent):
                 "DAgent or CAgent"
             )
         # The model picks categories from 0; the env's run from each part's ``start``.
-        offsets = []
-        for _, codec, slots in ActionCodec(space).parts:
-            start = getattr(codec.space, "start", 0) if codec.integer else 0
-            offsets.append(np.broadcast_to(np.asarray(start), (slots.stop - slots.start,)))
-        self._offsets = np.concatenate(offsets).astype(np.float32)
+        self._offsets = ActionCodec(space).starts
 
     def _env_values(self, sample: np.ndarray) -> np.ndarray:
         return sample + self._offsets

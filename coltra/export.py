@@ -109,16 +109,7 @@ class DeterministicPolicy(nn.Module):
         elif isinstance(space, gym.spaces.Dict | gym.spaces.Tuple):
             # The joint row: each category's start added, every slot within its bounds.
             codec = ActionCodec(space)
-            low, high = codec.low.astype(np.float32), codec.high.astype(np.float32)
-            start = np.concatenate(
-                [
-                    np.broadcast_to(
-                        np.asarray(getattr(part.space, "start", 0) if part.integer else 0),
-                        (slots.stop - slots.start,),
-                    )
-                    for _, part, slots in codec.parts
-                ]
-            ).astype(np.float32)
+            low, high, start = codec.low, codec.high, codec.starts
         else:
             low = high = np.zeros(0)
         self.discrete = agent.model.discrete
@@ -147,10 +138,9 @@ class DeterministicPolicy(nn.Module):
         action = distribution_mode(distribution)
         if self.discrete:
             action = action.long() + self.start
-        elif self.joint:
-            action = action + self.start
-            action = torch.maximum(torch.minimum(action, self.high), self.low).detach()
         else:  # detach: a traced file's output would otherwise require grad (no .numpy())
+            if self.joint:
+                action = action + self.start
             action = torch.maximum(torch.minimum(action, self.high), self.low).detach()
         if not self.memory:
             return action

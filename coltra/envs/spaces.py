@@ -8,7 +8,7 @@ underlying environment accepts.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import gymnasium as gym
@@ -236,6 +236,9 @@ class ActionCodec:
         self._bounds: tuple[int, int] | None = None
         #: A Dict or Tuple action's parts: (path, codec of the part, its slots in a row).
         self.parts: list[tuple[tuple[Any, ...], ActionCodec, slice]] = []
+        #: A Dict or Tuple action: each slot's lowest value for a category (a Discrete or
+        #: MultiDiscrete part's ``start``), 0 elsewhere. Empty for other spaces.
+        self.starts = np.zeros(0, np.float32)
         if isinstance(space, gym.spaces.Dict | gym.spaces.Tuple):
             start = 0
             for _, path, subspace in _leaves(space):
@@ -246,12 +249,12 @@ class ActionCodec:
             if not self.parts:
                 raise TypeError(f"action space {space} has no parts")
             self.field, self.item_shape, self.integer = JOINT_FIELD, (start,), False
-            self.low = np.concatenate(
-                [np.broadcast_to(p.low, (s.stop - s.start,)) for _, p, s in self.parts]
-            )
-            self.high = np.concatenate(
-                [np.broadcast_to(p.high, (s.stop - s.start,)) for _, p, s in self.parts]
-            )
+            self.low = self._per_slot(lambda part: part.low)
+            self.high = self._per_slot(lambda part: part.high)
+            # A model picks categories from 0; the env's run from each part's start.
+            self.starts = self._per_slot(
+                lambda part: getattr(part.space, "start", 0) if part.integer else 0
+            ).astype(np.float32)
             self.field = prefix + self.field
             return
         if isinstance(space, gym.spaces.Discrete):
@@ -277,6 +280,15 @@ class ActionCodec:
         self.field = prefix + self.field
         if self.integer and self.low.min() == self.low.max() and self.high.min() == self.high.max():
             self._bounds = (int(self.low.min()), int(self.high.max()))
+
+    def _per_slot(self, value: Callable[[ActionCodec], Any]) -> np.ndarray:
+        """``value`` of each part, repeated over that part's slots. ``[slots]``"""
+        return np.concatenate(
+            [
+                np.broadcast_to(np.asarray(value(part)), (slots.stop - slots.start,))
+                for _, part, slots in self.parts
+            ]
+        )
 
     def describe(self) -> str:
         """What a valid action looks like, for error messages."""
