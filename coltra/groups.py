@@ -219,10 +219,7 @@ class MacroAgent:
         for policy, names in self._names_by_policy(obs_dict).items():
             stacked = Observation.stack([obs_dict[name] for name in names])
             agent = self.policies[policy]
-            state: State = ()
-            if state_dict:  # an agent without a state (one that just joined) starts from zeros
-                initial = tuple(part[0] for part in agent.get_initial_state(1))
-                state = _stack_states([state_dict.get(name, initial) for name in names])
+            state = _policy_state(agent, names, state_dict)
             action, next_state, policy_extra = agent.act(
                 stacked, state, deterministic=deterministic, get_value=get_value
             )
@@ -284,10 +281,7 @@ class MacroAgent:
             for policy, names in self._names_by_policy(obs_dict).items():
                 stacked = Observation.stack([obs_dict[name] for name in names])
                 agent = self.policies[policy]
-                state: State = ()
-                if state_dict:
-                    initial = tuple(part[0] for part in agent.get_initial_state(1))
-                    state = _stack_states([state_dict.get(name, initial) for name in names])
+                state = _policy_state(agent, names, state_dict)
                 estimates = agent.value(stacked, state).cpu().numpy()
                 values.update({name: float(v) for name, v in zip(names, estimates)})
         return values
@@ -410,6 +404,17 @@ def _is_all_rows(rows: np.ndarray, batch_size: int) -> bool:
         return batch_size == 0 or bool(rows[0] == 0)
     # Strictly increasing from 0 to batch_size - 1 over batch_size entries: every row once.
     return bool(rows[0] == 0 and rows[-1] == batch_size - 1 and (rows[1:] > rows[:-1]).all())
+
+
+def _policy_state(
+    agent: Agent, names: Sequence[str], state_dict: Mapping[str, State] | None
+) -> State:
+    """The batched state of ``agent``'s agents ``names`` from their states by name; an
+    agent without one (say, one that just joined) starts from zeros. ``()`` without any."""
+    if not state_dict:
+        return ()
+    initial = tuple(part[0] for part in agent.get_initial_state(1))
+    return _stack_states([state_dict.get(name, initial) for name in names])
 
 
 def _stack_states(states: Sequence[State]) -> State:
