@@ -4,6 +4,8 @@ before the first gradient step."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,7 @@ import torch
 from coltra.buffers import Action, MemoryRecord, Observation
 from coltra.collectors import CrowdCollector
 from coltra.configs import ConfigError, PPOConfig, RunConfig
+from coltra.envs import MultiAgentEnv
 from coltra.factory import make_env, make_group
 from coltra.groups import MacroAgent
 from coltra.policy_optimization import CrowdPPOptimizer
@@ -90,6 +93,16 @@ def recurrent_run(env: dict[str, Any], model: dict[str, Any]) -> RunConfig:
     )
 
 
+@contextmanager
+def group_and_env(config: RunConfig) -> Iterator[tuple[MacroAgent, MultiAgentEnv]]:
+    """The config's env (seed 0) and its group, the env closed afterwards."""
+    env = make_env(config.env, seed=0)  # type: ignore[arg-type]
+    try:
+        yield make_group(config, env), env
+    finally:
+        env.close()
+
+
 def assert_sequences_give_back_collection(
     group: MacroAgent, records: dict[str, MemoryRecord]
 ) -> None:
@@ -114,9 +127,7 @@ def test_stored_states_and_resets_reproduce_collection_on_the_memory_probe(kind:
         {"kind": "probe", "env_name": "memory", "env_kwargs": {"num_agents": 3, "delay": 2}},
         {"recurrent": kind},
     )
-    env = make_env(config.env, seed=0)  # type: ignore[arg-type]
-    try:
-        group = make_group(config, env)
+    with group_and_env(config) as (group, env):
         collector = CrowdCollector(group, env, seed=0, state_every=4)
         for rollout in range(2):
             records, _, _ = collector.collect(10)
@@ -134,8 +145,6 @@ def test_stored_states_and_resets_reproduce_collection_on_the_memory_probe(kind:
             for part in record.initial_state:
                 assert (part[:, 0] == 0).all() == (rollout == 0)
             assert_sequences_give_back_collection(group, records)
-    finally:
-        env.close()
 
 
 def test_with_agents_that_die_masks_and_a_recurrent_state_critic() -> None:
@@ -152,9 +161,7 @@ def test_with_agents_that_die_masks_and_a_recurrent_state_critic() -> None:
         {"recurrent": "lstm", "critic": "state"},
     )
     config = config.update({"policies": {"archer": {}, "knight": {}}})
-    env = make_env(config.env, seed=0)  # type: ignore[arg-type]
-    try:
-        group = make_group(config, env)
+    with group_and_env(config) as (group, env):
         collector = CrowdCollector(group, env, seed=0, state_every=4)
         died = False
         for _ in range(8):
@@ -162,23 +169,17 @@ def test_with_agents_that_die_masks_and_a_recurrent_state_critic() -> None:
             assert_sequences_give_back_collection(group, records)
             died |= any(not record.mask.all() for record in records.values())
         assert died, "no agent died in 160 steps"
-    finally:
-        env.close()
 
 
 def test_masked_actions_with_a_recurrent_policy() -> None:
     config = recurrent_run({"kind": "probe", "env_name": "masked"}, {"recurrent": "gru"})
-    env = make_env(config.env, seed=0)  # type: ignore[arg-type]
-    try:
-        group = make_group(config, env)
+    with group_and_env(config) as (group, env):
         collector = CrowdCollector(group, env, seed=0, state_every=4)
         records, _, _ = collector.collect(12)
         assert_sequences_give_back_collection(group, records)
         mask = records["crowd"].obs["action_mask"]
         taken = records["crowd"].action["discrete"]
         assert np.take_along_axis(mask, taken[..., None], -1).all()  # never an illegal one
-    finally:
-        env.close()
 
 
 def test_the_first_update_starts_at_ratio_one(tmp_path: Path) -> None:
@@ -188,9 +189,7 @@ def test_the_first_update_starts_at_ratio_one(tmp_path: Path) -> None:
         {"kind": "probe", "env_name": "memory", "env_kwargs": {"num_agents": 2}},
         {"recurrent": "lstm"},
     )
-    env = make_env(config.env, seed=0)  # type: ignore[arg-type]
-    try:
-        group = make_group(config, env)
+    with group_and_env(config) as (group, env):
         optimizer = CrowdPPOptimizer(
             group, {"epochs": 1, "num_minibatches": 1, "sequence_length": 4, "lr": 1e-3}
         )
@@ -202,8 +201,6 @@ def test_the_first_update_starts_at_ratio_one(tmp_path: Path) -> None:
         assert metrics["losses/updates"] == 1.0
         after = list(group.policies["crowd"].parameters())
         assert any(not torch.equal(a, b) for a, b in zip(before, after))
-    finally:
-        env.close()
 
 
 def test_a_recurrent_policy_solves_the_memory_probe_a_feed_forward_one_cannot(
@@ -259,9 +256,7 @@ def test_a_rollout_with_fewer_sequences_than_minibatches_trains_on_what_there_is
         {"kind": "probe", "env_name": "memory", "env_kwargs": {"num_agents": 2}},
         {"recurrent": "gru"},
     )
-    env = make_env(config.env, seed=0)  # type: ignore[arg-type]
-    try:
-        group = make_group(config, env)
+    with group_and_env(config) as (group, env):
         optimizer = CrowdPPOptimizer(
             group, {"epochs": 2, "num_minibatches": 4, "sequence_length": 4}
         )
@@ -271,5 +266,3 @@ def test_a_rollout_with_fewer_sequences_than_minibatches_trains_on_what_there_is
         with pytest.warns(UserWarning, match="only 2 sequences with steps to train on"):
             metrics = optimizer.train_on_data(records, shape)
         assert metrics["losses/updates"] == 4.0  # 2 epochs x 2 minibatches of one sequence
-    finally:
-        env.close()
