@@ -95,7 +95,10 @@ def recurrent_run(env: dict[str, Any], model: dict[str, Any]) -> RunConfig:
 
 @contextmanager
 def group_and_env(config: RunConfig) -> Iterator[tuple[MacroAgent, MultiAgentEnv]]:
-    """The config's env (seed 0) and its group, the env closed afterwards."""
+    """The config's env (seed 0) and its group, the env closed afterwards. Torch is seeded
+    too: the actions sampled, and so which agents die when, do not depend on the tests that
+    ran before."""
+    torch.manual_seed(0)
     env = make_env(config.env, seed=0)  # type: ignore[arg-type]
     try:
         yield make_group(config, env), env
