@@ -34,7 +34,7 @@ from coltra.buffers import Action, MemoryRecord, Observation
 from coltra.configs import ConfigError, PPOConfig, policy_ppo
 from coltra.groups import MacroAgent
 from coltra.reward_scaling import ReturnScaler
-from coltra.sequences import SequenceMinibatches, sequences_per_minibatch
+from coltra.sequences import SequenceMinibatches, sequences_per_minibatch, warn_fewer
 from coltra.timing import PhaseTimes
 
 __all__ = ["CrowdPPOptimizer", "LossTerm", "Minibatch", "PPOLoss", "minibatch_size", "ppo_loss"]
@@ -138,15 +138,23 @@ PPO_LOSS_METRICS = (
     "epochs",
     "updates",
     "early_stop",
+    "skipped",
 )
 
 
-def minibatch_size(config: PPOConfig, batch_size: int) -> int:
-    """Samples per minibatch for a batch of ``batch_size`` samples; a ConfigError when the
-    config asks for minibatches that do not fit in it."""
+def minibatch_size(config: PPOConfig, batch_size: int, strict: bool = True) -> int:
+    """Samples per minibatch for a batch of ``batch_size`` samples.
+
+    ``strict``: a ConfigError when the config asks for minibatches that do not fit (checked
+    before a run starts, on the most samples a rollout can hold). Otherwise (during
+    training, when masked rows of dead or absent agents left fewer samples) the minibatches
+    are cut to fit, with a warning: at least one sample each."""
     if batch_size == 0:
         raise ValueError("no valid samples to train on: every entry of the rollout is masked")
     if config.minibatch_size is not None:
+        if config.minibatch_size > batch_size and not strict:
+            warn_fewer(batch_size, "samples", f"ppo.minibatch_size {config.minibatch_size}")
+            return batch_size
         if config.minibatch_size > batch_size:
             raise ConfigError(
                 f"{config.minibatch_size} is larger than the batch of {batch_size} samples "
@@ -154,6 +162,9 @@ def minibatch_size(config: PPOConfig, batch_size: int) -> int:
                 key="ppo.minibatch_size",
             )
         return config.minibatch_size
+    if config.num_minibatches > batch_size and not strict:
+        warn_fewer(batch_size, "samples", f"ppo.num_minibatches {config.num_minibatches}")
+        return 1
     if config.num_minibatches > batch_size:
         raise ConfigError(
             f"{config.num_minibatches} minibatches do not fit in a batch of {batch_size} "
@@ -301,6 +312,19 @@ class CrowdPPOptimizer:
             params = [p for param_group in optimizer.param_groups for p in param_group["params"]]
             for param_group in optimizer.param_groups:
                 param_group["lr"] = lr
+            prefix = f"{policy}/" if len(self.group.policies) > 1 else ""
+            metrics[f"{prefix}losses/skipped"] = 0.0
+            if not record.mask.any():
+                # Every agent of this policy was absent for the whole rollout (all dead, or
+                # not yet joined): nothing to learn from, so its weights stay as they are.
+                warnings.warn(
+                    f"PPO update {self.iteration}: policy '{policy}' has no valid samples in "
+                    "this rollout (every one of its agents was absent at every step); its "
+                    "update is skipped (losses/skipped is 1)",
+                    stacklevel=2,
+                )
+                metrics[f"{prefix}losses/skipped"] = 1.0
+                continue
 
             # 1. Advantages and value targets on [agents, steps], truncation-aware; with
             # reward_scaling, of rewards divided by the running std of the return.
@@ -361,7 +385,7 @@ class CrowdPPOptimizer:
                 else None
             )
             if sequences is None:
-                units, size = batch_size, minibatch_size(cfg, batch_size)
+                units, size = batch_size, minibatch_size(cfg, batch_size, strict=False)
             else:
                 units = len(sequences)
                 size = sequences_per_minibatch(cfg, units, strict=False)
@@ -437,7 +461,6 @@ class CrowdPPOptimizer:
                 model.observe(obs)
 
             # 4. Metrics: minibatch means, plus how well the values explained the returns.
-            prefix = f"{policy}/" if len(self.group.policies) > 1 else ""
             for key, summed in sums.items():
                 metrics[f"{prefix}losses/{key}"] = summed / max(updates, 1)
             metrics[f"{prefix}losses/explained_variance"] = explained_variance(

@@ -86,7 +86,7 @@ def sequences_per_minibatch(config: PPOConfig, sequences: int, strict: bool = Tr
     if config.minibatch_size is not None:
         size = max(config.minibatch_size // config.sequence_length, 1)
         if size > sequences and not strict:
-            _warn_fewer(sequences, f"ppo.minibatch_size {config.minibatch_size}")
+            warn_fewer(sequences, "sequences", f"ppo.minibatch_size {config.minibatch_size}")
             return sequences
         if size > sequences:
             raise ConfigError(
@@ -97,7 +97,7 @@ def sequences_per_minibatch(config: PPOConfig, sequences: int, strict: bool = Tr
             )
         return size
     if config.num_minibatches > sequences and not strict:
-        _warn_fewer(sequences, f"ppo.num_minibatches {config.num_minibatches}")
+        warn_fewer(sequences, "sequences", f"ppo.num_minibatches {config.num_minibatches}")
         return 1
     if config.num_minibatches > sequences:
         raise ConfigError(
@@ -109,9 +109,10 @@ def sequences_per_minibatch(config: PPOConfig, sequences: int, strict: bool = Tr
     return sequences // config.num_minibatches
 
 
-def _warn_fewer(sequences: int, asked: str) -> None:
+def warn_fewer(count: int, units: str, asked: str) -> None:
+    """Warn that a rollout holds fewer ``units`` (samples, sequences) than ``asked`` needs."""
     warnings.warn(
-        f"this rollout has only {sequences} sequences with steps to train on, fewer than "
+        f"this rollout has only {count} {units} with steps to train on, fewer than "
         f"{asked} asks for: training on minibatches of what there is (losses/updates "
         "shows how many)",
         stacklevel=3,

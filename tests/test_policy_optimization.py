@@ -24,6 +24,7 @@ from coltra.policy_optimization import (
     LossTerm,
     Minibatch,
     PPOLoss,
+    minibatch_size,
     ppo_loss,
 )
 from coltra.reward_scaling import ReturnScaler
@@ -46,6 +47,21 @@ def make_agent(env: ConstantRewardEnv, seed: int = 0) -> DAgent:
     return DAgent(
         MLPModel({}, observation_space=env.observation_space, action_space=env.action_space)
     )
+
+
+def two_policies(
+    env: ObsActionRewardEnv, mapping: dict[str, str], frozen: tuple[str, ...] | list[str] = ()
+) -> tuple[dict[str, MLPModel], MultiPolicyGroup]:
+    """A model per policy named in ``mapping`` (prefix -> policy) and their group."""
+    torch.manual_seed(0)
+    models = {
+        name: MLPModel({}, observation_space=env.observation_space, action_space=env.action_space)
+        for name in dict.fromkeys(mapping.values())
+    }
+    group = MultiPolicyGroup(
+        {name: DAgent(model) for name, model in models.items()}, mapping, frozen=list(frozen)
+    )
+    return models, group
 
 
 def rollout(
@@ -160,16 +176,7 @@ def test_train_on_data_reports_cleanrl_metrics() -> None:
 
 def test_several_policies_train_on_their_own_data_and_frozen_ones_do_not() -> None:
     env = ObsActionRewardEnv(num_agents=4)
-    torch.manual_seed(0)
-    models = {
-        name: MLPModel({}, observation_space=env.observation_space, action_space=env.action_space)
-        for name in ("learner", "frozen")
-    }
-    agents = MultiPolicyGroup(
-        {name: DAgent(model) for name, model in models.items()},
-        {"agent_0": "frozen", "": "learner"},
-        frozen=["frozen"],
-    )
+    models, agents = two_policies(env, {"agent_0": "frozen", "": "learner"}, frozen=["frozen"])
     before = {name: [p.clone() for p in model.parameters()] for name, model in models.items()}
     metrics = CrowdPPOptimizer(agents, {}).train_on_data(rollout(agents, env))
     assert "learner/losses/policy_loss" in metrics and "frozen/losses/policy_loss" not in metrics
@@ -235,11 +242,44 @@ def test_bad_config_values(config: dict[str, float], message: str) -> None:
 
 
 def test_minibatch_larger_than_the_batch() -> None:
+    # Before a run: a config error. During one (masked rows of dead agents can leave fewer
+    # samples than asked for): minibatches of what there is, with a warning.
     env = ConstantRewardEnv(num_agents=2)
-    agents = HomogeneousGroup(make_agent(env))
-    optimizer = CrowdPPOptimizer(agents, {"minibatch_size": 64})
     with pytest.raises(ConfigError, match="minibatch_size: 64 is larger than the batch of 16"):
-        optimizer.train_on_data(rollout(agents, env))
+        minibatch_size(PPOConfig(minibatch_size=64), 16)
+    agents = HomogeneousGroup(make_agent(env))
+    optimizer = CrowdPPOptimizer(agents, {"minibatch_size": 64, "epochs": 2})
+    with pytest.warns(UserWarning, match="only 16 samples .* ppo.minibatch_size 64"):
+        metrics = optimizer.train_on_data(rollout(agents, env))
+    assert metrics["losses/updates"] == 2  # one minibatch of all 16 samples per epoch
+
+
+def test_fewer_valid_samples_than_minibatches_trains_on_single_samples() -> None:
+    env = ObsActionRewardEnv(num_agents=2)
+    agents = HomogeneousGroup(make_agent(env))
+    data = rollout(agents, env)
+    data["crowd"].mask[:] = 0.0
+    data["crowd"].mask[0, :3] = 1.0  # three samples left, four minibatches asked for
+    optimizer = CrowdPPOptimizer(agents, {"num_minibatches": 4, "epochs": 2})
+    with pytest.warns(UserWarning, match="only 3 samples .* ppo.num_minibatches 4"):
+        metrics = optimizer.train_on_data(data)
+    assert metrics["losses/updates"] == 2 * 3
+    assert metrics["charts/batch_size"] == 3
+
+
+def test_a_policy_whose_agents_were_all_absent_is_skipped_and_the_others_train() -> None:
+    env = ObsActionRewardEnv(num_agents=4)
+    models, agents = two_policies(env, {"agent_0": "gone", "agent_1": "gone", "": "here"})
+    data = rollout(agents, env)
+    data["gone"].mask[:] = 0.0  # e.g. every one of its agents dead for the whole rollout
+    before = {name: [p.clone() for p in model.parameters()] for name, model in models.items()}
+    optimizer = CrowdPPOptimizer(agents, {})
+    with pytest.warns(UserWarning, match="policy 'gone' has no valid samples"):
+        metrics = optimizer.train_on_data(data)
+    assert metrics["gone/losses/skipped"] == 1.0 and metrics["here/losses/skipped"] == 0.0
+    assert "gone/losses/policy_loss" not in metrics and "here/losses/policy_loss" in metrics
+    assert all(torch.equal(a, b) for a, b in zip(before["gone"], models["gone"].parameters()))
+    assert not all(torch.equal(a, b) for a, b in zip(before["here"], models["here"].parameters()))
 
 
 def test_data_from_an_unknown_policy() -> None:

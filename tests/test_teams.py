@@ -19,11 +19,13 @@ import pytest
 import torch
 import yaml
 from gymnasium.spaces import Box, Discrete
+from pettingzoo import ParallelEnv
 
 from coltra.agents import Agent
 from coltra.cli import main
 from coltra.collectors import CrowdCollector
 from coltra.configs import ConfigError, MLPConfig, RunConfig
+from coltra.envs.pettingzoo_env import PettingZooEnv
 from coltra.envs.probe_envs import TwoTeamsEnv
 from coltra.factory import make_agent, make_env, make_group
 from coltra.groups import MacroAgent, MultiPolicyGroup
@@ -435,3 +437,66 @@ def test_a_config_cannot_name_code_outside_the_allowed_packages(
     err = capsys.readouterr().err
     assert "error: env.env_name" in err and message in err
     assert not (tmp_path / "run").exists()
+
+
+class LateJoinerEnv(ParallelEnv):
+    """``early_0`` plays from the start; ``late_0`` joins after step 6; both are truncated at
+    step 10. Observation [t / 10]; reward 1 for action 1."""
+
+    metadata = {"name": "late_joiner_v0"}
+    possible_agents = ["early_0", "late_0"]
+
+    def __init__(self) -> None:
+        self.agents: list[str] = []
+        self.t = 0
+
+    def observation_space(self, agent: str) -> Box:
+        return Box(-1.0, 2.0, (1,), np.float32)
+
+    def action_space(self, agent: str) -> Discrete:
+        return Discrete(2)
+
+    def _obs(self, agents: list[str]) -> dict[str, np.ndarray]:
+        return {name: np.array([self.t / 10], np.float32) for name in agents}
+
+    def reset(self, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
+        self.agents, self.t = ["early_0"], 0
+        return self._obs(self.agents), {name: {} for name in self.agents}
+
+    def step(self, actions: dict[str, Any]) -> tuple[dict, dict, dict, dict, dict]:
+        self.t += 1
+        acting = list(self.agents)
+        rewards = {name: float(actions[name] == 1) for name in acting}
+        over = {name: self.t == 10 for name in acting}
+        self.agents = [] if self.t == 10 else acting + (["late_0"] if self.t == 6 else [])
+        obs = self._obs(acting + (["late_0"] if self.t == 6 else []))
+        return obs, rewards, dict.fromkeys(acting, False), over, {name: {} for name in obs}
+
+
+def test_a_policy_whose_agents_are_absent_for_a_whole_rollout_skips_that_update(
+    tmp_path: Path,
+) -> None:
+    # Iteration 1 (steps 1-4): late_0 has not joined, so its policy has nothing to train on;
+    # the run goes on and trains it once it has data.
+    plain = {
+        "trainer": {"steps": 4, "iterations": 3, "progress": False, "run_dir": str(tmp_path)},
+        "ppo": {"epochs": 1, "num_minibatches": 1},
+        "model": {"hidden_sizes": [8]},
+        "env": {"workers": 1, "backend": "inprocess"},
+    }
+    policies = {"early": {"agents": ["early_"]}, "late": {"agents": ["late_"]}}
+    env = PettingZooEnv(LateJoinerEnv)
+    try:
+        group = make_group(RunConfig.from_dict({**plain, "policies": policies}), env)
+        late = [p.clone() for p in group.policies["late"].model.parameters()]
+        with pytest.warns(UserWarning, match="policy 'late' has no valid samples"):
+            with PPOCrowdTrainer(group, env, RunConfig.from_dict(plain)) as trainer:
+                trainer.train()
+    finally:
+        env.close()
+    rows = list(csv.DictReader((tmp_path / "metrics.csv").open()))
+    assert [row["late/losses/skipped"] for row in rows] == ["1.0", "0.0", "0.0"]
+    assert [row["early/losses/skipped"] for row in rows] == ["0.0", "0.0", "0.0"]
+    assert rows[0]["late/losses/policy_loss"] == "" and rows[1]["late/losses/policy_loss"] != ""
+    trained = list(group.policies["late"].model.parameters())
+    assert not all(torch.equal(a, b) for a, b in zip(late, trained))
