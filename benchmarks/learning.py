@@ -218,7 +218,7 @@ def sb3_kwargs(task: dict[str, Any], ppo: PPOConfig, budget: int) -> dict[str, A
         "model.initializer": model.initializer not in ("orthogonal", "default"),
         "model.policy_head_gain": model.policy_head_gain != 0.01,  # SB3's fixed gains
         "model.value_head_gain": model.value_head_gain != 1.0,
-        "model.continuous_mode": model.continuous_mode != "logstd",
+        "model.continuous_mode": model.continuous_mode not in ("logstd", "sde"),
         "model.shared_backbone": model.shared_backbone,
     }
     if any(unsupported.values()):
@@ -235,7 +235,12 @@ def sb3_kwargs(task: dict[str, Any], ppo: PPOConfig, budget: int) -> dict[str, A
             update = round((1.0 - remaining) * budget / batch) - 1
             return ppo.lr * (1.0 - min(max(update, 0) / anneal, 1.0))
 
+    sde = model.continuous_mode == "sde"
     return {
+        # gSDE as Coltra's: sigma per (feature, action), features detached, matrices held
+        # for sde_every steps (SB3's defaults full_std=True, learn_features=False).
+        "use_sde": sde,
+        "sde_sample_freq": model.sde_every if sde else -1,
         "n_steps": task["steps"],
         # Coltra's minibatch_size wins over num_minibatches; SB3 takes a sample count.
         "batch_size": ppo.minibatch_size or batch // ppo.num_minibatches,
@@ -259,7 +264,8 @@ def sb3_kwargs(task: dict[str, Any], ppo: PPOConfig, budget: int) -> dict[str, A
             # SB3's orthogonal gains are Coltra's defaults: sqrt(2) hidden, 0.01 policy
             # head, 1 value head, zero biases. "default" is PyTorch's init in both.
             "ortho_init": model.initializer == "orthogonal",
-            "log_std_init": math.log(model.sigma0),  # state-independent log-std: as Coltra
+            # Coltra's sigma0: the initial std of actions (logstd) or of each gSDE weight.
+            "log_std_init": math.log(model.sigma0),
             "optimizer_kwargs": {"eps": ppo.adam_eps},
         },
     }

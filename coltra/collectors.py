@@ -48,6 +48,7 @@ from coltra.envs.vector.base import autoreset
 from coltra.episodes import EpisodeTracker, FinishedEpisodes
 from coltra.groups import MacroAgent
 from coltra.models.base import State
+from coltra.models.sde import ExplorationNoise
 from coltra.overlap import PartSteps, can_overlap
 from coltra.timing import PhaseTimes
 
@@ -230,70 +231,79 @@ class CrowdCollector:
         parts = None
         # Recurrent policies collect lock-step: a part's next forward pass would need its
         # states reset before the collector has seen the step.
-        if self.overlap and can_overlap(env) and not states:
+        # gSDE policies (coltra.models.sde) hold exploration matrices per row for the
+        # call, drawn anew every sde_every steps; they collect lock-step too (the matrices
+        # are for all of a policy's rows at once).
+        noises = start_exploration(group, plans)
+        if self.overlap and can_overlap(env) and not states and not noises:
             assert isinstance(env, SubprocVecEnv)
             parts = PartSteps(group, env, plans, deterministic)
 
-        for t in range(num_steps):
-            before_forward = clock()
-            views = policy_views(batch.obs, plans)
-            acted = batch.active
-            if parts is None:
-                outputs = group.act_policies(
-                    views, deterministic, get_value=True, states=states.states or None
-                )
-                before_env = clock()
-                actions = join_policy_actions(outputs, plans, len(names))
-                next_batch = step_env(env, actions)
-                self._forward_s += before_env - before_forward
-                env_s += clock() - before_env
-            else:  # forward passes and env steps overlap: each timed by the stepper
-                outputs, next_batch = parts.step(batch, last=t == num_steps - 1)
-            # Entries left out of training: rows that act on a bad observation now, or
-            # whose step returned one (drop mode; None in the common case).
-            spoiled, self._spoiled_next = self._spoiled_next, None
-            found = find_nonfinite(next_batch, acted, names, layout)
-            if found:
-                next_batch, now = self._nonfinite(found, next_batch, t + 1, label)
-                spoiled = now if spoiled is None else spoiled | now
-            check_legal_actions(next_batch.obs, next_batch.active, names, layout, t + 1, label)
-            self.episodes.step(next_batch.reward, acted, next_batch.done)
-            for key, value in next_batch.metrics.items():
-                env_metrics.setdefault(key, []).append(value)
-            any_truncated = next_batch.truncated.any()
+        try:
+            for t in range(num_steps):
+                for noise in noises:
+                    noise.before_step()
+                before_forward = clock()
+                views = policy_views(batch.obs, plans)
+                acted = batch.active
+                if parts is None:
+                    outputs = group.act_policies(
+                        views, deterministic, get_value=True, states=states.states or None
+                    )
+                    before_env = clock()
+                    actions = join_policy_actions(outputs, plans, len(names))
+                    next_batch = step_env(env, actions)
+                    self._forward_s += before_env - before_forward
+                    env_s += clock() - before_env
+                else:  # forward passes and env steps overlap: each timed by the stepper
+                    outputs, next_batch = parts.step(batch, last=t == num_steps - 1)
+                # Entries left out of training: rows that act on a bad observation now, or
+                # whose step returned one (drop mode; None in the common case).
+                spoiled, self._spoiled_next = self._spoiled_next, None
+                found = find_nonfinite(next_batch, acted, names, layout)
+                if found:
+                    next_batch, now = self._nonfinite(found, next_batch, t + 1, label)
+                    spoiled = now if spoiled is None else spoiled | now
+                check_legal_actions(next_batch.obs, next_batch.active, names, layout, t + 1, label)
+                self.episodes.step(next_batch.reward, acted, next_batch.done)
+                for key, value in next_batch.metrics.items():
+                    env_metrics.setdefault(key, []).append(value)
+                any_truncated = next_batch.truncated.any()
 
-            for policy, plan in plans.items():
-                action, _, extra = outputs[policy]
-                rows = plan.selector
-                if policy not in storages:
-                    storages[policy] = _PolicyStorage.allocate(
-                        num_steps,
-                        views[policy],
-                        action[plan.action_field],
-                        states.states.get(policy, ()),
-                        self._state_every(policy),
-                    )
-                store = storages[policy]
-                if policy in states.states:
-                    store.record_state(t, states.states[policy], states.starts[policy])
-                for name, value in views[policy].items():
-                    store.obs[name][t] = to_numpy(value)
-                store.action[t] = action[plan.action_field]
-                store.logprob[t] = extra["logprob"]
-                store.value[t] = extra["value"]
-                store.reward[t] = next_batch.reward[rows]
-                store.terminated[t] = next_batch.terminated[rows]
-                store.truncated[t] = next_batch.truncated[rows]
-                store.mask[t] = acted[rows]
-                if any_truncated:
-                    self._bootstrap_truncated(
-                        policy, plan, store, t, next_batch, acted, outputs[policy][1]
-                    )
-                if spoiled is not None:
-                    self._drop(store, t, spoiled[rows])
-            if states:
-                states.advance(outputs, next_batch.done, acted)
-            batch = next_batch
+                for policy, plan in plans.items():
+                    action, _, extra = outputs[policy]
+                    rows = plan.selector
+                    if policy not in storages:
+                        storages[policy] = _PolicyStorage.allocate(
+                            num_steps,
+                            views[policy],
+                            action[plan.action_field],
+                            states.states.get(policy, ()),
+                            self._state_every(policy),
+                        )
+                    store = storages[policy]
+                    if policy in states.states:
+                        store.record_state(t, states.states[policy], states.starts[policy])
+                    for name, value in views[policy].items():
+                        store.obs[name][t] = to_numpy(value)
+                    store.action[t] = action[plan.action_field]
+                    store.logprob[t] = extra["logprob"]
+                    store.value[t] = extra["value"]
+                    store.reward[t] = next_batch.reward[rows]
+                    store.terminated[t] = next_batch.terminated[rows]
+                    store.truncated[t] = next_batch.truncated[rows]
+                    store.mask[t] = acted[rows]
+                    if any_truncated:
+                        self._bootstrap_truncated(
+                            policy, plan, store, t, next_batch, acted, outputs[policy][1]
+                        )
+                    if spoiled is not None:
+                        self._drop(store, t, spoiled[rows])
+                if states:
+                    states.advance(outputs, next_batch.done, acted)
+                batch = next_batch
+        finally:
+            stop_exploration(group, plans)
 
         self._batch = batch
         if parts is not None:
@@ -497,6 +507,26 @@ def _check_agent_fits(policy: str, agent: Agent, block: Block, field_name: str) 
 
 
 _COLLECTORS: weakref.WeakKeyDictionary[MultiAgentEnv, CrowdCollector] = weakref.WeakKeyDictionary()
+
+
+def start_exploration(group: MacroAgent, plans: Mapping[str, PolicyRows]) -> list[ExplorationNoise]:
+    """Start state-dependent exploration for each policy of ``plans`` whose model has it:
+    its noise over the policy's rows (empty for policies that sample their distribution)."""
+    noises = []
+    for policy, plan in plans.items():
+        model = group.policies[policy].model
+        noise = None if model is None else model.explore(len(plan.rows))
+        if noise is not None:
+            noises.append(noise)
+    return noises
+
+
+def stop_exploration(group: MacroAgent, plans: Mapping[str, PolicyRows]) -> None:
+    """End what :func:`start_exploration` started: acting elsewhere samples plainly."""
+    for policy in plans:
+        model = group.policies[policy].model
+        if model is not None:
+            model.explore(None)
 
 
 def collect_crowd_data(

@@ -58,6 +58,7 @@ def test_defaults_are_the_documented_ones() -> None:
         "value_head_gain": 1.0,
         "continuous_mode": "logstd",
         "sigma0": 0.5,
+        "sde_every": 4,
         "image_encoder": "flatten",
         "cnn_channels": [16, 32],
         "encoders": {},

@@ -175,16 +175,21 @@ class MLPConfig(ModelConfig):
     value_head_gain: Float = Field(
         1.0, ge=0, description="Orthogonal gain of the value network's last layer (CleanRL)."
     )
-    continuous_mode: Literal["logstd", "std_head", "beta"] = Field(
+    continuous_mode: Literal["logstd", "std_head", "beta", "sde"] = Field(
         "logstd",
         description="Continuous actions: Gaussian with a learned log-std (CleanRL), std head, "
-        "or Beta.",
+        "Beta, or state-dependent exploration (gSDE, SB3's use_sde).",
     )
     sigma0: Float = Field(
         0.5,
         gt=0,
         description="Initial std of continuous actions, in action units (Coltra's choice; "
-        "CleanRL: 1).",
+        "CleanRL: 1); with sde, of each exploration weight (SB3: exp(log_std_init) = 1).",
+    )
+    sde_every: PositiveInt = Field(
+        4,
+        description="With continuous_mode sde: collection steps between new exploration "
+        "matrices (SB3-zoo's sde_sample_freq for Pendulum).",
     )
     image_encoder: Literal["flatten", "cnn"] = Field(
         "flatten",

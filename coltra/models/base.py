@@ -14,6 +14,7 @@ from torch.distributions import Distribution
 from coltra.buffers import Observation
 from coltra.configs import ModelConfig
 from coltra.models.normalization import RunningMeanStd
+from coltra.models.sde import ExplorationNoise
 
 __all__ = ["BaseModel", "State", "space_from_dict", "space_to_dict"]
 
@@ -82,6 +83,13 @@ class BaseModel(nn.Module):
     def get_initial_state(self, batch_size: int) -> State:
         """State before the first step of ``batch_size`` agents; ``()`` for feed-forward."""
         return ()
+
+    def explore(self, rows: int | None) -> ExplorationNoise | None:
+        """Start (``rows``: the rows collection acts for) or end (None) state-dependent
+        exploration; returns the noise the collector advances before each step
+        (:class:`~coltra.models.sde.ExplorationNoise`). None by default: the policy
+        explores by sampling its distribution."""
+        return None
 
     @property
     def device(self) -> torch.device:

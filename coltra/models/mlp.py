@@ -37,6 +37,7 @@ from coltra.models.fused import TwinMLP
 from coltra.models.normalization import RunningMeanStd
 from coltra.models.per_agent import AgentMLPs
 from coltra.models.recurrent import RecurrentCore
+from coltra.models.sde import ExplorationNoise, sde_distribution
 
 __all__ = ["MASKED_LOGIT", "MLPModel", "mlp_layers"]
 
@@ -558,6 +559,22 @@ class MLPModel(BaseModel):
                 else sum(part.outputs for part in self.joint if part.kind == "floats")
             )
             self.log_std = nn.Parameter(torch.full((dims,), math.log(cfg.sigma0)))
+        # gSDE (coltra.models.sde): sigma per (latent feature, action), the latent being the
+        # input of the policy head; the noise of collection's rows while it runs.
+        self.sde_log_std: nn.Parameter | None = None
+        self.exploration: ExplorationNoise | None = None
+        if not self.discrete and cfg.continuous_mode == "sde":
+            if self.policy_agents is not None:
+                raise ValueError(
+                    "continuous_mode='sde' is for a policy network shared by the policy's "
+                    "agents; share_actor must be true"
+                )
+            self.sde_features = (
+                cfg.recurrent_size if self.recurrent else (hidden[-1] if hidden else features)
+            )
+            self.sde_log_std = nn.Parameter(
+                torch.full((self.sde_features, cfg.num_actions), math.log(cfg.sigma0))
+            )
         if isinstance(action_space, gym.spaces.Box):
             # float32 like the network's output, whatever the space's dtype.
             low, high = (
@@ -697,6 +714,9 @@ class MLPModel(BaseModel):
                 return MultiBernoulli(head)
             return Categorical(head)
         mode = self.config.continuous_mode
+        if self.sde_log_std is not None:
+            mean, latent = head.split([self.config.num_actions, self.sde_features], -1)
+            return sde_distribution(mean, latent, self.sde_log_std, self.exploration)
         if mode == "logstd":
             return DiagNormal(head, self.log_std.exp().expand_as(head), validate_args=False)
         first, second = head.chunk(2, dim=-1)
@@ -762,9 +782,18 @@ class MLPModel(BaseModel):
             policy_x, value_x = self.hidden.forward(features)  # no hooks: see TwinMLP.forward
         policy_head, value_head = self.policy_head, self.value_head
         assert policy_head is not None and value_head is not None
-        policy_out = nn.functional.linear(policy_x, policy_head.weight, policy_head.bias)
+        policy_out = self._policy_head(policy_x)
         value = nn.functional.linear(value_x, value_head.weight, value_head.bias).squeeze(-1)
         return policy_out, self._denormalized(value)
+
+    def _policy_head(self, x: torch.Tensor) -> torch.Tensor:
+        """The policy head on its input ``x`` ``[batch, latent]``; with gSDE followed by
+        ``x`` itself, detached, which the distribution's std and noise read.
+        ``[batch, policy_out (+ latent)]``"""
+        head = self.policy_head
+        assert head is not None
+        out = nn.functional.linear(x, head.weight, head.bias)
+        return out if self.sde_log_std is None else torch.cat([out, x.detach()], -1)
 
     def _denormalized(self, value: torch.Tensor) -> torch.Tensor:
         """The value head's output in return units (``value_norm``: it predicts normalised
@@ -785,8 +814,8 @@ class MLPModel(BaseModel):
         """The policy network run apart (``separate``). ``[batch, policy_out]``"""
         if self.policy_agents is not None:
             return self.policy_agents(features, self._need_agents(agents))
-        assert self.policy_hidden is not None and self.policy_head is not None
-        return self.policy_head(self._run(self.policy_hidden, features))
+        assert self.policy_hidden is not None
+        return self._policy_head(self._run(self.policy_hidden, features))
 
     def _value(self, x: torch.Tensor, agents: torch.Tensor | None = None) -> torch.Tensor:
         """The value network run apart (``separate``) on its input (``_value_input`` for a
@@ -843,6 +872,22 @@ class MLPModel(BaseModel):
             return super().forward_sequences(obs, state, starts, get_value)
         return self._recurrent_forward(obs, state, get_value, starts)
 
+    def explore(self, rows: int | None) -> ExplorationNoise | None:
+        if self.sde_log_std is None:
+            return None
+        self.exploration = (
+            None
+            if rows is None
+            else ExplorationNoise(
+                rows,
+                self.sde_features,
+                self.config.num_actions,
+                self.config.sde_every,
+                self.device,
+            )
+        )
+        return self.exploration
+
     def get_initial_state(self, batch_size: int) -> State:
         cores = [core for core in (self.policy_core, self.value_core) if core is not None]
         return tuple(part for core in cores for part in core.initial_state(batch_size, self.device))
@@ -864,7 +909,7 @@ class MLPModel(BaseModel):
         policy_only = not get_value and critic_field is not None and critic_field not in obs
         out, policy_state = self._policy_core_out(features, policy_state, starts)
         assert self.policy_head is not None and self.value_head is not None
-        head = self.mask_logits(self.policy_head(out), obs)
+        head = self.mask_logits(self._policy_head(out), obs)
         if self.trunk is not None:  # shared_backbone: one trunk and core under both heads
             value_out = out
         elif policy_only:
@@ -895,7 +940,7 @@ class MLPModel(BaseModel):
         if not state:
             state = self.policy_core.initial_state(obs.batch_size, self.device)
         out, state = self._policy_core_out(self.encode(obs), state, None)
-        return self.distribution(self.mask_logits(self.policy_head(out), obs)), state
+        return self.distribution(self.mask_logits(self._policy_head(out), obs)), state
 
     def _policy_core_out(
         self, features: torch.Tensor, state: State, starts: torch.Tensor | None

@@ -67,13 +67,15 @@ def test_coltra_alone_runs_pendulum_on_a_tiny_budget() -> None:
 )
 def test_task_and_model_overrides_reach_both_libraries() -> None:
     """--task sets copies and rollout length for both; obs_norm and reward_scaling give SB3
-    VecNormalize (its evaluation with the training statistics frozen)."""
+    VecNormalize (its evaluation with the training statistics frozen); gSDE is SB3's."""
     summary = run_benchmark(
         "--env", "Pendulum-v1", "--task", "envs=2", "steps=512",
-        "--model", "obs_norm=true", "--ppo", "reward_scaling=true", "num_minibatches=8",
+        "--model", "obs_norm=true", "continuous_mode=sde", "sde_every=8",
+        "--ppo", "reward_scaling=true", "num_minibatches=8",
     )  # fmt: skip
     results = {r["library"]: r for r in summary["results"]}
     assert results["coltra"]["env_steps"] == results["sb3"]["env_steps"] == 2048
     assert all(math.isfinite(r["final_eval"]) and r["final_eval"] < 0 for r in results.values())
     settings = summary["sb3_settings"]["Pendulum-v1"]
     assert (settings["n_steps"], settings["batch_size"]) == (512, 128)
+    assert (settings["use_sde"], settings["sde_sample_freq"]) == (True, 8)
