@@ -74,7 +74,8 @@ TASKS: dict[str, dict[str, Any]] = {
         "model": {},
     },
     # scripts/configs/pendulum.yaml (issue 17): observation normalisation, return-based
-    # reward scaling, an initial std of 1 and lr annealed over the 200k-step budget.
+    # reward scaling, gSDE (SB3's use_sde for the peer) and lr annealed over the 200k-step
+    # budget.
     "Pendulum-v1": {
         "target": -200.0,
         "envs": 8,
@@ -90,7 +91,7 @@ TASKS: dict[str, dict[str, Any]] = {
             "anneal_lr": True,
             "anneal_iterations": 98,  # 200k env steps / (8 x 256)
         },
-        "model": {"sigma0": 1.0, "obs_norm": True},
+        "model": {"sigma0": 1.0, "obs_norm": True, "continuous_mode": "sde", "sde_every": 4},
     },
 }
 WINDOW = 20

@@ -94,15 +94,16 @@ def test_cartpole_onnx_and_torchscript_give_coltras_actions(
     np.testing.assert_array_equal(scripted(torch.as_tensor(obs["vector"])).numpy(), expected)
 
 
+@pytest.mark.parametrize("mode", ["logstd", "sde"])  # sde: the mean, without the latent
 def test_continuous_actions_with_observation_normalisation_are_clipped_as_the_env_does(
-    tmp_path: Path,
+    tmp_path: Path, mode: str
 ) -> None:
     run = trained(
         tmp_path,
         GYM_CONFIG,
         "env.env_name=Pendulum-v1",
         "model.obs_norm=true",
-        "model.continuous_mode=logstd",
+        f"model.continuous_mode={mode}",
         "trainer.steps=64",
     )
     saved = find_saved_group(run)

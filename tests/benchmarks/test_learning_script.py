@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 
+from coltra.configs import RunConfig
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -79,3 +81,26 @@ def test_task_and_model_overrides_reach_both_libraries() -> None:
     settings = summary["sb3_settings"]["Pendulum-v1"]
     assert (settings["n_steps"], settings["batch_size"]) == (512, 128)
     assert (settings["use_sde"], settings["sde_sample_freq"]) == (True, 8)
+
+
+def test_the_pendulum_task_is_the_shipped_config() -> None:
+    """The benchmark's Pendulum settings and scripts/configs/pendulum.yaml do not drift."""
+    spec = importlib.util.spec_from_file_location("learning", ROOT / "benchmarks" / "learning.py")
+    assert spec is not None and spec.loader is not None
+    learning = importlib.util.module_from_spec(spec)
+    sys.modules["learning"] = learning  # its dataclasses look their module up
+    try:
+        spec.loader.exec_module(learning)
+    finally:
+        del sys.modules["learning"]
+    task = learning.TASKS["Pendulum-v1"]
+    config = RunConfig.from_yaml(ROOT / "scripts" / "configs" / "pendulum.yaml")
+    assert config.env is not None and config.model is not None
+    assert (task["envs"], task["steps"]) == (config.env.workers, config.trainer.steps)
+    assert task["ppo"]["anneal_iterations"] == config.trainer.iterations  # lr to 0 over both
+    ppo = config.ppo.to_dict()
+    assert {key: ppo[key] for key in task["ppo"] if key != "anneal_iterations"} == {
+        key: value for key, value in task["ppo"].items() if key != "anneal_iterations"
+    }
+    model = config.model.to_dict()
+    assert {key: model[key] for key in task["model"]} == task["model"]

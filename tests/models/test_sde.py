@@ -167,7 +167,7 @@ def test_a_recurrent_sde_policy_reads_the_cores_output() -> None:
     assert distribution.scale.shape == (3, 1) and len(state) == 2
 
 
-def test_pendulum_with_sde_trains_through_coltra_train_and_loads_identically(
+def test_the_shipped_pendulum_config_explores_with_sde_and_its_sigmas_are_saved(
     tmp_path: Path,
 ) -> None:
     code = main(
@@ -175,8 +175,6 @@ def test_pendulum_with_sde_trains_through_coltra_train_and_loads_identically(
             "train",
             "-c",
             "scripts/configs/pendulum.yaml",
-            "--set",
-            "model.continuous_mode=sde",
             "--set",
             "trainer.iterations=2",
             "--set",
