@@ -310,7 +310,8 @@ def run_sb3(env_name: str, seed: int, budget: int, ppo: PPOConfig) -> SeedResult
         eval_env = VecNormalize(eval_env, training=False, norm_obs=obs_norm, norm_reward=False)
 
         def evaluate_frozen() -> float:
-            eval_env.obs_rms = env.obs_rms  # the training statistics, frozen
+            if obs_norm:  # VecNormalize has no obs_rms when it leaves observations alone
+                eval_env.obs_rms = env.obs_rms  # the training statistics, frozen
             return sb3_evaluate(model, eval_env, seed + 1000)
 
     model = PPO(

@@ -67,12 +67,13 @@ def test_coltra_alone_runs_pendulum_on_a_tiny_budget() -> None:
 @pytest.mark.skipif(
     importlib.util.find_spec("stable_baselines3") is None, reason="needs make bench-setup"
 )
-def test_task_and_model_overrides_reach_both_libraries() -> None:
+@pytest.mark.parametrize("obs_norm", ["true", "false"])  # false: rewards scaled alone
+def test_task_and_model_overrides_reach_both_libraries(obs_norm: str) -> None:
     """--task sets copies and rollout length for both; obs_norm and reward_scaling give SB3
     VecNormalize (its evaluation with the training statistics frozen); gSDE is SB3's."""
     summary = run_benchmark(
         "--env", "Pendulum-v1", "--task", "envs=2", "steps=512",
-        "--model", "obs_norm=true", "continuous_mode=sde", "sde_every=8",
+        "--model", f"obs_norm={obs_norm}", "continuous_mode=sde", "sde_every=8",
         "--ppo", "reward_scaling=true", "num_minibatches=8",
     )  # fmt: skip
     results = {r["library"]: r for r in summary["results"]}
