@@ -12,6 +12,12 @@ then one JSON line.
     python benchmarks/learning.py                      # both tasks, 3 seeds, Coltra and SB3
     python benchmarks/learning.py --env CartPole-v1 --seeds 3 --steps 100000
     python benchmarks/learning.py --peers none         # Coltra only
+    python benchmarks/learning.py --env Pendulum-v1 --seeds 5 --eval-every 10   # whole budget
+
+``--eval-every N`` trains the whole budget instead of stopping at the first solve, and
+evaluates every N iterations and at the end: the seed is solved at its first evaluation
+that reaches the target (env steps and wall time to that point, as without the option), and
+``final_eval`` / "held" tell whether the policy at the end of the budget still does.
     python benchmarks/learning.py --env simple_speaker_listener_v4 --seeds 3   # multi-agent
 
 The multi-agent tasks (mpe2 simple_speaker_listener_v4 and simple_tag_v3, magent2 battle_v4)
@@ -43,7 +49,7 @@ import platform
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -119,6 +125,7 @@ class SeedResult:
     wall_time_s: float  # training time, evaluations excluded
     final_eval: float  # mean return of the last deterministic evaluation
     sps: float
+    evals: list[tuple[int, float]] = field(default_factory=list)  # (env steps, return)
 
     @property
     def solve_time(self) -> float:
@@ -135,12 +142,27 @@ class SolveCheck:
 
     target: float
     evaluate: Callable[[], float]  # mean return of WINDOW deterministic episodes
+    eval_every: int | None = None  # whole budget, an evaluation every this many iterations
     iterations: int = 0
     train_time: float = 0.0
     final_eval: float = math.nan
     solved: bool = False
     start_return: float | None = None
+    solved_at: tuple[int, float] | None = None  # (iterations, train_time) at the first solve
+    evals: list[tuple[int, float]] = field(default_factory=list)  # (iterations, return)
     _resumed: float | None = None
+
+    @property
+    def stop(self) -> bool:
+        """Training ends: solved, unless the whole budget was asked for."""
+        return self.solved and self.eval_every is None
+
+    def _evaluate(self) -> float:
+        self.final_eval = self.evaluate()
+        self.evals.append((self.iterations, self.final_eval))
+        if self.final_eval >= self.target and not self.solved:
+            self.solved, self.solved_at = True, (self.iterations, self.train_time)
+        return self.final_eval
 
     def resume(self) -> None:
         self._resumed = time.perf_counter()
@@ -152,33 +174,42 @@ class SolveCheck:
 
     def after_iteration(self, returns: Sequence[float]) -> bool:
         """Count an iteration (clock paused); evaluate if the last WINDOW training returns
-        are close enough to the target. True once solved."""
+        are close enough to the target (with ``eval_every``, every that many iterations
+        instead). True once training should stop."""
         self.iterations += 1
+        if self.eval_every is not None:
+            if self.iterations % self.eval_every == 0:
+                self._evaluate()
+            return False
         if len(returns) < WINDOW:
             return False
         recent = float(np.mean(returns[-WINDOW:]))
         self.start_return = recent if self.start_return is None else self.start_return
         if recent >= self.start_return + EVAL_FROM * (self.target - self.start_return):
-            self.final_eval = self.evaluate()
-            self.solved = self.final_eval >= self.target
+            self._evaluate()
         return self.solved
 
     def result(self, env: str, seed: int, library: str, batch: int) -> SeedResult:
-        """The outcome, with a final evaluation when the budget ran out unsolved."""
-        if not self.solved:
-            self.final_eval = self.evaluate()
-        steps = self.iterations * batch
-        sps = steps / self.train_time if self.train_time > 0 else math.nan
+        """The outcome, with a final evaluation when the budget ran out (unsolved, or
+        with ``eval_every`` unless its last iteration was evaluated)."""
+        sps = self.iterations * batch / self.train_time if self.train_time > 0 else math.nan
+        if not self.stop and (not self.evals or self.evals[-1][0] != self.iterations):
+            self._evaluate()
+        iterations, train_time = self.solved_at or (self.iterations, self.train_time)
+        evals = [(done * batch, value) for done, value in self.evals]
         return SeedResult(
-            env, seed, library, self.solved, steps, self.train_time, self.final_eval, sps
-        )
+            env, seed, library, self.solved, iterations * batch, train_time, self.final_eval,
+            sps, evals,
+        )  # fmt: skip
 
 
 def ppo_config(env_name: str, seed: int, overrides: dict[str, Any]) -> PPOConfig:
     return PPOConfig.from_dict({**TASKS[env_name]["ppo"], "seed": seed, **overrides})
 
 
-def run_coltra(env_name: str, seed: int, budget: int, ppo: PPOConfig) -> SeedResult:
+def run_coltra(
+    env_name: str, seed: int, budget: int, ppo: PPOConfig, eval_every: int | None = None
+) -> SeedResult:
     task = TASKS[env_name]
     torch.manual_seed(seed)
     env = MultiGymEnv.get_venv(task["envs"], env_name=env_name, seed=seed)
@@ -192,6 +223,7 @@ def run_coltra(env_name: str, seed: int, budget: int, ppo: PPOConfig) -> SeedRes
     check = SolveCheck(
         task["target"],
         lambda: float(evaluate(agents, eval_env, WINDOW, seed=seed + 1000).mean()),
+        eval_every,
     )
 
     batch = task["envs"] * task["steps"]
@@ -293,7 +325,9 @@ def sb3_evaluate(model: PPO, env: VecEnv, seed: int, max_steps: int = 1_000_000)
     raise RuntimeError(f"evaluation did not see {WINDOW} episodes end in {max_steps} steps")
 
 
-def run_sb3(env_name: str, seed: int, budget: int, ppo: PPOConfig) -> SeedResult:
+def run_sb3(
+    env_name: str, seed: int, budget: int, ppo: PPOConfig, eval_every: int | None = None
+) -> SeedResult:
     from stable_baselines3 import PPO
     from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.env_util import make_vec_env
@@ -328,6 +362,7 @@ def run_sb3(env_name: str, seed: int, budget: int, ppo: PPOConfig) -> SeedResult
         evaluate_frozen
         if obs_norm or ppo.reward_scaling
         else lambda: sb3_evaluate(model, eval_env, seed + 1000),
+        eval_every,
     )
 
     class SolveCallback(BaseCallback):
@@ -352,7 +387,7 @@ def run_sb3(env_name: str, seed: int, budget: int, ppo: PPOConfig) -> SeedResult
             self.updates += 1
 
         def _on_step(self) -> bool:
-            return not check.solved  # False stops learn() at the first step after solving
+            return not check.stop  # False stops learn() at the first step after solving
 
         def _on_training_end(self) -> None:
             self._after_update()
@@ -380,8 +415,9 @@ def _finite(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def summarise(env: str, results: list[SeedResult]) -> dict[str, Any]:
-    """Medians over seeds of the solve wall time and env steps (inf when unsolved)."""
+def summarise(env: str, results: list[SeedResult], whole_budget: bool = False) -> dict[str, Any]:
+    """Medians over seeds of the solve wall time and env steps (inf when unsolved); after
+    whole-budget runs, also how many seeds end at the target ("held")."""
     rows = {lib: [r for r in results if r.env == env and r.library == lib] for lib in LIBRARIES}
     wall = {lib: _median([r.solve_time for r in rows[lib]]) for lib in LIBRARIES if rows[lib]}
     steps = {lib: _median([r.solve_steps for r in rows[lib]]) for lib in LIBRARIES if rows[lib]}
@@ -392,6 +428,9 @@ def summarise(env: str, results: list[SeedResult]) -> dict[str, Any]:
         "median_wall_s": {lib: _finite(value) for lib, value in wall.items()},
         "median_env_steps": {lib: _finite(value) for lib, value in steps.items()},
     }
+    if whole_budget:
+        target = TASKS[env]["target"]
+        summary["held"] = {lib: sum(r.final_eval >= target for r in rows[lib]) for lib in wall}
     if rows["sb3"]:
         summary["wall_ratio_coltra_over_sb3"] = _finite(_ratio(wall["coltra"], wall["sb3"]))
         summary["speedup_sb3_over_coltra"] = _finite(_ratio(wall["sb3"], wall["coltra"]))
@@ -445,6 +484,9 @@ def print_report(results: list[SeedResult], summaries: list[dict[str, Any]]) -> 
             print(f"  {label:<13} " + " | ".join(cells))
         solved = [f"{lib} {count}/{s['seeds']}" for lib, count in s["solved"].items()]
         print(f"  {'solved':<13} " + " | ".join(solved))
+        if "held" in s:
+            held = [f"{lib} {count}/{s['seeds']}" for lib, count in s["held"].items()]
+            print(f"  {'held (end)':<13} " + " | ".join(held))
         if "verdict" in s:
             print(f'  target "{TARGET}": {s["verdict"]}')
 
@@ -484,7 +526,13 @@ def main() -> None:
     parser.add_argument(
         "--peers", choices=["none", "sb3"], default="sb3", help="also run SB3 PPO (default)"
     )
+    parser.add_argument(
+        "--eval-every", type=int, default=None, metavar="N",
+        help="train the whole budget, evaluating every N iterations (and at the end)",
+    )  # fmt: skip
     args = parser.parse_args()
+    if args.eval_every is not None and args.eval_every < 1:
+        parser.error(f"--eval-every takes a positive number of iterations, got {args.eval_every}")
     for key, value in _pairs(args.task).items():
         if key not in ("envs", "steps", "target"):
             parser.error(f"--task takes envs, steps or target, got {key!r}")
@@ -512,8 +560,8 @@ def main() -> None:
             sb3_settings[name] = settings
         for seed in range(args.seeds):  # libraries back to back per seed
             ppo = ppo_config(name, seed, overrides)
-            results += [runners[lib](name, seed, budget, ppo) for lib in libraries]
-    summaries = [summarise(name, results) for name in names]
+            results += [runners[lib](name, seed, budget, ppo, args.eval_every) for lib in libraries]
+    summaries = [summarise(name, results, args.eval_every is not None) for name in names]
 
     print_report(results, summaries)
     versions = {"python": platform.python_version(), "torch": torch.__version__}

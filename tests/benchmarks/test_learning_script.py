@@ -84,8 +84,8 @@ def test_task_and_model_overrides_reach_both_libraries(obs_norm: str) -> None:
     assert (settings["use_sde"], settings["sde_sample_freq"]) == (True, 8)
 
 
-def test_the_pendulum_task_is_the_shipped_config() -> None:
-    """The benchmark's Pendulum settings and scripts/configs/pendulum.yaml do not drift."""
+def load_learning() -> Any:
+    """benchmarks/learning.py as a module."""
     spec = importlib.util.spec_from_file_location("learning", ROOT / "benchmarks" / "learning.py")
     assert spec is not None and spec.loader is not None
     learning = importlib.util.module_from_spec(spec)
@@ -94,7 +94,12 @@ def test_the_pendulum_task_is_the_shipped_config() -> None:
         spec.loader.exec_module(learning)
     finally:
         del sys.modules["learning"]
-    task = learning.TASKS["Pendulum-v1"]
+    return learning
+
+
+def test_the_pendulum_task_is_the_shipped_config() -> None:
+    """The benchmark's Pendulum settings and scripts/configs/pendulum.yaml do not drift."""
+    task = load_learning().TASKS["Pendulum-v1"]
     config = RunConfig.from_yaml(ROOT / "scripts" / "configs" / "pendulum.yaml")
     assert config.env is not None and config.model is not None
     assert (task["envs"], task["steps"]) == (config.env.workers, config.trainer.steps)
@@ -105,3 +110,36 @@ def test_the_pendulum_task_is_the_shipped_config() -> None:
     }
     model = config.model.to_dict()
     assert {key: model[key] for key in task["model"]} == task["model"]
+
+
+def test_a_whole_budget_run_is_solved_at_its_first_good_evaluation_and_judged_at_the_end() -> None:
+    """With eval_every, training never stops early: the solve is the first evaluation at
+    the target (its iterations and clock), final_eval the last one."""
+    learning = load_learning()
+    returns = iter([-900.0, -150.0, -400.0])  # solved at the 2nd evaluation, lost by the 3rd
+    check = learning.SolveCheck(-200.0, lambda: next(returns), eval_every=2)
+    for _ in range(6):
+        check.resume()
+        check.pause()
+        assert not check.after_iteration([0.0] * 20)  # never stops
+    assert check.stop is False and check.solved
+    result = check.result("Pendulum-v1", 0, "coltra", batch=100)
+    assert (result.solved, result.env_steps, result.final_eval) == (True, 400, -400.0)
+    assert result.evals == [(200, -900.0), (400, -150.0), (600, -400.0)]
+    summary = learning.summarise("Pendulum-v1", [result], whole_budget=True)
+    assert summary["solved"] == {"coltra": 1} and summary["held"] == {"coltra": 0}
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.skipif(
+    importlib.util.find_spec("stable_baselines3") is None, reason="needs make bench-setup"
+)
+def test_eval_every_trains_both_libraries_for_the_whole_budget() -> None:
+    summary = run_benchmark(
+        "--env", "Pendulum-v1", "--task", "envs=2", "steps=512", "--eval-every", "1"
+    )  # fmt: skip
+    for r in summary["results"]:
+        assert [steps for steps, _ in r["evals"]] == [1024, 2048]  # both iterations, no more
+        assert r["final_eval"] == r["evals"][-1][1] < -200
+        assert (r["solved"], r["env_steps"]) == (False, 2048)
+    assert summary["summary"][0]["held"] == {"coltra": 0, "sb3": 0}
