@@ -25,8 +25,9 @@ run in ``benchmarks/multiagent.py``, which this script hands them to (see its do
 
 Settings that cannot be matched exactly in SB3 (see ``sb3_kwargs``):
 
-- Value clipping: SB3 takes the loss of the clipped value alone; Coltra (CleanRL) takes the
-  larger of the clipped and unclipped losses.
+- Value clipping: SB3 takes the loss of the clipped value alone; Coltra by default (CleanRL)
+  takes the larger of the clipped and unclipped losses (``--ppo value_clip=clipped`` is
+  SB3's).
 - SB3's value loss has no 1/2 factor, so SB3 gets ``vf_coef / 2`` (equal gradients).
 - Random streams differ (weight init, minibatch shuffling, action sampling): the same seed
   gives the same env seeds (copy i: seed + i) but not the same trajectories.
@@ -283,6 +284,7 @@ def sb3_kwargs(task: dict[str, Any], ppo: PPOConfig, budget: int) -> dict[str, A
         "gae_lambda": ppo.gae_lambda,
         "clip_range": ppo.clip_coef,
         # CleanRL clips the value change with the policy's clip_coef; SB3's default is None.
+        # SB3's clipping is Coltra's value_clip "clipped" (by default Coltra takes the max).
         "clip_range_vf": ppo.clip_coef if ppo.clip_vloss else None,
         "normalize_advantage": ppo.norm_adv,  # per minibatch, std + 1e-8: as Coltra
         "ent_coef": ppo.ent_coef,

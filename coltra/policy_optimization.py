@@ -66,7 +66,10 @@ def ppo_loss(
 ) -> PPOLoss:
     """Clipped surrogate + (optionally clipped) value loss - entropy bonus (Schulman 2017).
     The value loss is half the squared error, or the Huber loss (``value_loss: huber``,
-    which equals it within ``huber_delta``)."""
+    which equals it within ``huber_delta``); ``clip_vloss`` clips the new estimate to
+    ``old_value +- clip_coef`` and takes the larger of both errors (``value_clip: max``,
+    CleanRL) or the clipped one's alone (``clipped``, SB3's ``clip_range_vf``: no gradient
+    once the estimate has moved ``clip_coef`` from its old value)."""
     if config.norm_adv and config.norm_adv_over == "minibatch" and advantage.numel() > 1:
         advantage = normalized(advantage)
 
@@ -85,7 +88,10 @@ def ppo_loss(
 
     if config.clip_vloss:
         value_clipped = old_value + (value - old_value).clamp(-config.clip_coef, config.clip_coef)
-        value_loss = torch.max(value_error(value), value_error(value_clipped)).mean()
+        if config.value_clip == "clipped":  # SB3: the clipped estimate's error alone
+            value_loss = value_error(value_clipped).mean()
+        else:  # CleanRL: the larger of the clipped and unclipped errors
+            value_loss = torch.max(value_error(value), value_error(value_clipped)).mean()
     else:
         value_loss = value_error(value).mean()
 

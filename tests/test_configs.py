@@ -85,6 +85,7 @@ def test_defaults_are_the_documented_ones() -> None:
         "sequence_length": 32,
         "clip_coef": 0.2,
         "clip_vloss": True,
+        "value_clip": "max",
         "vf_coef": 0.5,
         "value_loss": "mse",
         "huber_delta": 10.0,
@@ -217,7 +218,8 @@ def test_update_errors_name_the_full_key() -> None:
 
 PPO_KEYS = (
     "lr, gamma, gae_lambda, epochs, num_minibatches, minibatch_size, sequence_length, "
-    "clip_coef, clip_vloss, vf_coef, value_loss, huber_delta, ent_coef, ent_coef_final, "
+    "clip_coef, clip_vloss, value_clip, vf_coef, value_loss, huber_delta, ent_coef, "
+    "ent_coef_final, "
     "max_grad_norm, target_kl, norm_adv, norm_adv_over, reward_scaling, anneal_lr, "
     "anneal_iterations, adam_eps, seed"
 )

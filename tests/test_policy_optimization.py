@@ -111,6 +111,32 @@ def test_value_loss_is_clipped_around_the_old_value() -> None:
     assert loss.value.item() == pytest.approx(0.5 * 0.64)
 
 
+def test_sb3_value_clipping_takes_the_clipped_error_alone_and_stops_its_gradient() -> None:
+    """value_clip clipped: SB3's clip_range_vf. An estimate moved past old +- clip_coef
+    gets no value gradient, even where the unclipped one is the larger error."""
+    old_value, returns = tensors([0.0, 0.0], [1.0, -1.0])
+    value = torch.tensor([1.0, 0.1], requires_grad=True)  # row 0 past the clip, row 1 inside
+    zeros = torch.zeros(2)
+    config = PPOConfig(norm_adv=False, clip_coef=0.2, clip_vloss=True, value_clip="clipped")
+    loss = ppo_loss(zeros, zeros, zeros, value, old_value, returns, zeros, config, 0.0)
+    # row 0: clipped to 0.2, error 0.8²; row 1: 0.1 unclipped, error 1.1²; halved, mean
+    assert loss.value.item() == pytest.approx((0.5 * 0.64 + 0.5 * 1.21) / 2)
+    loss.value.backward()
+    assert value.grad is not None
+    assert value.grad.tolist() == pytest.approx([0.0, (0.1 + 1.0) / 2])
+    # The two differ where the unclipped error is the larger: estimate 1 (old 0) for a
+    # return of -1 costs CleanRL 2² and SB3 the clipped estimate's 1.2².
+    value, old_value, returns = tensors([1.0], [0.0], [-1.0])
+    zero = torch.zeros(1)
+    cleanrl = config.update({"value_clip": "max"})
+    assert ppo_loss(
+        zero, zero, zero, value, old_value, returns, zero, cleanrl, 0.0
+    ).value.item() == pytest.approx(0.5 * 2.0**2)
+    assert ppo_loss(
+        zero, zero, zero, value, old_value, returns, zero, config, 0.0
+    ).value.item() == pytest.approx(0.5 * 1.2**2)
+
+
 def test_advantages_are_normalised_per_minibatch() -> None:
     advantage = torch.tensor([1.0, 3.0])
     zeros = torch.zeros(2)

@@ -305,6 +305,11 @@ class PPOConfig(Config):
     clip_vloss: bool = Field(
         True, description="Also clip the value loss around the old values (CleanRL)."
     )
+    value_clip: Literal["max", "clipped"] = Field(
+        "max",
+        description="With clip_vloss: the larger of the clipped and unclipped value errors "
+        "(CleanRL) or the clipped estimate's error alone (SB3's clip_range_vf).",
+    )
     vf_coef: Float = Field(0.5, ge=0, description="Weight of the value loss (CleanRL).")
     value_loss: Literal["mse", "huber"] = Field(
         "mse",
