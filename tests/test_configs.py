@@ -920,3 +920,8 @@ def test_a_policy_that_anneals_gets_the_runs_schedule_length() -> None:
         {"trainer": {"iterations": 7}, "policies": {"a": {"ppo": {"anneal_lr": True}}}}
     )
     assert finish_run_config(config).ppo.anneal_iterations == 7
+
+
+def test_value_clip_without_clip_vloss_is_refused_by_name() -> None:
+    with pytest.raises(ConfigError, match=r"value_clip 'clipped'.*clip_vloss is false"):
+        PPOConfig.from_dict({"clip_vloss": False, "value_clip": "clipped"})

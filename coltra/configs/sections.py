@@ -370,6 +370,16 @@ class PPOConfig(Config):
         description="Seed of the minibatch shuffling; a training run sets it to trainer.seed.",
     )
 
+    @model_validator(mode="after")
+    def _check_value_clip(self) -> PPOConfig:
+        if self.value_clip != "max" and not self.clip_vloss:
+            raise custom_error(
+                f"value_clip {self.value_clip!r} says how to clip the value loss, and "
+                "clip_vloss is false: set clip_vloss: true, or drop value_clip",
+                "value_clip",
+            )
+        return self
+
 
 # ----------------------------------------------------------------------------- environment
 
