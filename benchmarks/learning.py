@@ -95,6 +95,7 @@ TASKS: dict[str, dict[str, Any]] = {
             "epochs": 10,
             "num_minibatches": 32,
             "reward_scaling": True,
+            "value_clip": "clipped",  # SB3's clip_range_vf, exactly
             "anneal_lr": True,
             "anneal_iterations": 98,  # 200k env steps / (8 x 256)
         },
