@@ -13,12 +13,12 @@ then one JSON line.
     python benchmarks/learning.py --env CartPole-v1 --seeds 3 --steps 100000
     python benchmarks/learning.py --peers none         # Coltra only
     python benchmarks/learning.py --env Pendulum-v1 --seeds 5 --eval-every 10   # whole budget
+    python benchmarks/learning.py --env simple_speaker_listener_v4 --seeds 3   # multi-agent
 
 ``--eval-every N`` trains the whole budget instead of stopping at the first solve, and
 evaluates every N iterations and at the end: the seed is solved at its first evaluation
 that reaches the target (env steps and wall time to that point, as without the option), and
 ``final_eval`` / "held" tell whether the policy at the end of the budget still does.
-    python benchmarks/learning.py --env simple_speaker_listener_v4 --seeds 3   # multi-agent
 
 The multi-agent tasks (mpe2 simple_speaker_listener_v4 and simple_tag_v3, magent2 battle_v4)
 run in ``benchmarks/multiagent.py``, which this script hands them to (see its docstring).

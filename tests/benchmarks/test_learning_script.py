@@ -143,3 +143,16 @@ def test_eval_every_trains_both_libraries_for_the_whole_budget() -> None:
         assert r["final_eval"] == r["evals"][-1][1] < -200
         assert (r["solved"], r["env_steps"]) == (False, 2048)
     assert summary["summary"][0]["held"] == {"coltra": 0, "sb3": 0}
+
+
+def test_eval_every_below_one_is_refused_by_value() -> None:
+    result = subprocess.run(
+        [sys.executable, "benchmarks/learning.py", "--env", "Pendulum-v1", "--eval-every", "0"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "--eval-every takes a positive number of iterations, got 0" in result.stderr
