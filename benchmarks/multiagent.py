@@ -82,6 +82,9 @@ class Task:
     random_note: str  # the random-play returns the issue quotes
     kill_ratio: bool = False  # magent2 battle: deaths caused / deaths suffered vs random
     team_goal: float | None = None  # the team's return (all agents' summed) the issue asks for
+    # With stochastic evaluation: the learned policies' deterministic play reported too
+    # (only where no opponent plays at random: a random agent's mode is one fixed action).
+    also_deterministic: bool = False
 
 
 TASKS: dict[str, Task] = {
@@ -233,6 +236,7 @@ TASKS["knights_archers_zombies_v11"] = Task(
     "kills summed per episode)",
     random_note="random team ~ 2.4 per episode (issue 14)",
     team_goal=43.7,
+    also_deterministic=True,
 )
 
 #: Iterations between self-play snapshots.
@@ -247,6 +251,8 @@ class PolicyResult:
     final_std: float
     goal: float | None
     reached: bool | None
+    deterministic_return: float | None = None  # Task.also_deterministic: the mode's return
+    deterministic_std: float | None = None
 
 
 @dataclass
@@ -258,6 +264,8 @@ class TeamResult:
     final_return: float
     goal: float | None
     reached: bool | None
+    deterministic_return: float | None = None  # Task.also_deterministic
+    deterministic_reached: bool | None = None
 
 
 @dataclass
@@ -447,6 +455,11 @@ def run_task(
             curves.append((phase.name, offset, read_curve(run_dir, group.policy_names)))
             offset += int(summary["env_steps"])
         final = evaluate_by_policy(group, eval_env, episodes, task.deterministic_eval, seed + 1000)
+        greedy = (
+            evaluate_by_policy(group, eval_env, episodes, True, seed + 1000)
+            if task.also_deterministic and not task.deterministic_eval
+            else None
+        )
         kills = (
             kill_ratio(group, eval_env, 2 * task.eval_copies, seed + 2000)
             if task.kill_ratio
@@ -474,6 +487,8 @@ def run_task(
                 std,
                 goal,
                 None if goal is None else mean >= goal,
+                None if greedy is None else greedy[policy][0],
+                None if greedy is None else greedy[policy][1],
             )
         )
     team = None
@@ -483,6 +498,10 @@ def run_task(
             for play in (random_play, final)
         )
         team = TeamResult(random_team, final_team, task.team_goal, final_team >= task.team_goal)
+        if greedy is not None:
+            greedy_team = team_return(group, eval_env_agents, {p: v[0] for p, v in greedy.items()})
+            team.deterministic_return = greedy_team
+            team.deterministic_reached = greedy_team >= task.team_goal
     return TaskResult(
         task.name,
         seed,
@@ -572,6 +591,11 @@ def print_report(results: Sequence[TaskResult]) -> None:
                 f"  {p.policy:<10} random {p.random_return:8.2f} | final {p.final_return:8.2f} "
                 f"+- {p.final_std:.2f}{goal}"
             )
+            if p.deterministic_return is not None:
+                print(
+                    f"  {'':<10} deterministic {p.deterministic_return:8.2f} "
+                    f"+- {p.deterministic_std or 0.0:.2f}"
+                )
         if result.kill_ratio:
             k = result.kill_ratio
             print(
@@ -584,6 +608,10 @@ def print_report(results: Sequence[TaskResult]) -> None:
                 "" if t.goal is None else f" | goal {t.goal:g}: {'PASS' if t.reached else 'MISS'}"
             )
             print(f"  team       random {t.random_return:8.2f} | final {t.final_return:8.2f}{goal}")
+            if t.deterministic_return is not None:
+                passed = "PASS" if t.deterministic_reached else "MISS"
+                mark = "" if t.goal is None else f": {passed}"
+                print(f"  {'':<10} deterministic {t.deterministic_return:8.2f}{mark}")
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -823,7 +823,10 @@ def test_a_checkpoint_of_the_first_state_layout_still_resumes(tmp_path: Path) ->
         assert trainer.counters.env_steps == 48
 
 
-def test_a_crash_during_the_evaluation_is_an_error_not_a_missing_score(tmp_path: Path) -> None:
+def test_a_crash_during_the_evaluation_is_an_error_not_a_missing_score(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import coltra.evaluation
     from coltra.envs import EnvCrashedError
     from coltra.envs.probe_envs import ActionRewardEnv
     from coltra.evaluation import evaluation_metrics
@@ -839,6 +842,7 @@ def test_a_crash_during_the_evaluation_is_an_error_not_a_missing_score(tmp_path:
         with pytest.raises(EnvCrashedError, match="copy 0 died"):
             evaluation_metrics(group, Crashing(), 2)
         endless = ActionRewardEnv(episode_length=10**6)
+        monkeypatch.setattr(coltra.evaluation, "EVAL_MAX_STEPS", 2_000)  # 100k steps take ~15 s
         with pytest.warns(UserWarning, match="episodes it waits for end"):
             assert evaluation_metrics(group, endless, 1) == {"eval/episodes": 0.0}
     finally:

@@ -106,3 +106,38 @@ def test_the_curve_of_a_run_of_one_policy_reads_its_unprefixed_columns(tmp_path:
         "a": [(100.0, 1.5)],
         "b": [(100.0, -2.0)],
     }
+
+
+@pytest.mark.timeout(240)
+def test_kaz_reports_the_team_return_of_stochastic_and_deterministic_play(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """KAZ's evaluation is stochastic (as its earlier results); the deterministic play of the
+    same policies is evaluated too, per policy and for the team, each against the goal."""
+    pytest.importorskip("pettingzoo.butterfly")
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import multiagent
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    from dataclasses import replace
+
+    task = replace(multiagent.TASKS["knights_archers_zombies_v11"], eval_episodes=8)
+    result = multiagent.run_task(task, seed=0, steps=1024, out=tmp_path)
+    team = result.team
+    assert team is not None and team.goal == 43.7
+    by_policy = {p.policy: p for p in result.policies}
+    assert set(by_policy) == {"archer", "knight"}
+    for played, reached, kind in (
+        (team.final_return, team.reached, "final"),
+        (team.deterministic_return, team.deterministic_reached, "deterministic"),
+    ):
+        assert played is not None
+        # Two archers and two knights per copy: the team is twice each policy's mean.
+        assert played == pytest.approx(
+            2 * sum(getattr(p, f"{kind}_return") for p in by_policy.values()), abs=1e-9
+        )
+        assert reached == (played >= 43.7)
+    multiagent.print_report([result])
+    report = capsys.readouterr().out
+    assert report.count("deterministic") == 3  # archer, knight, team
