@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -23,6 +23,7 @@ from torch.distributions import Distribution
 from coltra.buffers import ACTION_MASK_FIELD, AGENT_ID_FIELD, STATE_FIELD, TEAM_FIELD, Observation
 from coltra.configs import MLPConfig
 from coltra.envs.spaces import ActionCodec, ObservationCodec, without_parts
+from coltra.models.activations import ACTIVATIONS
 from coltra.models.base import BaseModel, State
 from coltra.models.distributions import (
     Categorical,
@@ -47,16 +48,6 @@ MASKED_LOGIT = -1e8
 
 
 L = TypeVar("L", nn.Linear, nn.Conv2d)
-
-#: Hidden-layer activations, as functions: a module call would add its hook machinery to
-#: every forward pass for nothing (these have no parameters).
-ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
-    "tanh": torch.tanh,
-    "relu": torch.relu,
-    "leaky_relu": nn.functional.leaky_relu,
-    "elu": nn.functional.elu,
-    "gelu": nn.functional.gelu,
-}
 
 
 def _init_linear(layer: L, initializer: str, gain: float) -> L:
