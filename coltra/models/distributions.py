@@ -22,6 +22,7 @@ __all__ = [
     "MultiCategorical",
     "ScaledBeta",
     "distribution_mode",
+    "normalised_logits",
 ]
 
 
@@ -36,13 +37,23 @@ class Categorical(TorchCategorical):
     done here, it skips multinomial's input checks. Same values and, under the same seed,
     the same samples as torch's Categorical; other shapes fall back to torch's code. At a
     batch of 8, init + sample + log_prob take a third of torch's time (issue 7).
+
+    For many rows of few actions (a crowd), torch's ``softmax`` and ``log_softmax`` along
+    the last axis are slow on the CPU (1,024 x 5: 124 and 83 us, against 6 us for an
+    ``exp``): the probabilities are the exp of the normalised logits, and those are
+    :func:`normalised_logits`.
     """
 
     def __init__(self, logits: torch.Tensor) -> None:
-        self.logits = torch.log_softmax(logits, dim=-1)
+        self.logits = normalised_logits(logits)
         self._param = self.logits
         self._num_events = logits.shape[-1]
         Distribution.__init__(self, self.logits.shape[:-1], validate_args=False)
+
+    @property
+    def probs(self) -> torch.Tensor:
+        """``[batch, actions]``: the logits are normalised, so exp is the softmax."""
+        return self.logits.exp()
 
     def sample(self, sample_shape: torch.Size | list[int] | tuple[int, ...] = ()) -> torch.Tensor:
         if len(sample_shape) == 0 and self.logits.dim() == 2:  # one action per batch row
@@ -56,6 +67,32 @@ class Categorical(TorchCategorical):
         if value.shape == self.batch_shape:
             return self.logits.gather(-1, value.long().unsqueeze(-1)).squeeze(-1)
         return super().log_prob(value)
+
+
+#: ``normalised_logits`` takes the transposed path from this many rows, for fewer than
+#: ``_FEW_ACTIONS`` actions (torch's row-wise kernel is then the slow one).
+_MANY_ROWS, _FEW_ACTIONS = 256, 16
+
+
+def normalised_logits(logits: torch.Tensor) -> torch.Tensor:
+    """``torch.log_softmax(logits, -1)`` (to within a rounding step), faster for
+    ``[rows, actions]`` with many rows and few actions: torch's CPU kernel along the last
+    axis is slow there (1,024 x 5: 83 us), along the first axis of the transposed copy it
+    is vectorised over the rows (27 us with the copies; 8,192 x 9: 1.4 ms against
+    0.37 ms, forward and backward 2.3 against 0.5 ms). Bit for bit the same where the
+    vector width divides the rows, one rounding step apart in the remainder; from 16
+    actions torch's own kernel is both the faster and the one used."""
+    shape = logits.shape
+    if (  # the cheapest tests first: this runs at every acting step
+        len(shape) != 2
+        or shape[0] < _MANY_ROWS
+        or shape[1] >= _FEW_ACTIONS
+        or logits.device.type != "cpu"
+        or torch.jit.is_tracing()
+    ):
+        return torch.log_softmax(logits, dim=-1)
+    # contiguous at the end: later ops (the sampling race) fill memory in the same order
+    return torch.log_softmax(logits.T.contiguous(), dim=0).T.contiguous()
 
 
 class DiagNormal(Normal):
