@@ -22,6 +22,7 @@ __all__ = [
     "MultiCategorical",
     "ScaledBeta",
     "distribution_mode",
+    "exponential_draws",
     "normalised_logits",
 ]
 
@@ -41,7 +42,8 @@ class Categorical(TorchCategorical):
     For many rows of few actions (a crowd), torch's ``softmax`` and ``log_softmax`` along
     the last axis are slow on the CPU (1,024 x 5: 124 and 83 us, against 6 us for an
     ``exp``): the probabilities are the exp of the normalised logits, and those are
-    :func:`normalised_logits`.
+    :func:`normalised_logits`. Their race draws its exponentials as ``-log(U)``
+    (:func:`exponential_draws`): the same law, another stream of numbers than torch's.
     """
 
     def __init__(self, logits: torch.Tensor) -> None:
@@ -58,9 +60,7 @@ class Categorical(TorchCategorical):
     def sample(self, sample_shape: torch.Size | list[int] | tuple[int, ...] = ()) -> torch.Tensor:
         if len(sample_shape) == 0 and self.logits.dim() == 2:  # one action per batch row
             probs = self.probs
-            # The clamp keeps a draw of exactly 0 from making 0 / 0 of a masked action.
-            race = torch.empty_like(probs).exponential_().clamp_min_(1e-30)
-            return torch.argmax(probs / race, dim=-1)
+            return torch.argmax(probs / exponential_draws(probs), dim=-1)
         return super().sample(torch.Size(sample_shape))
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
@@ -93,6 +93,23 @@ def normalised_logits(logits: torch.Tensor) -> torch.Tensor:
         return torch.log_softmax(logits, dim=-1)
     # contiguous at the end: later ops (the sampling race) fill memory in the same order
     return torch.log_softmax(logits.T.contiguous(), dim=0).T.contiguous()
+
+
+#: ``exponential_draws`` takes ``-log(U)`` from this many numbers.
+_MANY_DRAWS = 1024
+
+
+def exponential_draws(like: torch.Tensor) -> torch.Tensor:
+    """Exp(1) draws of ``like``'s shape, none exactly 0 (a 0 would make 0 / 0 of a masked
+    action's probability) or infinite. Below ``_MANY_DRAWS`` numbers, torch's
+    ``exponential_`` (the stream ``torch.multinomial`` draws, so torch's Categorical
+    samples the same actions for a seed); from there ``-log(U)`` of uniform draws, which
+    is the same law and 4x faster on the CPU, where ``exponential_`` is not vectorised
+    (1,024 x 5: 115 against ~30 us)."""
+    if like.numel() < _MANY_DRAWS or like.device.type != "cpu":
+        return torch.empty_like(like).exponential_().clamp_min_(1e-30)
+    # U from [2^-100, 1): -log(U) in (0, 69.3], never inf (a 0 would make every action 0)
+    return torch.rand_like(like).clamp_min_(2.0**-100).log_().neg_()
 
 
 class DiagNormal(Normal):
