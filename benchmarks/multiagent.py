@@ -251,8 +251,10 @@ class PolicyResult:
     final_std: float
     goal: float | None
     reached: bool | None
+    final_length: float | None = None  # mean env steps an agent lived in the final evaluation
     deterministic_return: float | None = None  # Task.also_deterministic: the mode's return
     deterministic_std: float | None = None
+    deterministic_length: float | None = None
 
 
 @dataclass
@@ -355,13 +357,18 @@ def random_group(
 
 def evaluate_by_policy(
     group: MacroAgent, env: MultiAgentEnv, episodes: int, deterministic: bool, seed: int
-) -> dict[str, tuple[float, float]]:
-    """Mean and std of each policy's agents' returns over ``episodes`` agent-episodes."""
+) -> dict[str, tuple[float, float, float]]:
+    """Mean and std of each policy's agents' returns over ``episodes`` agent-episodes, and
+    their mean length (env steps an agent lived: where agents die, how long they last)."""
     played = evaluate_episodes(group, env, episodes, deterministic=deterministic, seed=seed)
     results = {}
     for policy, rows in group.policy_rows(env.agent_names).items():
         mine = played.select(rows)
-        results[policy] = (float(mine.returns.mean()), float(mine.returns.std()))
+        results[policy] = (
+            float(mine.returns.mean()),
+            float(mine.returns.std()),
+            float(mine.lengths.mean()),
+        )
     return results
 
 
@@ -478,7 +485,7 @@ def run_task(
     policies = []
     for policy in group.policy_names:
         goal = task.goal.get(policy)
-        mean, std = final[policy]
+        mean, std, length = final[policy]
         policies.append(
             PolicyResult(
                 policy,
@@ -487,8 +494,10 @@ def run_task(
                 std,
                 goal,
                 None if goal is None else mean >= goal,
+                length,
                 None if greedy is None else greedy[policy][0],
                 None if greedy is None else greedy[policy][1],
+                None if greedy is None else greedy[policy][2],
             )
         )
     team = None
@@ -542,7 +551,7 @@ def read_curve(run_dir: Path, policies: Sequence[str]) -> dict[str, list[tuple[f
 def plot(
     task: Task,
     curves: list[tuple[str, int, dict[str, list[tuple[float, float]]]]],
-    random_play: Mapping[str, tuple[float, float]],
+    random_play: Mapping[str, tuple[float, float, float]],
     path: Path,
 ) -> None:
     import matplotlib
@@ -561,7 +570,7 @@ def plot(
         if phase_index:
             axis.axvline(offset, color="grey", linewidth=0.8)
             axis.text(offset, axis.get_ylim()[1], f" {phase}", va="top", fontsize=8)
-    for policy, (mean, _) in random_play.items():
+    for policy, (mean, *_) in random_play.items():
         axis.axhline(mean, color=colours[policy], linestyle=":", linewidth=1)
     for policy, goal in task.goal.items():
         axis.axhline(goal, color=colours[policy], linestyle="--", linewidth=1)
@@ -587,14 +596,16 @@ def print_report(results: Sequence[TaskResult]) -> None:
             goal = (
                 "" if p.goal is None else f" | goal {p.goal:g}: {'PASS' if p.reached else 'MISS'}"
             )
+            lived = "" if p.final_length is None else f" | lives {p.final_length:.0f} steps"
             print(
                 f"  {p.policy:<10} random {p.random_return:8.2f} | final {p.final_return:8.2f} "
-                f"+- {p.final_std:.2f}{goal}"
+                f"+- {p.final_std:.2f}{lived}{goal}"
             )
             if p.deterministic_return is not None:
                 print(
                     f"  {'':<10} deterministic {p.deterministic_return:8.2f} "
-                    f"+- {p.deterministic_std or 0.0:.2f}"
+                    f"+- {p.deterministic_std or 0.0:.2f} | lives "
+                    f"{p.deterministic_length or 0.0:.0f} steps"
                 )
         if result.kill_ratio:
             k = result.kill_ratio

@@ -138,6 +138,10 @@ def test_kaz_reports_the_team_return_of_stochastic_and_deterministic_play(
             2 * sum(getattr(p, f"{kind}_return") for p in by_policy.values()), abs=1e-9
         )
         assert reached == (played >= 43.7)
+    for p in by_policy.values():  # agents live at most the 900 cycles of an episode
+        for lived in (p.final_length, p.deterministic_length):
+            assert lived is not None and 1 <= lived <= 900
     multiagent.print_report([result])
     report = capsys.readouterr().out
     assert report.count("deterministic") == 3  # archer, knight, team
+    assert report.count("lives") == 4  # each policy, stochastic and deterministic
