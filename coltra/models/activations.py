@@ -81,7 +81,8 @@ def tanh(x: torch.Tensor) -> torch.Tensor:
     if x.requires_grad and torch.is_grad_enabled():
         out: torch.Tensor = _NumpyTanh.apply(x)
         return out
-    return torch.from_numpy(np.tanh(x.numpy()))
+    # detach: older torch refuses numpy() of a tensor that requires grad, even under no_grad
+    return torch.from_numpy(np.tanh(x.detach().numpy()))
 
 
 #: Hidden-layer activations by their config name (``model.activation``).

@@ -32,6 +32,10 @@ def test_large_tensors_get_tanh_within_float_rounding(dtype: torch.dtype, tolera
     assert (tanh(strided) - torch.tanh(strided)).abs().max().item() <= tolerance
     with torch.inference_mode():
         assert (tanh(x) - torch.tanh(x)).abs().max().item() <= tolerance
+    leaf = x.clone().requires_grad_()
+    with torch.no_grad():  # a tensor that requires grad, with gradients off
+        assert not tanh(leaf).requires_grad
+        assert (tanh(leaf) - torch.tanh(x)).abs().max().item() <= tolerance
 
 
 def test_small_tensors_and_other_dtypes_are_exactly_torch_tanh() -> None:
