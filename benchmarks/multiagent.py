@@ -495,9 +495,7 @@ def run_task(
                 goal,
                 None if goal is None else mean >= goal,
                 length,
-                None if greedy is None else greedy[policy][0],
-                None if greedy is None else greedy[policy][1],
-                None if greedy is None else greedy[policy][2],
+                *(greedy[policy] if greedy is not None else (None, None, None)),
             )
         )
     team = None

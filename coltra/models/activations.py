@@ -42,12 +42,18 @@ NUMPY_TANH_MIN_ELEMENTS = 4096
 _NUMPY_DTYPES = (torch.float32, torch.float64)
 
 
+def _numpy_tanh(x: torch.Tensor) -> torch.Tensor:
+    """tanh of a CPU tensor by numpy, as a new tensor (detach: older torch refuses numpy()
+    of a tensor that requires grad, even under no_grad)."""
+    return torch.from_numpy(np.tanh(x.detach().numpy()))
+
+
 class _NumpyTanh(torch.autograd.Function):
     """tanh computed by numpy, differentiated as torch differentiates it."""
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
-        y = torch.from_numpy(np.tanh(x.detach().numpy()))
+        y = _numpy_tanh(x)
         ctx.save_for_backward(y)
         return y
 
@@ -58,31 +64,29 @@ class _NumpyTanh(torch.autograd.Function):
 
 
 def _graph_capture() -> bool:
-    """True while torch records the computation (jit trace or script, dynamo, export):
-    numpy calls cannot be recorded."""
+    """True while torch records the computation (jit script, dynamo, export; jit tracing is
+    asked first, in :func:`tanh`): numpy calls cannot be recorded."""
     return (
-        torch.jit.is_tracing()
-        or torch.jit.is_scripting()
-        or torch.compiler.is_compiling()
-        or torch.onnx.is_in_onnx_export()
+        torch.jit.is_scripting() or torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export()
     )
 
 
 def tanh(x: torch.Tensor) -> torch.Tensor:
     """``torch.tanh(x)``, through numpy for large float CPU tensors (see the module's
     docstring); same shape, dtype and gradient."""
-    if (
-        _graph_capture()  # first: a traced numel() would be a warning
-        or x.device.type != "cpu"
+    if (  # cheapest first (this runs in every forward pass); is_tracing before numel(),
+        # which a trace would record with a warning
+        x.device.type != "cpu"
         or x.dtype not in _NUMPY_DTYPES
+        or torch.jit.is_tracing()
         or x.numel() < NUMPY_TANH_MIN_ELEMENTS
+        or _graph_capture()
     ):
         return torch.tanh(x)
     if x.requires_grad and torch.is_grad_enabled():
         out: torch.Tensor = _NumpyTanh.apply(x)
         return out
-    # detach: older torch refuses numpy() of a tensor that requires grad, even under no_grad
-    return torch.from_numpy(np.tanh(x.detach().numpy()))
+    return _numpy_tanh(x)
 
 
 #: Hidden-layer activations by their config name (``model.activation``).

@@ -35,8 +35,9 @@ class Categorical(TorchCategorical):
     broadcasts the actions against the logits first). One action per batch row is drawn
     with the exponential race that ``torch.multinomial`` itself runs for one sample:
     ``argmax(p / E)`` with ``E ~ Exp(1)`` picks action ``k`` with probability ``p[k]``;
-    done here, it skips multinomial's input checks. Same values and, under the same seed,
-    the same samples as torch's Categorical; other shapes fall back to torch's code. At a
+    done here, it skips multinomial's input checks. Same values and, under the same seed
+    and below 1,024 race numbers (see below), the same samples as torch's Categorical;
+    other shapes fall back to torch's code. At a
     batch of 8, init + sample + log_prob take a third of torch's time (issue 7).
 
     For many rows of few actions (a crowd), torch's ``softmax`` and ``log_softmax`` along
