@@ -134,6 +134,17 @@ class Agent:
         model = self._trainable_model()
         single = not obs.is_batch
         batch = Observation.stack([obs]) if single else obs
+        fast = None if state else model.act_numpy(batch, deterministic, get_value)
+        if fast is not None:  # a few rows of a plain model: numpy (coltra.models.numpy_acting)
+            actions, logprob, value = fast
+            extra: Extra = {"logprob": logprob}
+            if get_value:
+                assert value is not None
+                extra["value"] = value
+            action = Action._trusted_from({self.field: self._env_values(actions)})
+            if single:
+                return action_item(action, 0), (), {key: v[0] for key, v in extra.items()}
+            return action, (), extra
         # inference_mode: cheaper per op than no_grad, and nothing computed here needs
         # autograd; only a recurrent state must stay usable in a later evaluate() with
         # gradients, and cloning outside inference mode makes it a normal tensor.
@@ -144,7 +155,7 @@ class Agent:
             sample = distribution_mode(distribution) if deterministic else distribution.sample()
             logprob = distribution.log_prob(sample)
         state = tuple(part.clone() for part in state)
-        extra: Extra = {"logprob": logprob.cpu().numpy()}
+        extra = {"logprob": logprob.cpu().numpy()}
         if get_value:
             extra["value"] = model_extra["value"].cpu().numpy()
         # trusted: one numpy field of the batch's size, made here (the checks cost more

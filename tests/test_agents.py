@@ -96,7 +96,9 @@ def test_dagent_acts_on_a_batch(cartpole: Env) -> None:
     assert state == ()
     assert isinstance(extra["logprob"], np.ndarray) and extra["logprob"].shape == (6,)
     assert extra["value"].shape == (6,)
-    np.testing.assert_allclose(extra["value"], agent.value(obs).detach().numpy(), rtol=1e-6)
+    np.testing.assert_allclose(
+        extra["value"], agent.value(obs).detach().numpy(), rtol=1e-6, atol=1e-7
+    )  # float rounding: acting on few rows goes through numpy
     assert "value" not in agent.act(obs)[2]
     # logprob is the model's log-probability of the chosen actions
     logprob, _, _ = agent.evaluate(obs, action)

@@ -68,6 +68,15 @@ class BaseModel(nn.Module):
             )
         return self(obs, (), get_value)
 
+    def act_numpy(
+        self, obs: Observation, deterministic: bool, get_value: bool
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None] | None:
+        """A faster acting pass for a feed-forward model, if it has one for this batch:
+        ``(actions, log-probabilities, values or None)``, numpy, each ``[batch]``, the same
+        numbers as ``forward`` and a sample of its distribution. None (the default): the
+        agent runs ``forward``. See :mod:`coltra.models.numpy_acting`."""
+        return None
+
     def value_normalizer(self) -> RunningMeanStd | None:
         """The running statistics the value network's targets are normalised with
         (``value_norm``): the PPO update updates them with each batch of returns and compares

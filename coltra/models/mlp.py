@@ -36,6 +36,7 @@ from coltra.models.distributions import (
 from coltra.models.encoders import FieldEncoders, init_layer
 from coltra.models.fused import TwinMLP
 from coltra.models.normalization import RunningMeanStd
+from coltra.models.numpy_acting import NUMPY_ACTIVATIONS, NUMPY_MAX_ROWS, NumpyActor
 from coltra.models.per_agent import AgentMLPs
 from coltra.models.recurrent import RecurrentCore
 from coltra.models.sde import ExplorationNoise, sde_distribution
@@ -291,6 +292,13 @@ def _resolve_config(
                 "config or pass action_space="
             )
     return config.update(updates)
+
+
+#: Methods whose replacement on an instance (a test's or a user's patch) sends acting back
+#: through ``forward``, which would call them.
+_NUMPY_BYPASSED_METHODS = frozenset(
+    {"forward", "encode", "raw_features", "heads", "mask_logits", "distribution", "agent_index"}
+)
 
 
 class MLPModel(BaseModel):
@@ -855,6 +863,84 @@ class MLPModel(BaseModel):
         )
         extra = {"value": value} if get_value else {}
         return self.distribution(self.mask_logits(head, obs)), state, extra
+
+    def act_numpy(
+        self, obs: Observation, deterministic: bool, get_value: bool
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None] | None:
+        """The acting pass through numpy (:mod:`coltra.models.numpy_acting`) for the plain
+        model (fused hidden layers, tanh or relu, one Categorical, no encoders,
+        normalisation, mask, centralised critic or per-agent networks) on up to
+        ``NUMPY_MAX_ROWS`` rows of one numpy field, on the CPU in float32, with no forward
+        hooks on the model and no instance attribute replacing a method; None otherwise."""
+        if not self.__dict__.get("_numpy_plain", True):  # decided once: the model's kind
+            return None
+        fields = obs.items()
+        if len(fields) != 1 or (self.field_order is not None and obs.keys() != self.field_order):
+            return None
+        x = fields[0][1]
+        if not isinstance(x, np.ndarray) or x.ndim < 2 or not 0 < len(x) <= NUMPY_MAX_ROWS:
+            return None
+        x = x.reshape(len(x), -1)
+        if x.shape[1] != self.features:
+            return None  # the torch path says what is wrong
+        if (
+            self._forward_hooks
+            or self._forward_pre_hooks
+            or torch.nn.modules.module._has_any_global_hook()
+            or self.__dict__.keys() & _NUMPY_BYPASSED_METHODS
+        ):
+            return None
+        actor = self._current_numpy_actor()
+        if actor is None:
+            return None
+        if x.dtype != np.float32:
+            x = x.astype(np.float32)  # as torch's .float()
+        return actor.act(x, deterministic, get_value)
+
+    def _current_numpy_actor(self) -> NumpyActor | None:
+        """The numpy actor over the parameters as they are now: built on first use and
+        rebuilt when a parameter or layer was moved or replaced; None for a model of
+        another kind or parameters off the CPU or not float32."""
+        plain = self.__dict__.get("_numpy_plain")
+        if plain is None:
+            plain = self.__dict__["_numpy_plain"] = (
+                type(self) is MLPModel
+                and self.hidden is not None
+                and not (self.recurrent or self.separate or self.binary)
+                and self.discrete
+                and self.nvec is None
+                and self.joint is None
+                and self.sde_log_std is None
+                and self.policy_encoder is None
+                and self.mask_space is None
+                and self.obs_normalizer is None
+                and self.value_norm is None
+                and self.config.activation in NUMPY_ACTIVATIONS
+            )
+        if not plain:
+            return None
+        modules = self._modules
+        hidden, policy_head, value_head = (
+            modules["hidden"],
+            modules["policy_head"],
+            modules["value_head"],
+        )
+        assert isinstance(hidden, TwinMLP) and policy_head is not None and value_head is not None
+        actor: NumpyActor | None = self.__dict__.get("_numpy_actor")
+        if (
+            actor is not None
+            and actor.modules[-2] is policy_head
+            and actor.modules[-1] is value_head
+            and actor.modules[:-2] == tuple(hidden.layers)
+            and actor.is_current()
+        ):
+            return actor
+        layers = [*hidden.layers, policy_head, value_head]
+        if not NumpyActor.usable(layers):
+            return None
+        actor = NumpyActor(layers[:-2], policy_head, value_head, self.config.activation)
+        self.__dict__["_numpy_actor"] = actor
+        return actor
 
     def forward_sequences(
         self, obs: Observation, state: State, starts: torch.Tensor, get_value: bool = True
