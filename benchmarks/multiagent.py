@@ -418,8 +418,13 @@ def run_task(
     assert base.env is not None
     torch.manual_seed(seed)
     env = make_env(base.env, seed=seed)
+    # Evaluated on each agent's own reward, whatever the agents were trained on
+    # (env.shared_reward trains on the team's; its returns would count each kill once per
+    # agent).
     eval_env = make_env(
-        base.env.update({"backend": "inprocess", "workers": 8, "envs_per_worker": 1})
+        base.env.update(
+            {"backend": "inprocess", "workers": 8, "envs_per_worker": 1, "shared_reward": False}
+        )
     )
     group = make_group(base, env)
     copies, rollout = int(getattr(env, "num_envs", 1)), base.trainer.steps

@@ -125,6 +125,12 @@ def make_env(env_cfg: EnvConfig, seed: int | None = None) -> MultiAgentEnv:
                 f"agents a '{field}' observation field itself",
                 key=f"env.{key}",
             )
+    if env_cfg.shared_reward and env_cfg.kind != "pettingzoo":
+        raise ConfigError(
+            f"shared_reward wraps a PettingZoo env; a {env_cfg.kind} env rewards its agents "
+            "itself (give each the team's sum there)",
+            key="env.shared_reward",
+        )
     if env_cfg.kind == "gym":
         _check_gym_id(env_cfg.env_name)
         _refuse_keys(kwargs, ("env", "env_fn", "wrappers", "agent_name"), "gymnasium.make keywords")
@@ -143,6 +149,10 @@ def make_env(env_cfg: EnvConfig, seed: int | None = None) -> MultiAgentEnv:
             from coltra.envs.info_masks import InfoActionMasks
 
             wrappers.append(InfoActionMasks)
+        if env_cfg.shared_reward:
+            from coltra.envs.shared_reward import SharedReward
+
+            wrappers.append(SharedReward)
         # Last, in this order: the team's observations are of the agents' own parts only.
         if env_cfg.team_observations:
             from coltra.envs.critic_inputs import TeamObservations

@@ -116,6 +116,7 @@ def test_defaults_are_the_documented_ones() -> None:
         "ray_num_cpus": 1.0,
         "global_state": False,
         "team_observations": False,
+        "shared_reward": False,
         "info_action_masks": False,
         "agent_ids": False,
     }

@@ -471,6 +471,12 @@ class EnvConfig(Config):
         description="Add the observations of each agent's team (agents named <team>_<n>), each "
         "with a presence flag, as a 'team' field, for critic: team models (PettingZoo envs).",
     )
+    shared_reward: bool = Field(
+        False,
+        description="Reward every agent with the sum of all agents' rewards of the step (a "
+        "cooperative team's reward, as in the particle envs MAPPO used; PettingZoo envs). "
+        "Episode returns are then the team's.",
+    )
     info_action_masks: bool = Field(
         False,
         description="Read each agent's action mask from info['action_mask'] (PettingZoo's "
