@@ -14,9 +14,12 @@ The data stays exactly on-policy (one set of weights for the whole rollout; noth
 past its last step) and deterministic for a seed: the forward passes run in the same order,
 part A then part B at every step, as ``PartSteps(overlap=False)`` does without the overlap,
 so the two give the same records; with ``deterministic`` actions both give the records of plain
-lock-step collection. Part A's next forward is held back, and the step then runs without
-overlap, when its observations are not all finite or a masked agent has no legal action:
-the collector's checks on the joined step must see them first.
+lock-step collection (to within float rounding where a part acts on up to
+``NUMPY_MAX_ROWS`` rows of a policy and the whole step on more: the parts then act through
+numpy, the whole through torch, :mod:`coltra.models.numpy_acting`). Part A's next forward
+is held back, and the step then runs without overlap, when its observations are not all
+finite or a masked agent has no legal action: the collector's checks on the joined step
+must see them first.
 """
 
 from __future__ import annotations

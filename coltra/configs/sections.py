@@ -474,7 +474,8 @@ class EnvConfig(Config):
     shared_reward: bool = Field(
         False,
         description="Reward every agent with the sum of all agents' rewards of the step (a "
-        "cooperative team's reward, as in the particle envs MAPPO used; PettingZoo envs). "
+        "cooperative team's reward, as in the particle envs MAPPO used; PettingZoo envs, fully "
+        "cooperative ones: every agent shares, whatever its team). "
         "Episode returns are then the team's.",
     )
     info_action_masks: bool = Field(

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 from pettingzoo.utils.wrappers import BaseParallelWrapper
 
 __all__ = ["SharedReward"]
@@ -24,9 +25,11 @@ __all__ = ["SharedReward"]
 class SharedReward(BaseParallelWrapper):
     """``env`` where every agent rewarded at a step gets the sum of that step's rewards
     (of every agent in the step's reward dict: those present, including any that leave
-    with this step)."""
+    with this step). Every agent of the env, whatever its name, team or policy: for fully
+    cooperative envs only (with opponents, each side would be paid for the other's
+    points)."""
 
     def step(self, actions: dict[Any, Any]) -> tuple[Any, Any, Any, Any, Any]:
         observations, rewards, terminations, truncations, infos = self.env.step(actions)
-        team = sum(float(reward) for reward in rewards.values())
+        team = float(sum(np.sum(reward) for reward in rewards.values()))
         return observations, dict.fromkeys(rewards, team), terminations, truncations, infos

@@ -294,11 +294,21 @@ def _resolve_config(
     return config.update(updates)
 
 
-#: Methods whose replacement on an instance (a test's or a user's patch) sends acting back
-#: through ``forward``, which would call them.
+#: The methods of MLPModel's forward pass: replaced on an instance or on the class (a
+#: test's or a user's patch), acting goes back through ``forward``, which calls them.
 _NUMPY_BYPASSED_METHODS = frozenset(
-    {"forward", "encode", "raw_features", "heads", "mask_logits", "distribution", "agent_index"}
-)
+    {
+        "__call__", "_call_impl", "forward", "agent_index", "encode", "raw_features",
+        "_field_values", "_field_names", "_combine", "encode_state", "raw_state",
+        "encode_value_obs", "heads", "_policy_head", "_denormalized", "mask_logits",
+        "distribution",
+    }
+)  # fmt: skip
+#: Submodules that make a model other than the plain one (any of them set: the torch path).
+_NUMPY_ABSENT_MODULES = (
+    "trunk", "policy_hidden", "value_hidden", "policy_encoder", "value_encoder",
+    "obs_normalizer", "state_normalizer", "value_norm", "policy_agents", "value_agents",
+)  # fmt: skip
 
 
 class MLPModel(BaseModel):
@@ -870,15 +880,21 @@ class MLPModel(BaseModel):
         """The acting pass through numpy (:mod:`coltra.models.numpy_acting`) for the plain
         model (fused hidden layers, tanh or relu, one Categorical, no encoders,
         normalisation, mask, centralised critic or per-agent networks) on up to
-        ``NUMPY_MAX_ROWS`` rows of one numpy field, on the CPU in float32, with no forward
-        hooks on the model and no instance attribute replacing a method; None otherwise."""
+        ``NUMPY_MAX_ROWS`` rows of one numpy field in native byte order, on the CPU in
+        float32, with no forward hooks and no method of its forward pass replaced (on the
+        instance or on MLPModel); None otherwise."""
         if not self.__dict__.get("_numpy_plain", True):  # decided once: the model's kind
             return None
         fields = obs.items()
         if len(fields) != 1 or (self.field_order is not None and obs.keys() != self.field_order):
             return None
         x = fields[0][1]
-        if not isinstance(x, np.ndarray) or x.ndim < 2 or not 0 < len(x) <= NUMPY_MAX_ROWS:
+        if (
+            not isinstance(x, np.ndarray)
+            or x.ndim < 2
+            or not 0 < len(x) <= NUMPY_MAX_ROWS
+            or not x.dtype.isnative  # torch refuses other byte orders: let it say so
+        ):
             return None
         x = x.reshape(len(x), -1)
         if x.shape[1] != self.features:
@@ -888,59 +904,75 @@ class MLPModel(BaseModel):
             or self._forward_pre_hooks
             or torch.nn.modules.module._has_any_global_hook()
             or self.__dict__.keys() & _NUMPY_BYPASSED_METHODS
+            or tuple(map(MLPModel.__dict__.get, _FORWARD_NAMES)) != _FORWARD_METHODS
         ):
             return None
         actor = self._current_numpy_actor()
         if actor is None:
             return None
         if x.dtype != np.float32:
-            x = x.astype(np.float32)  # as torch's .float()
+            with np.errstate(over="ignore"):  # out of float32's range: inf, as torch's .float()
+                x = x.astype(np.float32)
         return actor.act(x, deterministic, get_value)
 
     def _current_numpy_actor(self) -> NumpyActor | None:
-        """The numpy actor over the parameters as they are now: built on first use and
-        rebuilt when a parameter or layer was moved or replaced; None for a model of
-        another kind or parameters off the CPU or not float32."""
+        """The numpy actor over the layers and parameters as they are now: built on first
+        use and rebuilt when a layer or parameter was moved, converted or replaced; None
+        for a model of another kind, layers of other types (wrapped, parametrized) or
+        parameters off the CPU or not float32."""
         plain = self.__dict__.get("_numpy_plain")
-        if plain is None:
+        if plain is None:  # what the config made the model: fixed at construction
             plain = self.__dict__["_numpy_plain"] = (
                 type(self) is MLPModel
-                and self.hidden is not None
                 and not (self.recurrent or self.separate or self.binary)
                 and self.discrete
                 and self.nvec is None
                 and self.joint is None
-                and self.sde_log_std is None
-                and self.policy_encoder is None
                 and self.mask_space is None
-                and self.obs_normalizer is None
-                and self.value_norm is None
-                and self.config.activation in NUMPY_ACTIVATIONS
             )
         if not plain:
             return None
-        modules = self._modules
+        modules, params = self._modules, self._parameters
         hidden, policy_head, value_head = (
-            modules["hidden"],
-            modules["policy_head"],
-            modules["value_head"],
+            modules.get("hidden"),
+            modules.get("policy_head"),
+            modules.get("value_head"),
         )
+        if (  # modules a user could still set or replace: looked at every time
+            type(hidden) is not TwinMLP
+            or type(policy_head) is not nn.Linear
+            or type(value_head) is not nn.Linear
+            or list(map(modules.get, _NUMPY_ABSENT_MODULES)).count(None)
+            != len(_NUMPY_ABSENT_MODULES)
+            or params.get("sde_log_std") is not None
+        ):
+            return None
         assert isinstance(hidden, TwinMLP) and policy_head is not None and value_head is not None
+        activation = NUMPY_ACTIVATIONS.get(hidden.activation)
         actor: NumpyActor | None = self.__dict__.get("_numpy_actor")
         if (
             actor is not None
+            and actor.activation is activation
             and actor.modules[-2] is policy_head
             and actor.modules[-1] is value_head
             and actor.modules[:-2] == tuple(hidden.layers)
             and actor.is_current()
         ):
             return actor
-        layers = [*hidden.layers, policy_head, value_head]
-        if not NumpyActor.usable(layers):
+        self.__dict__.pop("_numpy_actor", None)  # stale: let go of the old parameters
+        layers = list(hidden.layers)
+        if activation is None or not NumpyActor.usable(layers, policy_head, value_head):
             return None
-        actor = NumpyActor(layers[:-2], policy_head, value_head, self.config.activation)
+        actor = NumpyActor(layers, policy_head, value_head, activation)
         self.__dict__["_numpy_actor"] = actor
         return actor
+
+    def __getstate__(self) -> dict[str, Any]:
+        """As nn.Module's, without the numpy actor (views of this model's parameters,
+        rebuilt on the next act): copies and pickles hold only the model."""
+        state: dict[str, Any] = super().__getstate__()
+        state.pop("_numpy_actor", None)
+        return state
 
     def forward_sequences(
         self, obs: Observation, state: State, starts: torch.Tensor, get_value: bool = True
@@ -1113,3 +1145,10 @@ class MLPModel(BaseModel):
         if config.get("image_encoder") == "cnn" and "share_encoders" not in config:
             config["share_encoders"] = True  # before field encoders, one CNN served both
         return super().from_description({**description, "config": config})
+
+
+#: MLPModel's own methods of the forward pass, as defined above (``act_numpy`` compares).
+_FORWARD_NAMES = tuple(
+    name for name in sorted(_NUMPY_BYPASSED_METHODS) if name in MLPModel.__dict__
+)
+_FORWARD_METHODS = tuple(MLPModel.__dict__[name] for name in _FORWARD_NAMES)

@@ -4,6 +4,8 @@ cover."""
 
 from __future__ import annotations
 
+import copy
+import pickle
 from collections.abc import Callable
 from typing import Any
 
@@ -11,6 +13,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from torch.nn.utils import parametrize
 
 from coltra.agents import DAgent
 from coltra.buffers import Observation
@@ -77,13 +80,16 @@ def test_the_numbers_are_the_torch_forward_s(activation: str, features: int, act
 
 @pytest.mark.parametrize("count, actions", [(8, 2), (200, 3), (256, 5)])
 def test_a_seed_gives_the_torch_path_s_actions(count: int, actions: int) -> None:
-    """Below and above the 1,024 race numbers where the draws change stream."""
+    """Below and above the 1,024 race numbers where the draws change stream, over several
+    calls in a row (the same stream position after each)."""
     model = plain(4, actions)
     obs = rows(count)
     torch.manual_seed(11)
-    expected = torch_pass(model, obs)[0]
+    expected = [torch_pass(model, obs)[0] for _ in range(3)]
     torch.manual_seed(11)
-    np.testing.assert_array_equal(numpy_pass(model, obs)[0], expected)
+    for want in expected:
+        np.testing.assert_array_equal(numpy_pass(model, obs)[0], want)
+    assert model.act_numpy(obs, False, get_value=False)[2] is None  # type: ignore[index]
 
 
 def test_actions_follow_the_policy_s_probabilities() -> None:
@@ -138,6 +144,8 @@ def test_parameter_changes_are_seen() -> None:
     assert model.act_numpy(obs, False, True) is None
     model.float()
     assert model.act_numpy(obs, False, True) is not None
+    model.hidden.activation = torch.relu  # another activation: read from the layers
+    np.testing.assert_allclose(numpy_pass(model, obs)[2], torch_pass(model, obs)[2], atol=2e-6)
     model.policy_head = torch.nn.Linear(16, 2)  # a new layer
     np.testing.assert_allclose(
         numpy_pass(model, obs, deterministic=True)[1],
@@ -157,6 +165,33 @@ def test_float64_observations_are_cast_as_torch_casts_them() -> None:
     np.testing.assert_allclose(got[2], expected[2], atol=2e-6)
 
 
+def test_a_model_that_acted_still_copies_and_pickles() -> None:
+    model = plain()
+    obs = rows(8)
+    numpy_pass(model, obs)
+    for other in (copy.deepcopy(model), pickle.loads(pickle.dumps(model))):
+        assert "_numpy_actor" not in other.__dict__
+        with torch.no_grad():
+            other.value_head.bias.add_(1.0)  # its own parameters, not the original's
+        np.testing.assert_allclose(numpy_pass(other, obs)[2], torch_pass(other, obs)[2], atol=2e-6)
+    np.testing.assert_allclose(numpy_pass(model, obs)[2], torch_pass(model, obs)[2], atol=2e-6)
+
+
+def test_agent_actions_keep_the_space_s_start() -> None:
+    model = MLPModel(
+        {"hidden_sizes": [16]},
+        observation_space=gym.spaces.Box(-1.0, 1.0, (4,)),
+        action_space=gym.spaces.Discrete(3, start=-1),
+    )
+    agent = DAgent(model)
+    obs = rows(64)
+    torch.manual_seed(0)
+    action, _, _ = agent.act(obs)
+    torch.manual_seed(0)
+    np.testing.assert_array_equal(action.discrete, torch_pass(model, obs)[0] - 1)
+    assert set(action.discrete.tolist()) <= {-1, 0, 1}
+
+
 def test_non_finite_logits_take_the_torch_path() -> None:
     model = plain(4, 2)
     with torch.no_grad():
@@ -172,15 +207,60 @@ def patch_forward(model: MLPModel) -> None:
     model.forward = lambda *args, **kwargs: None  # type: ignore[method-assign]
 
 
+def patch_head(model: MLPModel) -> None:
+    model._policy_head = lambda x: x  # type: ignore[method-assign]
+
+
+def wrap_hidden(model: MLPModel) -> None:
+    class Wrapped(torch.nn.Module):
+        def __init__(self, inner: torch.nn.Module) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x: torch.Tensor) -> Any:
+            return self.inner(x)
+
+    model.hidden = Wrapped(model.hidden)  # type: ignore[assignment]
+
+
+class Doubled(torch.nn.Module):
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        return 2 * weight
+
+
+def parametrize_head(model: MLPModel) -> None:
+    parametrize.register_parametrization(model.policy_head, "weight", Doubled())
+
+
+def other_activation(model: MLPModel) -> None:
+    model.hidden.activation = torch.nn.functional.elu
+
+
 @pytest.mark.parametrize(
     "change",
-    [hook, patch_forward],
-    ids=["a forward hook", "an instance's own forward"],
+    [hook, patch_forward, patch_head, wrap_hidden, parametrize_head, other_activation],
+    ids=[
+        "a forward hook",
+        "an instance's own forward",
+        "an instance's own head",
+        "a wrapped hidden module",
+        "a parametrized head",
+        "an activation numpy lacks",
+    ],
 )
 def test_a_hooked_or_patched_model_takes_the_torch_path(change: Callable[[MLPModel], None]) -> None:
     model = plain()
     assert model.act_numpy(rows(8), False, True) is not None
     change(model)
+    assert model.act_numpy(rows(8), False, True) is None
+
+
+def test_a_method_patched_on_the_class_takes_the_torch_path(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    model = plain()
+    assert model.act_numpy(rows(8), False, True) is not None
+    monkeypatch.setattr(MLPModel, "heads", lambda self, *args: MLPModel.heads(self, *args))
     assert model.act_numpy(rows(8), False, True) is None
 
 
@@ -191,8 +271,9 @@ def test_a_hooked_or_patched_model_takes_the_torch_path(change: Callable[[MLPMod
         Observation(vector=torch.zeros(8, 4)),
         Observation(vector=np.zeros((8, 4), np.float32), extra=np.zeros((8, 1), np.float32)),
         Observation(vector=np.zeros((8, 5), np.float32)),  # wrong size: torch says why
+        Observation(vector=np.zeros((8, 4), ">f4")),  # torch refuses the byte order
     ],
-    ids=["too many rows", "a tensor", "two fields", "wrong size"],
+    ids=["too many rows", "a tensor", "two fields", "wrong size", "big-endian"],
 )
 def test_batches_it_does_not_cover_take_the_torch_path(obs: Observation) -> None:
     assert plain().act_numpy(obs, False, True) is None
