@@ -14,6 +14,10 @@ convention (see ``TASKS``: each says where its anchor comes from and how it was 
     python benchmarks/learning.py --env knights_archers_zombies_v11
     python benchmarks/multiagent.py --task simple_tag_v3 --steps 3200   # a smoke run
 
+A budget longer than a sitting: stop the run (Ctrl-C or SIGTERM: the trainer checkpoints)
+and give the same command again with ``--resume`` to continue each one-phase run from its
+last checkpoint in ``--out`` (its curve is the whole run; its wall time this sitting's).
+
 Reward convention everywhere: the return of one agent, the sum of its rewards over one
 episode, as the env gives them (mpe2: ``max_cycles=25`` steps; magent2 battle: 1000 steps).
 Training curves show ``<policy>/charts/episode_return_mean`` against env steps (one env step
@@ -410,9 +414,16 @@ def run_task(
     steps: int | None = None,
     eval_episodes: int | None = None,
     out: Path = HERE,
+    resume: bool = False,
 ) -> TaskResult:
     """Every phase of ``task`` with ``seed`` (``steps``: env steps per phase instead of the
-    task's); runs go to ``out/runs``, the curve to ``out/results``."""
+    task's); runs go to ``out/runs``, the curve to ``out/results``. ``resume``: a
+    one-phase task continues the run its run directory holds from its last checkpoint (a
+    budget longer than a sitting, over several; ``wall_time_s`` is then this sitting's)."""
+    if resume and len(task.phases) != 1:
+        raise ValueError(
+            f"--resume continues one-phase tasks; {task.name} has {len(task.phases)} phases"
+        )
     episodes = eval_episodes or task.eval_episodes
     base = RunConfig.from_dict(task.config)
     assert base.env is not None
@@ -441,20 +452,33 @@ def run_task(
             budget = steps if steps is not None else phase.env_steps
             iterations = max(1, round(budget / (copies * rollout)))
             run_dir = out / "runs" / f"{task.name}_seed{seed}_{index}"
-            shutil.rmtree(run_dir, ignore_errors=True)  # a run of an earlier benchmark
+            resuming = resume and (run_dir / "checkpoints" / "latest").is_file()
+            if not resuming:
+                shutil.rmtree(run_dir, ignore_errors=True)  # a run of an earlier benchmark
             playing = random_group(group, env, phase.random, seed) if phase.random else group
             frozen = [p for p in group.policy_names if p not in phase.learning]
             playing = MultiPolicyGroup(playing.policies, group.policy_mapping, frozen=frozen)
             cfg = run_config(task, phase, seed, run_dir, iterations)
             policy_ppo = {name: policy.ppo for name, policy in base.policies.items() if policy.ppo}
             print(
-                f"== {task.name} seed {seed}, phase '{phase.name}': {iterations} iterations",
+                f"== {task.name} seed {seed}, phase '{phase.name}': {iterations} iterations"
+                + (f", resuming {run_dir}" if resuming else ""),
                 file=sys.stderr,
             )
-            with PPOCrowdTrainer(
-                playing, env, cfg, policy_ppo=policy_ppo, snapshots=dict(phase.snapshots) or None
-            ) as trainer:
-                summary = trainer.train()
+            options: dict[str, Any] = {
+                "policy_ppo": policy_ppo,
+                "snapshots": dict(phase.snapshots) or None,
+            }
+            trainer = (
+                PPOCrowdTrainer.resume(run_dir, playing, env, cfg, **options)
+                if resuming
+                else PPOCrowdTrainer(playing, env, cfg, **options)
+            )
+            with trainer:
+                if trainer.counters.iteration < iterations:
+                    summary = trainer.train()
+                else:  # the budget was done in an earlier sitting: evaluate
+                    summary = {**trainer.counters.summary(), "time_s": 0.0}
             wall += summary["time_s"]
             env_steps += int(summary["env_steps"])
             agent_steps += int(summary["agent_steps"])
@@ -656,6 +680,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="config overrides for every policy, e.g. model.activation=relu ppo.epochs=15",
     )
     parser.add_argument("--tag", default=None, help="names the variant's runs and curves")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue each run from its last checkpoint in --out (one-phase tasks; same "
+        "command otherwise): a budget spread over several sittings",
+    )
     parser.add_argument("--torch-threads", type=int, default=1)
     parser.add_argument(
         "--out", type=Path, default=HERE, help="where runs/ and results/ go (default: benchmarks)"
@@ -671,6 +701,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             args.steps,
             args.eval_episodes,
             args.out,
+            args.resume,
         )
         for name in names
         for seed in range(args.first_seed, args.first_seed + args.seeds)

@@ -145,3 +145,28 @@ def test_kaz_reports_the_team_return_of_stochastic_and_deterministic_play(
     report = capsys.readouterr().out
     assert report.count("deterministic") == 3  # archer, knight, team
     assert report.count("lives") == 4  # each policy, stochastic and deterministic
+
+
+@pytest.mark.timeout(240)
+def test_resume_continues_a_run_to_a_larger_budget(tmp_path: Path) -> None:
+    def run(steps: int, *more: str) -> dict:
+        result = subprocess.run(
+            [
+                sys.executable, "benchmarks/multiagent.py", "--task", "simple_spread_v3",
+                "--steps", str(steps), "--eval-episodes", "8", "--out", str(tmp_path), *more,
+            ],
+            cwd=ROOT, capture_output=True, text=True, timeout=110, check=False,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr[-3000:]
+        [task] = json.loads(result.stdout.strip().splitlines()[-1])["results"]
+        return task
+
+    first = run(3200)  # one iteration: 32 copies x 100 steps
+    assert (first["env_steps"], first["phases"][0]["iterations"]) == (3200, 1)
+    second = run(6400, "--resume")
+    assert (second["env_steps"], second["phases"][0]["iterations"]) == (6400, 2)
+    metrics = tmp_path / "runs" / "simple_spread_v3_seed0_0" / "metrics.csv"
+    assert len(metrics.read_text().strip().splitlines()) == 1 + 2  # header, both iterations
+    again = run(6400, "--resume")  # nothing left to train: evaluates the saved policies
+    assert (again["env_steps"], again["phases"][0]["iterations"]) == (6400, 2)
+    assert again["wall_time_s"] == 0.0
