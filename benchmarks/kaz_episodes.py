@@ -4,14 +4,18 @@
 (an *escape*), when every agent is dead, or after ``max_cycles`` frames (*time*). Zombies
 come at a fixed rate, so a game that lasts its 900 frames offers ~45 of them; one that ends
 early offers fewer. This plays a saved group's policies (stochastic, as the benchmark's KAZ
-evaluation) for some episodes and prints each game's length, how it ended, the kills of
-archers and knights and which agents died when, then the team's kills in games that ran
-to time and in games an escape cut short::
+evaluation; torch seeded with ``--seed``, game ``i`` reset with ``--seed + i``) and prints
+each game's length, how it ended, the kills of archers and knights and which agents died
+at which step, then the team's kills in games that ran to time and in games an escape cut
+short::
 
     python benchmarks/kaz_episodes.py RUN_DIR/checkpoints/iter_002930/agents --episodes 64
 
+Kills are counted as the env rewards them, which is the benchmark's team return (a kill on
+a game's last frame, or by an arrow still flying after its archer died, goes unrewarded).
 The env is built as ``benchmarks/multiagent.py`` builds KAZ (``max_cycles=900,
-max_zombies=10``; ``--state`` adds the global state a ``critic: state`` group expects).
+max_zombies=10``), with the global state when a policy's value network reads it
+(``critic: state``).
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ class Game:
     ended_by: str  # escape, all_dead or time
     archer_kills: float
     knight_kills: float
-    deaths: dict[str, int] = field(default_factory=dict)  # agent -> step it died at
+    deaths: dict[str, int] = field(default_factory=dict)  # agent -> the step it died in
 
     @property
     def team(self) -> float:
@@ -66,11 +70,13 @@ def play(group: MacroAgent, env: PettingZooEnv, episodes: int, seed: int) -> lis
         step = 0
         while obs:
             actions, _, _ = group.act(obs, deterministic=False)
-            obs, rewards, done, _ = env.step(actions)
+            obs, rewards, _, _ = env.step(actions)
             step += 1
             for agent, reward in rewards.items():
                 kills[agent] += float(reward)
-            deaths.update({agent: step for agent, over in done.items() if over})
+            for name, player in game.agent_map.items():  # the game's own record of deaths
+                if not player.is_alive and name not in deaths:
+                    deaths[name] = step
         frames = int(game.frames)
         ended_by = (
             "escape"
@@ -85,7 +91,7 @@ def play(group: MacroAgent, env: PettingZooEnv, episodes: int, seed: int) -> lis
                 ended_by=ended_by,
                 archer_kills=sum(v for a, v in kills.items() if a.startswith("archer")),
                 knight_kills=sum(v for a, v in kills.items() if a.startswith("knight")),
-                deaths={agent: at for agent, at in deaths.items() if at < frames},
+                deaths=deaths,
             )
         )
     return games
@@ -115,17 +121,18 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=64)
     parser.add_argument("--seed", type=int, default=1000)
     parser.add_argument("--max-cycles", type=int, default=KAZ["max_cycles"])
-    parser.add_argument(
-        "--state", action="store_true", help="add the global state (critic: state groups)"
-    )
     args = parser.parse_args()
     if args.episodes < 1 or args.max_cycles < 1:
         parser.error(
             f"--episodes and --max-cycles must be >= 1, got {args.episodes}, {args.max_cycles}"
         )
     torch.set_num_threads(1)
+    torch.manual_seed(args.seed)
     group = MacroAgent.load(args.agents)
-    env = make_env(args.state, args.max_cycles)
+    state = any(  # a centralised critic's input, which the group's observations must have
+        getattr(agent.model, "state_space", None) is not None for agent in group.policies.values()
+    )
+    env = make_env(state, args.max_cycles)
     try:
         games = play(group, env, args.episodes, args.seed)
     finally:

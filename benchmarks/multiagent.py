@@ -243,6 +243,9 @@ TASKS["knights_archers_zombies_v11"] = Task(
     also_deterministic=True,
 )
 
+#: In a run directory: the task settings the run was started with (``--resume`` checks).
+SETTINGS_FILE = "benchmark_task.json"
+
 #: Iterations between self-play snapshots.
 SNAPSHOT_EVERY = 10
 
@@ -280,7 +283,7 @@ class TaskResult:
     seed: int
     env_steps: int
     wall_time_s: float  # training, all phases
-    agent_sps: float
+    agent_sps: float  # this sitting's (NaN when a resumed run had nothing left to train)
     policies: list[PolicyResult]
     phases: list[dict[str, Any]]
     curve: str  # the PNG
@@ -424,6 +427,8 @@ def run_task(
         raise ValueError(
             f"--resume continues one-phase tasks; {task.name} has {len(task.phases)} phases"
         )
+    # What a resumed run must have been started with: the task's settings as given.
+    settings = json.dumps({"task": task.name, "config": task.config}, sort_keys=True, default=str)
     episodes = eval_episodes or task.eval_episodes
     base = RunConfig.from_dict(task.config)
     assert base.env is not None
@@ -447,14 +452,26 @@ def run_task(
         seed,
     )
     phases, curves, wall, env_steps, agent_steps, offset = [], [], 0.0, 0, 0, 0
+    sitting_agent_steps = 0  # agent steps trained in this sitting (all of them unless resumed)
     try:
         for index, phase in enumerate(task.phases):
             budget = steps if steps is not None else phase.env_steps
             iterations = max(1, round(budget / (copies * rollout)))
             run_dir = out / "runs" / f"{task.name}_seed{seed}_{index}"
             resuming = resume and (run_dir / "checkpoints" / "latest").is_file()
+            saved_settings = run_dir / SETTINGS_FILE
+            if resuming and (
+                not saved_settings.is_file() or saved_settings.read_text() != settings
+            ):
+                raise ValueError(
+                    f"--resume: the run in {run_dir} was started with other settings than "
+                    f"this command's (see its {SETTINGS_FILE}); give the command it was "
+                    "started with, or a --tag of its own for a new run"
+                )
             if not resuming:
                 shutil.rmtree(run_dir, ignore_errors=True)  # a run of an earlier benchmark
+                run_dir.mkdir(parents=True)
+                saved_settings.write_text(settings)
             playing = random_group(group, env, phase.random, seed) if phase.random else group
             frozen = [p for p in group.policy_names if p not in phase.learning]
             playing = MultiPolicyGroup(playing.policies, group.policy_mapping, frozen=frozen)
@@ -475,11 +492,14 @@ def run_task(
                 else PPOCrowdTrainer(playing, env, cfg, **options)
             )
             with trainer:
+                before = trainer.counters.agent_steps  # > 0 when resumed
                 if trainer.counters.iteration < iterations:
                     summary = trainer.train()
                 else:  # the budget was done in an earlier sitting: evaluate
-                    summary = {**trainer.counters.summary(), "time_s": 0.0}
+                    flags = {"solved": 0.0, "interrupted": 0.0}
+                    summary = {**trainer.counters.summary(), "time_s": 0.0, **flags}
             wall += summary["time_s"]
+            sitting_agent_steps += int(summary["agent_steps"]) - before
             env_steps += int(summary["env_steps"])
             agent_steps += int(summary["agent_steps"])
             phases.append(
@@ -543,7 +563,7 @@ def run_task(
         seed,
         env_steps,
         wall,
-        agent_steps / max(wall, 1e-9),
+        sitting_agent_steps / wall if wall > 0 else math.nan,  # JSON null when nothing ran
         policies,
         phases,
         str(png),
@@ -616,7 +636,8 @@ def print_report(results: Sequence[TaskResult]) -> None:
     for result in results:
         print(
             f"{result.task} seed {result.seed}: {result.env_steps:,} env steps in "
-            f"{result.wall_time_s:.0f} s ({result.agent_sps:,.0f} agent steps/s); curve "
+            f"{result.wall_time_s:.0f} s ({result.agent_sps:,.0f} agent steps/s; this "
+            "sitting's); curve "
             f"{result.curve}"
         )
         for p in result.policies:
@@ -693,6 +714,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.torch_threads)
     names = list(TASKS) if args.task == "all" else [args.task]
+    several = [name for name in names if len(TASKS[name].phases) != 1]
+    if args.resume and several:
+        parser.error(f"--resume continues one-phase tasks; {several} have several phases")
     started = time.perf_counter()
     results = [
         run_task(

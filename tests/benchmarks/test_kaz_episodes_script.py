@@ -22,7 +22,7 @@ def test_it_reports_how_each_game_ended(tmp_path: Path) -> None:
             "env": {
                 "kind": "pettingzoo",
                 "env_name": "pettingzoo.butterfly.knights_archers_zombies_v11",
-                "env_kwargs": {"max_cycles": 60, "max_zombies": 10},
+                "env_kwargs": {"max_cycles": 300, "max_zombies": 10},
                 "workers": 1,
             },
             "model": {"hidden_sizes": [8]},
@@ -36,7 +36,7 @@ def test_it_reports_how_each_game_ended(tmp_path: Path) -> None:
     result = subprocess.run(
         [
             sys.executable, "benchmarks/kaz_episodes.py", str(tmp_path / "agents"),
-            "--episodes", "2", "--max-cycles", "60",
+            "--episodes", "2", "--max-cycles", "300",
         ],
         cwd=ROOT, capture_output=True, text=True, timeout=110, check=False,
     )  # fmt: skip
@@ -46,9 +46,12 @@ def test_it_reports_how_each_game_ended(tmp_path: Path) -> None:
     assert len(games) == 2 and summary["episodes"] == 2
     assert sum(summary["ended_by"].values()) == 2
     for game in games:
-        assert 1 <= game["frames"] <= 60
+        assert 1 <= game["frames"] <= 300
         assert game["ended_by"] in {"escape", "all_dead", "time"}
-        assert (game["ended_by"] == "time") == (game["frames"] == 60)
+        assert game["ended_by"] != "time" or game["frames"] == 300
+        assert all(1 <= step <= game["frames"] for step in game["deaths"].values())
+    # a zombie walks the screen in ~135 frames: untrained agents let some through
+    assert "escape" in summary["ended_by"]
     assert summary["team_kills"] == pytest.approx(
         sum(g["archer_kills"] + g["knight_kills"] for g in games) / 2
     )

@@ -149,7 +149,7 @@ def test_kaz_reports_the_team_return_of_stochastic_and_deterministic_play(
 
 @pytest.mark.timeout(240)
 def test_resume_continues_a_run_to_a_larger_budget(tmp_path: Path) -> None:
-    def run(steps: int, *more: str) -> dict:
+    def run(steps: int, *more: str) -> tuple[dict, str]:
         result = subprocess.run(
             [
                 sys.executable, "benchmarks/multiagent.py", "--task", "simple_spread_v3",
@@ -159,14 +159,40 @@ def test_resume_continues_a_run_to_a_larger_budget(tmp_path: Path) -> None:
         )  # fmt: skip
         assert result.returncode == 0, result.stderr[-3000:]
         [task] = json.loads(result.stdout.strip().splitlines()[-1])["results"]
-        return task
+        return task, result.stderr
 
-    first = run(3200)  # one iteration: 32 copies x 100 steps
-    assert (first["env_steps"], first["phases"][0]["iterations"]) == (3200, 1)
-    second = run(6400, "--resume")
-    assert (second["env_steps"], second["phases"][0]["iterations"]) == (6400, 2)
     metrics = tmp_path / "runs" / "simple_spread_v3_seed0_0" / "metrics.csv"
-    assert len(metrics.read_text().strip().splitlines()) == 1 + 2  # header, both iterations
-    again = run(6400, "--resume")  # nothing left to train: evaluates the saved policies
+    first, _ = run(3200)  # one iteration: 32 copies x 100 steps
+    assert (first["env_steps"], first["phases"][0]["iterations"]) == (3200, 1)
+    first_rows = metrics.read_text().strip().splitlines()
+    second, log = run(6400, "--resume")
+    assert "resuming" in log
+    assert (second["env_steps"], second["phases"][0]["iterations"]) == (6400, 2)
+    rows = metrics.read_text().strip().splitlines()
+    assert rows[:2] == first_rows and len(rows) == 3  # iteration 1 kept, iteration 2 added
+    assert second["agent_sps"] > 0
+    again, _ = run(6400, "--resume")  # nothing left to train: evaluates the saved policies
     assert (again["env_steps"], again["phases"][0]["iterations"]) == (6400, 2)
-    assert again["wall_time_s"] == 0.0
+    assert again["wall_time_s"] == 0.0 and again["agent_sps"] is None
+    assert metrics.read_text().strip().splitlines() == rows
+
+
+@pytest.mark.timeout(240)
+def test_resume_refuses_a_run_started_with_other_settings(tmp_path: Path) -> None:
+    command = [
+        sys.executable, "benchmarks/multiagent.py", "--task", "simple_spread_v3",
+        "--steps", "3200", "--eval-episodes", "8", "--out", str(tmp_path),
+    ]  # fmt: skip
+    started = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=110)
+    assert started.returncode == 0, started.stderr[-3000:]
+    other = subprocess.run(
+        [*command, "--resume", "--set", "ppo.lr=0.05"],
+        cwd=ROOT, capture_output=True, text=True, timeout=110,
+    )  # fmt: skip
+    assert other.returncode != 0
+    assert "was started with other settings" in other.stderr
+    several = subprocess.run(
+        [sys.executable, "benchmarks/multiagent.py", "--task", "all", "--resume"],
+        cwd=ROOT, capture_output=True, text=True, timeout=110,
+    )  # fmt: skip
+    assert several.returncode == 2 and "have several phases" in several.stderr
