@@ -411,6 +411,19 @@ def kill_ratio(group: MacroAgent, env: MultiAgentEnv, episodes: int, seed: int) 
     }
 
 
+def _check_resumable(run_dir: Path, settings: str) -> None:
+    """A run to resume (one with a checkpoint) must have been started with ``settings``."""
+    if not (run_dir / "checkpoints" / "latest").is_file():
+        return  # nothing to resume: a new run
+    saved = run_dir / SETTINGS_FILE
+    if not saved.is_file() or saved.read_text() != settings:
+        raise ValueError(
+            f"--resume: the run in {run_dir} was started with other settings than this "
+            f"command's (see its {SETTINGS_FILE}); give the command it was started with, "
+            "or a --tag of its own for a new run"
+        )
+
+
 def run_task(
     task: Task,
     seed: int,
@@ -429,6 +442,8 @@ def run_task(
         )
     # What a resumed run must have been started with: the task's settings as given.
     settings = json.dumps({"task": task.name, "config": task.config}, sort_keys=True, default=str)
+    if resume:  # refused before anything is built
+        _check_resumable(out / "runs" / f"{task.name}_seed{seed}_0", settings)
     episodes = eval_episodes or task.eval_episodes
     base = RunConfig.from_dict(task.config)
     assert base.env is not None
@@ -460,14 +475,6 @@ def run_task(
             run_dir = out / "runs" / f"{task.name}_seed{seed}_{index}"
             resuming = resume and (run_dir / "checkpoints" / "latest").is_file()
             saved_settings = run_dir / SETTINGS_FILE
-            if resuming and (
-                not saved_settings.is_file() or saved_settings.read_text() != settings
-            ):
-                raise ValueError(
-                    f"--resume: the run in {run_dir} was started with other settings than "
-                    f"this command's (see its {SETTINGS_FILE}); give the command it was "
-                    "started with, or a --tag of its own for a new run"
-                )
             if not resuming:
                 shutil.rmtree(run_dir, ignore_errors=True)  # a run of an earlier benchmark
                 run_dir.mkdir(parents=True)
