@@ -137,14 +137,26 @@ class Agent:
         fast = None if state else model.act_numpy(batch, deterministic, get_value)
         if fast is not None:  # a few rows of a plain model: numpy (coltra.models.numpy_acting)
             actions, logprob, value = fast
-            extra: Extra = {"logprob": logprob}
-            if get_value:
-                assert value is not None
-                extra["value"] = value
-            action = Action._trusted_from({self.field: self._env_values(actions)})
-            if single:
-                return action_item(action, 0), (), {key: v[0] for key, v in extra.items()}
-            return action, (), extra
+        else:
+            actions, logprob, value, state = self._act_torch(
+                model, batch, state, deterministic, get_value
+            )
+        extra: Extra = {"logprob": logprob}
+        if get_value:
+            assert value is not None
+            extra["value"] = value
+        # trusted: one numpy field of the batch's size, made here (the checks cost more
+        # than the rest of this block)
+        action = Action._trusted_from({self.field: self._env_values(actions)})
+        if single:
+            return action_item(action, 0), state, {key: v[0] for key, v in extra.items()}
+        return action, state, extra
+
+    @staticmethod
+    def _act_torch(
+        model: BaseModel, batch: Observation, state: State, deterministic: bool, get_value: bool
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, State]:
+        """``forward``'s actions, log-probabilities and values (numpy) and next state."""
         # inference_mode: cheaper per op than no_grad, and nothing computed here needs
         # autograd; only a recurrent state must stay usable in a later evaluate() with
         # gradients, and cloning outside inference mode makes it a normal tensor.
@@ -155,15 +167,8 @@ class Agent:
             sample = distribution_mode(distribution) if deterministic else distribution.sample()
             logprob = distribution.log_prob(sample)
         state = tuple(part.clone() for part in state)
-        extra = {"logprob": logprob.cpu().numpy()}
-        if get_value:
-            extra["value"] = model_extra["value"].cpu().numpy()
-        # trusted: one numpy field of the batch's size, made here (the checks cost more
-        # than the rest of this block)
-        action = Action._trusted_from({self.field: self._env_values(sample.cpu().numpy())})
-        if single:
-            return action_item(action, 0), state, {key: value[0] for key, value in extra.items()}
-        return action, state, extra
+        value = model_extra["value"].cpu().numpy() if get_value else None
+        return sample.cpu().numpy(), logprob.cpu().numpy(), value, state
 
     def evaluate(
         self,

@@ -960,11 +960,11 @@ class MLPModel(BaseModel):
         ):
             return actor
         self.__dict__.pop("_numpy_actor", None)  # stale: let go of the old parameters
-        layers = list(hidden.layers)
-        if activation is None or not NumpyActor.usable(layers, policy_head, value_head):
+        if activation is None:
             return None
-        actor = NumpyActor(layers, policy_head, value_head, activation)
-        self.__dict__["_numpy_actor"] = actor
+        actor = NumpyActor.build(list(hidden.layers), policy_head, value_head, activation)
+        if actor is not None:
+            self.__dict__["_numpy_actor"] = actor
         return actor
 
     def __getstate__(self) -> dict[str, Any]:

@@ -118,6 +118,20 @@ class NumpyActor:
         tensors = self.parameters()
         return tensors is not None and self.storage_key(tensors) == self.key
 
+    @classmethod
+    def build(
+        cls,
+        layers: Sequence[nn.Module],
+        policy_head: nn.Module,
+        value_head: nn.Module,
+        activation: NumpyActivation,
+    ) -> NumpyActor | None:
+        """An actor over these modules, or None when they are not :meth:`usable`."""
+        try:
+            return cls(layers, policy_head, value_head, activation)
+        except ValueError:  # not usable (the one check, in __init__)
+            return None
+
     @staticmethod
     def usable(layers: Sequence[nn.Module], policy_head: nn.Module, value_head: nn.Module) -> bool:
         """Whether these are the plain layers, with float32 CPU weights and biases that numpy
