@@ -4,6 +4,8 @@ copy that raises, a worker that dies or hangs; and no shared block left behind."
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -135,3 +137,23 @@ def test_shared_memory_outside_the_subprocess_backend_is_refused(tmp_path: Path)
         make_env(cfg.env)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="shared_memory=True is for the subprocess backend"):
         make_vec_env(lambda: TwoTeamsEnv(), 2, backend="inprocess", shared_memory=True)
+
+
+@pytest.mark.timeout(120)
+def test_a_run_with_shared_memory_exits_without_resource_tracker_warnings() -> None:
+    """In a fresh interpreter (no resource tracker running yet, as in a user's script):
+    forked workers share the main process's tracker, so the block is cleaned up once."""
+    script = (
+        "from coltra.envs.probe_envs import TwoTeamsEnv\n"
+        "env = TwoTeamsEnv.get_venv(2, 2, backend='subprocess', seed=1, team_a=2,\n"
+        "                           episode_length=3, shared_memory=True)\n"
+        "env.reset_batch()\n"  # the workers attach the block
+        "env.close()\n"
+    )
+    before = shared_blocks()
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=110, check=False
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "resource_tracker" not in result.stderr, result.stderr[-3000:]
+    assert shared_blocks() == before

@@ -17,6 +17,7 @@ import signal
 import sys
 import time
 from collections.abc import Sequence
+from multiprocessing import resource_tracker
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any, NoReturn
@@ -153,6 +154,12 @@ class SubprocVecEnv(VecEnv):
                 f"cloudpickle): {type(exc).__name__}: {exc}"
             ) from exc
         context: Any = mp.get_context(start_method or default_start_method())
+        if shared_memory:
+            # The main process's resource tracker runs before any worker starts, so forked
+            # workers share it (the block stays registered once, by its owner); a worker
+            # forked before it would start a tracker of its own at attach, which at exit
+            # "cleans up" the block the owner already removed, with warnings.
+            resource_tracker.ensure_running()
         for start, payload in zip(starts, payloads):
             parent, child = context.Pipe()
             process = context.Process(
