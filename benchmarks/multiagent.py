@@ -462,7 +462,7 @@ def run_task(
     random_play = evaluate_by_policy(
         random_group(group, env, group.policy_names, seed),
         eval_env,
-        task.eval_episodes,
+        episodes,
         False,
         seed,
     )
@@ -691,7 +691,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--steps", type=int, default=None, help="env steps per phase (default: the task's)"
     )
     parser.add_argument(
-        "--eval-episodes", type=int, default=None, help="agent-episodes per evaluation"
+        "--eval-episodes",
+        type=int,
+        default=None,
+        help="agent-episodes per evaluation, random play and final (default: the task's)",
     )
     parser.add_argument(
         "--algo",
@@ -719,11 +722,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--out", type=Path, default=HERE, help="where runs/ and results/ go (default: benchmarks)"
     )
     args = parser.parse_args(argv)
-    torch.set_num_threads(args.torch_threads)
     names = list(TASKS) if args.task == "all" else [args.task]
     several = [name for name in names if len(TASKS[name].phases) != 1]
     if args.resume and several:
         parser.error(f"--resume continues one-phase tasks; {several} have several phases")
+    torch.set_num_threads(args.torch_threads)
     started = time.perf_counter()
     results = [
         run_task(

@@ -27,7 +27,7 @@ collection includes its GAE, Coltra's and the CleanRL-style update include their
 
     python benchmarks/throughput.py                           # everything, 3 repeats
     python benchmarks/throughput.py --scenario cartpole --steps 100000 --seeds 5
-    python benchmarks/throughput.py --steps 2048 --seeds 1    # smoke run, < 60 s
+    python benchmarks/throughput.py --steps 1024 --seeds 1 --rollout 16   # smoke run, ~1 min
 """
 
 from __future__ import annotations
@@ -570,11 +570,14 @@ TASKS: dict[str, Callable[..., dict[str, float]]] = {
 }
 
 
-def worker_main() -> None:
-    """Serve tasks read as JSON lines from stdin; answer each with one JSON line.
+def worker_main(rollout: int) -> None:
+    """Serve tasks read as JSON lines from stdin; answer each with one JSON line
+    (``rollout``: NUM_STEPS for this worker's tasks, ``--rollout``).
 
     Answers go to a private copy of stdout; fd 1 itself is pointed at stderr, so whatever a
     library prints cannot corrupt the protocol."""
+    global NUM_STEPS
+    NUM_STEPS = rollout
     answers = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)
     import torch
@@ -600,10 +603,10 @@ def worker_main() -> None:
 class Worker:
     """A worker process (``--worker``) that runs one library's measurements."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, rollout: int) -> None:
         self.name = name
         self.process = subprocess.Popen(
-            [sys.executable, str(Path(__file__).resolve()), "--worker"],
+            [sys.executable, str(Path(__file__).resolve()), "--worker", "--rollout", str(rollout)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -636,12 +639,12 @@ class Worker:
 
 
 @contextmanager
-def workers(names: tuple[str, ...]) -> Iterator[dict[str, Worker]]:
+def workers(names: tuple[str, ...], rollout: int) -> Iterator[dict[str, Worker]]:
     """Start every worker at once (imports overlap), stop them all on the way out."""
     started: dict[str, Worker] = {}
     try:
         for name in names:
-            started[name] = Worker(name)
+            started[name] = Worker(name, rollout)
         yield started
     finally:
         for worker in started.values():
@@ -1136,10 +1139,19 @@ def main() -> None:
     parser.add_argument(
         "--quick", action="store_true", help="a rough look: 1 repeat, a quarter of the steps"
     )
+    parser.add_argument(
+        "--rollout",
+        type=int,
+        default=NUM_STEPS,
+        help=f"steps per env copy per iteration in cartpole and pursuit (default {NUM_STEPS}, "
+        "the shared setting; fewer make a quicker smoke run whose numbers do not compare)",
+    )
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.rollout < MINIBATCHES:
+        parser.error(f"--rollout must be >= {MINIBATCHES} (the minibatches), got {args.rollout}")
     if args.worker:
-        worker_main()
+        worker_main(args.rollout)
         return
     if args.steps is not None and args.steps < 1:
         parser.error(f"--steps must be >= 1, got {args.steps}")
@@ -1161,7 +1173,7 @@ def main() -> None:
     info = machine()
     start = time.perf_counter()
     results: list[Measurement] = []
-    with workers(("coltra", "sb3", "reference")) as pool:
+    with workers(("coltra", "sb3", "reference"), args.rollout) as pool:
         for scenario in scenarios:
             results += measure(scenario, budgets[scenario], seeds, pool, sys.stderr)
     info["load_avg_1m_end"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
@@ -1177,7 +1189,7 @@ def main() -> None:
             "steps": budgets,
             "seeds": seeds,
             "num_envs": NUM_ENVS,
-            "num_steps": NUM_STEPS,
+            "num_steps": args.rollout,
             "epochs": EPOCHS,
             "minibatches": MINIBATCHES,
             "hidden": list(HIDDEN),

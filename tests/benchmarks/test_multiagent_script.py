@@ -4,9 +4,11 @@ benchmarks/RESULTS.md)."""
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,6 +16,15 @@ from coltra.groups import MacroAgent
 from coltra.models import MLPModel
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def _multiagent_module() -> Any:
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import multiagent
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    return multiagent
 
 
 @pytest.mark.timeout(240)
@@ -25,9 +36,11 @@ def test_simple_tag_runs_both_phases_and_draws_its_curve(tmp_path: Path) -> None
             "--env",
             "simple_tag_v3",
             "--steps",
-            "3200",
+            "800",  # one iteration of 2 workers x 4 copies x 100 steps per phase
             "--eval-episodes",
             "32",
+            "--set",
+            "env.envs_per_worker=4",
             "--out",
             str(tmp_path),
         ],
@@ -40,7 +53,7 @@ def test_simple_tag_runs_both_phases_and_draws_its_curve(tmp_path: Path) -> None
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     [run] = summary["results"]
-    assert (run["task"], run["seed"], run["env_steps"]) == ("simple_tag_v3", 0, 6400)
+    assert (run["task"], run["seed"], run["env_steps"]) == ("simple_tag_v3", 0, 1600)
     assert [phase["phase"] for phase in run["phases"]] == [
         "adversaries vs random prey",
         "both learn",
@@ -87,11 +100,7 @@ def test_mappo_speaker_listener_runs_with_a_state_critic(tmp_path: Path) -> None
 
 
 def test_the_curve_of_a_run_of_one_policy_reads_its_unprefixed_columns(tmp_path: Path) -> None:
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        import multiagent
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
+    multiagent = _multiagent_module()
     (tmp_path / "metrics.csv").write_text(
         "iteration,charts/env_steps,charts/episode_return_mean\n1,3200,-25.5\n2,6400,\n3,9600,-24.0\n"
     )
@@ -115,14 +124,14 @@ def test_kaz_reports_the_team_return_of_stochastic_and_deterministic_play(
     """KAZ's evaluation is stochastic (as its earlier results); the deterministic play of the
     same policies is evaluated too, per policy and for the team, each against the goal."""
     pytest.importorskip("pettingzoo.butterfly")
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        import multiagent
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
+    multiagent = _multiagent_module()
     from dataclasses import replace
 
-    task = replace(multiagent.TASKS["knights_archers_zombies_v11"], eval_episodes=8)
+    base = multiagent.TASKS["knights_archers_zombies_v11"]
+    # Episodes of 64 cycles (the benchmark's are 900): each evaluation is one round of the
+    # 8 evaluation copies.
+    env = {**base.config["env"], "env_kwargs": {"max_cycles": 64, "max_zombies": 10}}
+    task = replace(base, config={**base.config, "env": env}, eval_episodes=8)
     result = multiagent.run_task(task, seed=0, steps=1024, out=tmp_path)
     team = result.team
     assert team is not None and team.goal == 43.7
@@ -138,9 +147,9 @@ def test_kaz_reports_the_team_return_of_stochastic_and_deterministic_play(
             2 * sum(getattr(p, f"{kind}_return") for p in by_policy.values()), abs=1e-9
         )
         assert reached == (played >= 43.7)
-    for p in by_policy.values():  # agents live at most the 900 cycles of an episode
+    for p in by_policy.values():  # agents live at most the 64 cycles of an episode
         for lived in (p.final_length, p.deterministic_length):
-            assert lived is not None and 1 <= lived <= 900
+            assert lived is not None and 1 <= lived <= 64
     multiagent.print_report([result])
     report = capsys.readouterr().out
     assert report.count("deterministic") == 3  # archer, knight, team
@@ -148,45 +157,41 @@ def test_kaz_reports_the_team_return_of_stochastic_and_deterministic_play(
 
 
 @pytest.mark.timeout(240)
-def test_resume_continues_a_run_to_a_larger_budget(tmp_path: Path) -> None:
-    def run(steps: int, *more: str) -> tuple[dict, str]:
-        result = subprocess.run(
-            [
-                sys.executable, "benchmarks/multiagent.py", "--task", "simple_spread_v3",
-                "--steps", str(steps), "--eval-episodes", "8", "--out", str(tmp_path), *more,
-            ],
-            cwd=ROOT, capture_output=True, text=True, timeout=110, check=False,
-        )  # fmt: skip
-        assert result.returncode == 0, result.stderr[-3000:]
-        [task] = json.loads(result.stdout.strip().splitlines()[-1])["results"]
-        return task, result.stderr
+def test_resume_continues_a_run_to_a_larger_budget(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """In-process (the script's main and run_task), on a small simple_spread: 4 copies in
+    one process, 8-episode evaluations."""
+    multiagent = _multiagent_module()
+    from dataclasses import replace
+
+    base = multiagent.TASKS["simple_spread_v3"]
+    env = {**base.config["env"], "backend": "inprocess", "workers": 1, "envs_per_worker": 4}
+    task = replace(base, config={**base.config, "env": env}, eval_episodes=8, eval_copies=2)
+
+    def run(steps: int, resume: bool = False) -> tuple[Any, str]:
+        result = multiagent.run_task(task, seed=0, steps=steps, out=tmp_path, resume=resume)
+        return result, capsys.readouterr().err
 
     metrics = tmp_path / "runs" / "simple_spread_v3_seed0_0" / "metrics.csv"
-    first, _ = run(3200)  # one iteration: 32 copies x 100 steps
-    assert (first["env_steps"], first["phases"][0]["iterations"]) == (3200, 1)
+    first, _ = run(400)  # one iteration: 4 copies x 100 steps
+    assert (first.env_steps, first.phases[0]["iterations"]) == (400, 1)
     first_rows = metrics.read_text().strip().splitlines()
-    second, log = run(6400, "--resume")
+    second, log = run(800, resume=True)
     assert "resuming" in log
-    assert (second["env_steps"], second["phases"][0]["iterations"]) == (6400, 2)
+    assert (second.env_steps, second.phases[0]["iterations"]) == (800, 2)
     rows = metrics.read_text().strip().splitlines()
     assert rows[:2] == first_rows and len(rows) == 3  # iteration 1 kept, iteration 2 added
-    assert second["agent_sps"] > 0
-    again, _ = run(6400, "--resume")  # nothing left to train: evaluates the saved policies
-    assert (again["env_steps"], again["phases"][0]["iterations"]) == (6400, 2)
-    assert again["wall_time_s"] == 0.0 and again["agent_sps"] is None
+    assert second.agent_sps > 0
+    again, _ = run(800, resume=True)  # nothing left to train: evaluates the saved policies
+    assert (again.env_steps, again.phases[0]["iterations"]) == (800, 2)
+    assert again.wall_time_s == 0.0 and math.isnan(again.agent_sps)
     assert metrics.read_text().strip().splitlines() == rows
     # The same run resumed with other settings is refused, before anything trains.
-    command = [
-        sys.executable, "benchmarks/multiagent.py", "--task", "simple_spread_v3",
-        "--steps", "9600", "--eval-episodes", "8", "--out", str(tmp_path), "--resume",
-    ]  # fmt: skip
-    other = subprocess.run(
-        [*command, "--set", "ppo.lr=0.05"], cwd=ROOT, capture_output=True, text=True, timeout=110
-    )
-    assert other.returncode != 0 and "was started with other settings" in other.stderr
+    other = multiagent.with_overrides(task, ["ppo.lr=0.05"], None)
+    with pytest.raises(ValueError, match="was started with other settings"):
+        multiagent.run_task(other, seed=0, steps=1200, out=tmp_path, resume=True)
     assert metrics.read_text().strip().splitlines() == rows
-    several = subprocess.run(
-        [sys.executable, "benchmarks/multiagent.py", "--task", "all", "--resume"],
-        cwd=ROOT, capture_output=True, text=True, timeout=110,
-    )  # fmt: skip
-    assert several.returncode == 2 and "have several phases" in several.stderr
+    with pytest.raises(SystemExit) as refused:
+        multiagent.main(["--task", "all", "--resume"])
+    assert refused.value.code == 2 and "have several phases" in capsys.readouterr().err
