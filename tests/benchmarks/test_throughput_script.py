@@ -87,3 +87,12 @@ def test_crowd_env_is_a_proper_parallel_env() -> None:
         assert not any(terminations.values())
         assert all(truncations.values()) == (step == 2)
     assert env.agents == []
+
+
+def test_a_rollout_shorter_than_the_minibatches_is_refused_by_value() -> None:
+    result = subprocess.run(
+        [sys.executable, "benchmarks/throughput.py", "--rollout", "2"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "--rollout must be >= 4 (the minibatches), got 2" in result.stderr
